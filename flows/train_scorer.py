@@ -1,0 +1,62 @@
+"""Flow `train-scorer`: rebuild the small model's scorer from the bundled PubMed data.
+
+Train split (pmid % 10 in 0-6): every positive and a seeded sample of negatives. Calibration
+split (7): Platt scaling and the thresholds. The test split (8-9) is never read here.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import polars as pl
+from prefect import flow, get_run_logger
+from prefect.runtime import flow_run
+from pydantic import BaseModel
+
+from tasks.core.training import balanced_sample
+from tasks.settings import load_settings
+from tasks.steps.scan import load_citations, select, source_files, tools_and_route, utcnow, validate
+from tasks.steps.training import embed_split, fit_and_calibrate
+
+WORKFLOW = "train-scorer"
+
+
+class TrainSummary(BaseModel):
+    artifact: str
+    train_items: int
+    calibration_items: int
+    threshold_low: float
+    threshold_high: float
+    calibration_recall_at_low: float
+
+
+@flow(name="train-scorer", log_prints=False)
+def train_scorer() -> TrainSummary:
+    settings = load_settings()
+    run_id, now = str(flow_run.get_id() or uuid.uuid4()), utcnow()
+    citations, _ = load_citations(source_files(None), settings.cache_dir)
+    checked = validate(select(citations, None, None, "all", None), settings)
+    rows = tools_and_route(checked.valid, settings)
+    train = balanced_sample(
+        rows.filter(pl.col("split") == "train"),
+        negatives_per_positive=settings.train.negatives_per_positive,
+        seed=settings.train.seed,
+    )
+    calibration = rows.filter(pl.col("split") == "calibration").sort("item_id")
+    x_train = embed_split(train, settings, workflow=WORKFLOW, run_id=run_id, now=now)
+    x_cal = embed_split(calibration, settings, workflow=WORKFLOW, run_id=run_id, now=now)
+    scorer = fit_and_calibrate(
+        x_train, train["label_ade"].to_numpy(), x_cal, calibration["label_ade"].to_numpy(), settings
+    )
+    meta = scorer.meta
+    get_run_logger().info(
+        "scorer saved: low=%.4f high=%.4f", meta.threshold_low, meta.threshold_high
+    )
+    return TrainSummary(
+        artifact=str(settings.scorer.artifact_dir),
+        train_items=train.height,
+        calibration_items=calibration.height,
+        threshold_low=meta.threshold_low,
+        threshold_high=meta.threshold_high,
+        calibration_recall_at_low=float(meta.training["calibration_recall_at_low"]),
+    )

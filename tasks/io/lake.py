@@ -1,0 +1,138 @@
+"""The lake: hive-partitioned Parquet under one root, written atomically, read with DuckDB.
+
+Every write goes to a temp name that does not end in ``.parquet`` and is renamed into place, so
+a reader (or a run killed mid-write) never sees half a file. ``append_new`` is the idempotent
+write used by every dataset: rows whose key is already in the lake are not written again, so a
+re-run or a resumed run adds nothing twice.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from tasks.errors import DataContractError
+
+
+def _cast(frame: pl.DataFrame, schema: pa.Schema, dataset: str) -> pa.Table:
+    missing = [name for name in schema.names if name not in frame.columns]
+    if missing:
+        raise DataContractError(f"{dataset}: missing columns {missing}", field=missing[0])
+    table = frame.select(schema.names).to_arrow()
+    try:
+        return table.cast(schema)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError) as exc:
+        raise DataContractError(f"{dataset}: rows do not fit the schema: {exc}") from exc
+
+
+def write_atomic(table: pa.Table, path: Path) -> None:
+    """Write one Parquet file so that it appears whole or not at all."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    pq.write_table(table, tmp, compression="zstd")
+    tmp.replace(path)
+
+
+class Lake:
+    """Parquet datasets below ``root``: ``root/<dataset>/<partition>=<value>/<stem>.parquet``."""
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    def dataset_dir(self, dataset: str) -> Path:
+        return self.root / dataset
+
+    def files(self, dataset: str) -> list[Path]:
+        folder = self.dataset_dir(dataset)
+        return sorted(folder.rglob("*.parquet")) if folder.is_dir() else []
+
+    def write(
+        self,
+        dataset: str,
+        frame: pl.DataFrame,
+        schema: pa.Schema,
+        *,
+        partition_by: str,
+        stem: str,
+    ) -> list[Path]:
+        """Write ``frame`` as one file per partition value, replacing files of the same stem.
+
+        The partition column lives in the path, not in the file, as hive readers expect.
+        """
+        table = _cast(frame, schema, dataset)
+        written: list[Path] = []
+        if table.num_rows == 0:
+            return written
+        part = table.column(partition_by).to_pylist()
+        body = table.drop_columns([partition_by])
+        for value in sorted({str(v) for v in part}):
+            mask = pa.array([str(v) == value for v in part])
+            target = self.dataset_dir(dataset) / f"{partition_by}={value}" / f"{stem}.parquet"
+            write_atomic(body.filter(mask), target)
+            written.append(target)
+        return written
+
+    def read(self, dataset: str, columns: Sequence[str] | None = None) -> pl.DataFrame:
+        """All rows of a dataset (partition columns restored as strings); empty if none."""
+        if not self.files(dataset):
+            return pl.DataFrame()
+        select = ", ".join(f'"{c}"' for c in columns) if columns else "*"
+        pattern = str(self.dataset_dir(dataset) / "**" / "*.parquet")
+        with duckdb.connect() as con:
+            relation = con.sql(
+                f"SELECT {select} FROM read_parquet($1, hive_partitioning = true, "  # noqa: S608
+                "hive_types_autocast = false, union_by_name = true)",
+                params=[pattern],
+            )
+            table = relation.to_arrow_table()
+        return pl.from_arrow(table)  # type: ignore[return-value]
+
+    def append_new(
+        self,
+        dataset: str,
+        frame: pl.DataFrame,
+        schema: pa.Schema,
+        *,
+        keys: Sequence[str],
+        partition_by: str,
+        stem: str,
+    ) -> int:
+        """Write the rows of ``frame`` whose ``keys`` are not yet in the dataset.
+
+        Returns:
+            The number of rows written (0 on a re-run).
+        """
+        if frame.is_empty():
+            return 0
+        existing = self.read(dataset, columns=list(keys))
+        fresh = frame.unique(subset=list(keys), keep="first", maintain_order=True)
+        if not existing.is_empty():
+            existing = existing.cast({k: frame.schema[k] for k in keys}).unique()
+            fresh = fresh.join(existing, on=list(keys), how="anti", nulls_equal=True)
+        self.write(dataset, fresh, schema, partition_by=partition_by, stem=stem)
+        return fresh.height
+
+    def query(self, sql: str, params: Sequence[object] = ()) -> pl.DataFrame:
+        """Run SQL where ``{dataset}`` placeholders name lake datasets as DuckDB views."""
+        with duckdb.connect() as con:
+            for name in sorted({p.name for p in self.root.iterdir()} if self.root.is_dir() else []):
+                if self.files(name):
+                    pattern = str(self.dataset_dir(name) / "**" / "*.parquet")
+                    con.execute(
+                        f'CREATE VIEW "{name}" AS SELECT * FROM read_parquet('  # noqa: S608
+                        f"'{_quote(pattern)}', hive_partitioning = true, "
+                        "hive_types_autocast = false, union_by_name = true)"
+                    )
+            relation = con.sql(sql, params=list(params) or None)
+            table = relation.to_arrow_table() if relation is not None else pa.table({})
+        return pl.from_arrow(table)  # type: ignore[return-value]
+
+
+def _quote(text: str) -> str:
+    return text.replace("'", "''")

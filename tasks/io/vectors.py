@@ -1,0 +1,115 @@
+"""LanceDB: the abstract embeddings, and the cache that keeps the small model paid once.
+
+Rows are keyed by ``id`` (the pmid) and carry the ``content_hash`` of the text they embed, so a
+vector is reused only for the same content; ``merge_insert`` makes every upsert idempotent.
+The vector dimension is declared from the embedder, never assumed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import lancedb
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+ABSTRACTS = "abstracts"
+
+
+def abstracts_schema(dimension: int) -> pa.Schema:
+    return pa.schema(
+        [
+            pa.field("id", pa.string()),
+            pa.field("content_hash", pa.string()),
+            pa.field("title", pa.string()),
+            pa.field("pub_date", pa.date32()),
+            pa.field("products", pa.list_(pa.string())),
+            pa.field("embedder", pa.string()),
+            pa.field("vector", pa.list_(pa.float32(), dimension)),
+        ]
+    )
+
+
+def _escape(text: str) -> str:
+    return text.replace("'", "''")
+
+
+class VectorStore:
+    """The LanceDB database below ``root``."""
+
+    def __init__(self, root: Path):
+        root.mkdir(parents=True, exist_ok=True)
+        self._db: Any = lancedb.connect(str(root))
+
+    def _table(self, dimension: int) -> Any:
+        if ABSTRACTS in self._db.table_names():
+            table = self._db.open_table(ABSTRACTS)
+            stored = table.schema.field("vector").type.list_size
+            if stored != dimension:
+                raise ValueError(
+                    f"LanceDB table {ABSTRACTS} holds {stored}-d vectors, the embedder makes "
+                    f"{dimension}-d: re-index into a new PHARMALANE_HOME"
+                )
+            return table
+        return self._db.create_table(ABSTRACTS, schema=abstracts_schema(dimension))
+
+    def count(self) -> int:
+        if ABSTRACTS not in self._db.table_names():
+            return 0
+        return int(self._db.open_table(ABSTRACTS).count_rows())
+
+    def upsert(self, rows: pl.DataFrame, vectors: np.ndarray, embedder: str) -> int:
+        """Insert or update ``rows`` (id, content_hash, title, pub_date, products) by id."""
+        if rows.is_empty():
+            return 0
+        dimension = int(vectors.shape[1])
+        table = self._table(dimension)
+        data = rows.select("id", "content_hash", "title", "pub_date", "products").to_arrow()
+        data = data.append_column("embedder", pa.array([embedder] * rows.height))
+        flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).ravel())
+        data = data.append_column("vector", pa.FixedSizeListArray.from_arrays(flat, dimension))
+        (
+            table.merge_insert("id")
+            .when_matched_update_all()
+            .when_not_matched_insert_all()
+            .execute(data.cast(abstracts_schema(dimension)))
+        )
+        return rows.height
+
+    def cached_vectors(
+        self, ids: Sequence[str], content_hashes: Sequence[str], embedder: str
+    ) -> dict[str, np.ndarray]:
+        """Vectors already paid for: id -> vector, where the stored content hash still matches."""
+        if not ids or ABSTRACTS not in self._db.table_names():
+            return {}
+        table = self._db.open_table(ABSTRACTS)
+        wanted = dict(zip(ids, content_hashes, strict=True))
+        found: dict[str, np.ndarray] = {}
+        id_list = list(wanted)
+        for start in range(0, len(id_list), 1000):
+            batch = id_list[start : start + 1000]
+            where = "id IN (" + ", ".join(f"'{_escape(i)}'" for i in batch) + ")"
+            where += f" AND embedder = '{_escape(embedder)}'"
+            hits = (
+                table.search()
+                .where(where)
+                .select(["id", "content_hash", "vector"])
+                .limit(len(batch))
+                .to_arrow()
+            )
+            for row_id, row_hash, vector in zip(
+                hits.column("id").to_pylist(),
+                hits.column("content_hash").to_pylist(),
+                hits.column("vector").to_numpy(zero_copy_only=False),
+                strict=True,
+            ):
+                if wanted.get(row_id) == row_hash:
+                    found[row_id] = np.asarray(vector, dtype=np.float32)
+        return found
+
+    def optimize(self) -> None:
+        if ABSTRACTS in self._db.table_names():
+            self._db.open_table(ABSTRACTS).optimize()

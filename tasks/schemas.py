@@ -1,0 +1,131 @@
+"""Arrow schemas of every lake dataset: the contract at each boundary.
+
+Writers cast to these schemas (a column that cannot be cast is a DataContractError), readers
+get exactly these columns. The vector dimension is not here: it comes from the embedder.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+TS = pa.timestamp("us", tz="UTC")
+
+# Parsed citations, one row per source record, before validation.
+RAW_CITATION = pa.schema(
+    [
+        pa.field("pmid", pa.string()),
+        pa.field("title", pa.string()),
+        pa.field("abstract", pa.string()),
+        pa.field("journal", pa.string()),
+        pa.field("pub_date_raw", pa.string()),
+        pa.field("mesh_terms", pa.string()),
+        pa.field("chemicals", pa.string()),
+        pa.field("source", pa.string()),
+        pa.field("source_row", pa.int64()),
+    ]
+)
+
+# Validated, deduplicated citations with the deterministic tools applied.
+INTAKE = pa.schema(
+    [
+        *RAW_CITATION,
+        pa.field("item_id", pa.string()),
+        pa.field("content_hash", pa.string()),
+        pa.field("pub_date", pa.date32()),
+        pa.field("pub_date_precision", pa.string()),
+        pa.field("pub_month", pa.string()),
+        pa.field("split", pa.string()),
+        pa.field("label_ade", pa.bool_()),
+        pa.field("products", pa.list_(pa.string())),
+        pa.field("route", pa.string()),
+        pa.field("route_rule", pa.string()),
+    ]
+)
+
+QUARANTINE = pa.schema(
+    [
+        pa.field("source", pa.string()),
+        pa.field("source_row", pa.int64()),
+        pa.field("record_key", pa.string()),
+        pa.field("field", pa.string()),
+        pa.field("reason", pa.string()),
+        pa.field("payload", pa.string()),
+        pa.field("run_id", pa.string()),
+        ("quarantined_at", TS),
+    ]
+)
+
+DECISION = pa.schema(
+    [
+        pa.field("item_id", pa.string()),
+        pa.field("content_hash", pa.string()),
+        pa.field("workflow", pa.string()),
+        pa.field("pub_date", pa.date32()),
+        pa.field("pub_month", pa.string()),
+        pa.field("products", pa.list_(pa.string())),
+        pa.field("route", pa.string()),
+        pa.field("path", pa.string()),
+        pa.field("probability", pa.float64()),
+        pa.field("decision", pa.string()),
+        pa.field("reason", pa.string()),
+        pa.field("model", pa.string()),
+        pa.field("cost_usd", pa.float64()),
+        pa.field("run_id", pa.string()),
+        pa.field("chunk_id", pa.string()),
+        ("decided_at", TS),
+    ]
+)
+
+ESCALATION = pa.schema(
+    [
+        pa.field("item_id", pa.string()),
+        pa.field("content_hash", pa.string()),
+        pa.field("pub_date", pa.date32()),
+        pa.field("pub_month", pa.string()),
+        pa.field("title", pa.string()),
+        pa.field("abstract", pa.string()),
+        pa.field("products", pa.list_(pa.string())),
+        pa.field("route", pa.string()),
+        pa.field("probability", pa.float64()),
+        pa.field("reason", pa.string()),
+        pa.field("run_id", pa.string()),
+        pa.field("chunk_id", pa.string()),
+        ("escalated_at", TS),
+    ]
+)
+
+LEDGER = pa.schema(
+    [
+        pa.field("call_id", pa.string()),
+        pa.field("workflow", pa.string()),
+        pa.field("run_id", pa.string()),
+        pa.field("chunk_id", pa.string()),
+        pa.field("task", pa.string()),
+        pa.field("model", pa.string()),
+        pa.field("backend", pa.string()),
+        pa.field("pattern", pa.string()),
+        pa.field("n_items", pa.int64()),
+        pa.field("input_tokens", pa.int64()),
+        pa.field("output_tokens", pa.int64()),
+        pa.field("gpu_seconds", pa.float64()),
+        pa.field("cost_usd", pa.float64()),
+        ("created_at", TS),
+        pa.field("day", pa.string()),
+    ]
+)
+
+PRODUCT_DIGEST = pa.schema(
+    [
+        pa.field("pub_month", pa.string()),
+        pa.field("pub_date", pa.date32()),
+        pa.field("product", pa.string()),
+        pa.field("items", pa.int64()),
+        pa.field("case_candidates", pa.int64()),
+        pa.field("escalated", pa.int64()),
+        pa.field("closed_negative", pa.int64()),
+        pa.field("cost_usd", pa.float64()),
+        pa.field("top_item_ids", pa.list_(pa.string())),
+        pa.field("max_probability", pa.float64()),
+        ("refreshed_at", TS),
+    ]
+)

@@ -1,0 +1,190 @@
+"""Settings per environment: configs/base.yaml + configs/<env>.yaml + PHARMALANE_* variables.
+
+Precedence, highest first: keyword overrides, environment variables (``PHARMALANE_HOME``,
+``PHARMALANE_SCAN__CHUNK_SIZE``), ``configs/<env>.yaml``, ``configs/base.yaml``. Secrets come
+from the environment only. Nothing is built at import time: call ``load_settings()``.
+
+The rule files beside base.yaml (products, routing, models) are data too; their loaders live
+here so that every YAML file is read and checked in one place, with unknown fields refused.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict, YamlConfigSettingsSource
+
+from tasks.errors import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CONFIG_DIR = REPO_ROOT / "configs"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ScanSettings(_Strict):
+    chunk_size: int = Field(512, ge=1, le=100_000, description="items per checkpointed chunk")
+    embed_batch_size: int = Field(32, ge=1, le=1024)
+    digest_top_n: int = Field(5, ge=1, le=100, description="pmids listed per product digest")
+
+
+class ScorerSettings(_Strict):
+    artifact_dir: Path = Field(REPO_ROOT / "models" / "artifacts" / "ade_scorer")
+    target_recall: float = Field(0.98, gt=0, le=1, description="recall on calibration positives")
+    candidate_precision: float = Field(
+        0.6, gt=0, le=1, description="precision needed to call a case candidate without a LLM"
+    )
+
+
+class TrainSettings(_Strict):
+    negatives_per_positive: int = Field(5, ge=1, le=1000)
+    seed: int = 20261122
+    l2: float = Field(1.0, ge=0)
+
+
+class Settings(BaseSettings):
+    """Settings of one environment."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="PHARMALANE_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    env: str = "dev"
+    home: Path = Path("data")
+    config_dir: Path = DEFAULT_CONFIG_DIR
+    scan: ScanSettings = ScanSettings()
+    scorer: ScorerSettings = ScorerSettings()
+    train: TrainSettings = TrainSettings()
+    llm_api_key: SecretStr | None = None
+
+    @property
+    def lake_dir(self) -> Path:
+        return self.home / "lake"
+
+    @property
+    def vectors_dir(self) -> Path:
+        return self.home / "vectors"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.home / "cache"
+
+
+def load_settings(
+    *, config_dir: Path | None = None, env: str | None = None, **overrides: Any
+) -> Settings:
+    """Build the settings of one environment.
+
+    Args:
+        config_dir: folder holding base.yaml; default ``PHARMALANE_CONFIG_DIR`` or ./configs.
+        env: environment name; default ``PHARMALANE_ENV`` or ``dev``.
+        overrides: field values that win over every source (tests, CLI flags).
+
+    Raises:
+        ConfigError: base.yaml is missing or a value is invalid.
+    """
+    folder = Path(config_dir or os.environ.get("PHARMALANE_CONFIG_DIR") or DEFAULT_CONFIG_DIR)
+    env_name = env or os.environ.get("PHARMALANE_ENV") or "dev"
+    base = folder / "base.yaml"
+    if not base.is_file():
+        raise ConfigError(f"{base} is missing: pharmalane needs configs/base.yaml")
+    files = [base] + [p for p in [folder / f"{env_name}.yaml"] if p.is_file()]
+
+    class _Bound(Settings):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: Any,
+            env_settings: Any,
+            dotenv_settings: Any,
+            file_secret_settings: Any,
+        ) -> tuple[Any, ...]:
+            yaml_source = YamlConfigSettingsSource(settings_cls, yaml_file=files, deep_merge=True)
+            return (init_settings, env_settings, yaml_source)
+
+    try:
+        return _Bound(env=env_name, config_dir=folder, **overrides)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid settings from {[str(f) for f in files]}: {exc}") from exc
+
+
+# --- rule files -------------------------------------------------------------------------------
+
+
+class Product(_Strict):
+    name: str = Field(description="canonical drug name as the dictionary knows it")
+    brand: str | None = None
+
+
+class ProductsFile(_Strict):
+    products: list[Product] = Field(min_length=1)
+
+
+class RouteCondition(_Strict):
+    product_mentioned: bool | None = None
+    text_matches_any: list[str] = Field(default_factory=list)
+
+
+class RouteRule(_Strict):
+    name: str
+    route: Literal["hot", "warm", "cold"]
+    when: RouteCondition = RouteCondition()
+
+
+class RoutingFile(_Strict):
+    rules: list[RouteRule] = Field(min_length=1)
+
+
+class ModelPrice(_Strict):
+    backend: str
+    model: str
+    usd_per_1k_input_tokens: float = Field(ge=0)
+    usd_per_1k_output_tokens: float = Field(0.0, ge=0)
+    usd_per_gpu_second: float = Field(0.0, ge=0)
+
+
+class ModelsFile(_Strict):
+    tasks: dict[str, str] = Field(description="task name -> model key")
+    models: dict[str, ModelPrice]
+
+
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def _read_yaml(path: Path) -> Any:
+    if not path.is_file():
+        raise ConfigError(f"{path} is missing")
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+
+
+def _load(model: type[_M], path: Path) -> _M:
+    try:
+        return model.model_validate(_read_yaml(path))
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+
+
+def load_products(settings: Settings) -> ProductsFile:
+    return _load(ProductsFile, settings.config_dir / "products.yaml")
+
+
+def load_routing(settings: Settings) -> RoutingFile:
+    return _load(RoutingFile, settings.config_dir / "routing.yaml")
+
+
+def load_models(settings: Settings) -> ModelsFile:
+    catalog = _load(ModelsFile, settings.config_dir / "models.yaml")
+    unknown = sorted(set(catalog.tasks.values()) - set(catalog.models))
+    if unknown:
+        raise ConfigError(f"models.yaml: tasks name models with no price: {unknown}")
+    return catalog
