@@ -188,3 +188,36 @@ def load_models(settings: Settings) -> ModelsFile:
     if unknown:
         raise ConfigError(f"models.yaml: tasks name models with no price: {unknown}")
     return catalog
+
+
+# --- policies ---------------------------------------------------------------------------------
+
+Operator = Literal["eq", "ne", "gt", "ge", "lt", "le", "in", "not_in", "is_true", "is_false"]
+Effect = Literal["allow", "deny", "require_review"]
+
+
+class Condition(_Strict):
+    fact: str = Field(description="name of a fact the caller passes to decide()")
+    op: Operator
+    value: Any = None
+
+
+class PolicyRule(_Strict):
+    code: str = Field(pattern=r"^[A-Z][A-Z0-9_]+$", description="stable reason code")
+    message: str
+    effect: Effect
+    workflows: list[str] = Field(default_factory=list, description="empty: every workflow")
+    when: list[Condition] = Field(min_length=1, description="all must hold")
+
+
+class PoliciesFile(_Strict):
+    rules: list[PolicyRule] = Field(min_length=1)
+
+
+def load_policies(settings: Settings) -> PoliciesFile:
+    policies = _load(PoliciesFile, settings.config_dir / "policies.yaml")
+    codes = [r.code for r in policies.rules]
+    duplicated = sorted({c for c in codes if codes.count(c) > 1})
+    if duplicated:
+        raise ConfigError(f"policies.yaml: duplicate rule codes {duplicated}")
+    return policies
