@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from enum import StrEnum
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any
@@ -28,6 +29,11 @@ def _prefect_defaults() -> None:
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+class EvalSplit(StrEnum):
+    calibration = "calibration"
+    test = "test"
 
 
 def _table(title: str, rows: dict[str, Any]) -> Table:
@@ -83,6 +89,35 @@ def train() -> None:
     from flows.train_scorer import train_scorer
 
     console.print(_table("train-scorer", train_scorer().model_dump()))
+
+
+@app.command(name="eval")
+def evaluate(
+    split: Annotated[EvalSplit, typer.Option(help="labelled split")] = EvalSplit.test,
+    limit: Annotated[int | None, typer.Option(min=1)] = None,
+) -> None:
+    """Recall, precision and path shares against the MeSH label; written to bench/results/."""
+    _prefect_defaults()
+    from flows.evaluate_scan import evaluate_scan
+
+    metrics = evaluate_scan(split=split.value, limit=limit)
+    small, scope = metrics["small_model_all_items"], metrics["in_scope"]
+    rows = {
+        "items / positives": f"{metrics['items']} / {metrics['positives']}",
+        "thresholds low / high": f"{metrics['thresholds']['low']:.4f} / "
+        f"{metrics['thresholds']['high']:.4f}",
+        "small model recall (all positives, p >= low)": small["recall_at_low"],
+        "small model precision at low / high": f"{small['precision_at_low']} / "
+        f"{small['precision_at_high']}",
+        "in-scope items (share)": f"{scope['items']} ({scope['share_of_items']})",
+        "in-scope positives": scope["positives"],
+        "in-scope recall (candidate or escalated)": scope["recall"],
+        "in-scope path share": scope["path_share"],
+        "all-items path share": metrics["cascade_all_items"]["path_share"],
+        "cascade recall on all positives": metrics["cascade_all_items"]["recall"],
+    }
+    console.print(_table(f"evaluate-scan ({split})", rows))
+    console.print(f"written: bench/results/eval_{split}.json")
 
 
 @app.command()

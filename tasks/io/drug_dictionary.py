@@ -14,11 +14,12 @@ from tasks.errors import ConfigError
 
 @functools.cache
 def _variants_by_canonical() -> Mapping[str, tuple[str, ...]]:
+    # The raw mapping the package loads from its own data file; its reset_drugs_data() would
+    # also build an n-gram index for fuzzy search that exact matching does not need (~20 s).
     from drug_named_entity_recognition import drugs_finder
 
-    drugs_finder.reset_drugs_data()
     grouped: dict[str, set[str]] = {}
-    for variant, canonicals in drugs_finder.drug_variant_to_canonical.items():
+    for variant, canonicals in drugs_finder.d["drug_variant_to_canonical"].items():
         for canonical in canonicals:
             grouped.setdefault(canonical, set()).add(variant)
     return {name: tuple(sorted(variants)) for name, variants in grouped.items()}

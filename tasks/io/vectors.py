@@ -44,8 +44,18 @@ class VectorStore:
         root.mkdir(parents=True, exist_ok=True)
         self._db: Any = lancedb.connect(str(root))
 
+    def _has(self, name: str) -> bool:
+        token: str | None = None
+        while True:
+            page = self._db.list_tables(page_token=token)
+            if name in page.tables:
+                return True
+            token = page.page_token
+            if not token:
+                return False
+
     def _table(self, dimension: int) -> Any:
-        if ABSTRACTS in self._db.table_names():
+        if self._has(ABSTRACTS):
             table = self._db.open_table(ABSTRACTS)
             stored = table.schema.field("vector").type.list_size
             if stored != dimension:
@@ -57,7 +67,7 @@ class VectorStore:
         return self._db.create_table(ABSTRACTS, schema=abstracts_schema(dimension))
 
     def count(self) -> int:
-        if ABSTRACTS not in self._db.table_names():
+        if not self._has(ABSTRACTS):
             return 0
         return int(self._db.open_table(ABSTRACTS).count_rows())
 
@@ -83,7 +93,7 @@ class VectorStore:
         self, ids: Sequence[str], content_hashes: Sequence[str], embedder: str
     ) -> dict[str, np.ndarray]:
         """Vectors already paid for: id -> vector, where the stored content hash still matches."""
-        if not ids or ABSTRACTS not in self._db.table_names():
+        if not ids or not self._has(ABSTRACTS):
             return {}
         table = self._db.open_table(ABSTRACTS)
         wanted = dict(zip(ids, content_hashes, strict=True))
@@ -111,5 +121,5 @@ class VectorStore:
         return found
 
     def optimize(self) -> None:
-        if ABSTRACTS in self._db.table_names():
+        if self._has(ABSTRACTS):
             self._db.open_table(ABSTRACTS).optimize()

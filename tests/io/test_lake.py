@@ -1,0 +1,100 @@
+from datetime import UTC, datetime
+
+import polars as pl
+import pyarrow as pa
+import pytest
+
+from tasks.errors import DataContractError
+from tasks.io.lake import Lake
+
+SCHEMA = pa.schema(
+    [pa.field("id", pa.string()), pa.field("month", pa.string()), pa.field("value", pa.float64())]
+)
+
+
+def _rows(ids, months, values):
+    return pl.DataFrame({"id": ids, "month": months, "value": values})
+
+
+def test_write_is_hive_partitioned_and_leaves_no_temp_files(tmp_path):
+    lake = Lake(tmp_path)
+    written = lake.write(
+        "ds",
+        _rows(["a", "b"], ["2021-01", "2021-02"], [1.0, 2.0]),
+        SCHEMA,
+        partition_by="month",
+        stem="s1",
+    )
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in written) == [
+        "ds/month=2021-01/s1.parquet",
+        "ds/month=2021-02/s1.parquet",
+    ]
+    assert [
+        p.name for p in tmp_path.rglob("*") if p.is_file() and not p.name.endswith(".parquet")
+    ] == []
+    back = lake.read("ds").sort("id")
+    assert back.select("id", "month", "value").to_dicts() == [
+        {"id": "a", "month": "2021-01", "value": 1.0},
+        {"id": "b", "month": "2021-02", "value": 2.0},
+    ]
+
+
+def test_append_new_is_idempotent_across_reruns_and_stems(tmp_path):
+    lake = Lake(tmp_path)
+    first = lake.append_new(
+        "ds",
+        _rows(["a", "b"], ["m", "m"], [1.0, 2.0]),
+        SCHEMA,
+        keys=["id"],
+        partition_by="month",
+        stem="run1",
+    )
+    again = lake.append_new(
+        "ds",
+        _rows(["a", "b", "c"], ["m", "m", "m"], [1.0, 2.0, 3.0]),
+        SCHEMA,
+        keys=["id"],
+        partition_by="month",
+        stem="run2",
+    )
+    assert (first, again) == (2, 1)
+    assert sorted(lake.read("ds")["id"].to_list()) == ["a", "b", "c"]
+
+
+def test_a_value_that_does_not_fit_the_schema_is_a_contract_error(tmp_path):
+    bad = pl.DataFrame({"id": ["a"], "month": ["m"], "value": ["not a number"]})
+    with pytest.raises(DataContractError, match="schema"):
+        Lake(tmp_path).write("ds", bad, SCHEMA, partition_by="month", stem="x")
+    with pytest.raises(DataContractError, match="missing columns"):
+        Lake(tmp_path).write("ds", bad.drop("value"), SCHEMA, partition_by="month", stem="x")
+
+
+def test_query_sees_every_dataset_as_a_view(tmp_path):
+    lake = Lake(tmp_path)
+    lake.write(
+        "ds", _rows(["a", "b"], ["m", "m"], [1.5, 2.5]), SCHEMA, partition_by="month", stem="s"
+    )
+    assert (
+        lake.query("SELECT sum(value) AS total FROM ds WHERE value > $1", [2.0])["total"].item()
+        == 2.5
+    )
+    assert Lake(tmp_path / "empty").read("ds").is_empty()
+
+
+def test_timestamps_round_trip_in_utc(tmp_path):
+    schema = pa.schema(
+        [
+            pa.field("id", pa.string()),
+            pa.field("p", pa.string()),
+            pa.field("at", pa.timestamp("us", tz="UTC")),
+        ]
+    )
+    now = datetime(2026, 11, 22, 1, 2, 3, tzinfo=UTC)
+    Lake(tmp_path).write(
+        "t",
+        pl.DataFrame({"id": ["a"], "p": ["x"], "at": [now]}),
+        schema,
+        partition_by="p",
+        stem="s",
+    )
+    assert Lake(tmp_path).read("t")["at"].item() == now
