@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
-from enum import StrEnum
 from datetime import date
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 

@@ -47,6 +47,25 @@ def write_medline(path: Path, records: list[bytes]) -> Path:
     return path
 
 
+def pmids_mentioning_products(records: list[bytes], folder: Path) -> set[str]:
+    """pmids of records in which the production product matcher finds a watched product."""
+    import polars as pl
+
+    from tasks.io.medline import read_medline
+    from tasks.settings import load_settings
+    from tasks.steps.scan import tools_and_route
+
+    citations, _ = read_medline(write_medline(folder / "probe.xml", records))
+    frame = citations.with_columns(pl.col("pmid").alias("item_id"))
+    matched = tools_and_route.fn(frame, load_settings())
+    return set(matched.filter(pl.col("products").list.len() > 0)["pmid"].to_list())
+
+
+def pmid_of(record: bytes) -> str:
+    found = re.search(rb"<PMID[^>]*>(\d+)</PMID>", record)
+    return found.group(1).decode() if found else ""
+
+
 @pytest.fixture
 def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """PHARMALANE_HOME in tmp_path, so lake and LanceDB live and die with the test."""

@@ -10,10 +10,10 @@ import pytest
 from flows.nightly_literature_scan import ScanParams, nightly_literature_scan
 from tasks.io.lake import Lake
 from tasks.io.medline import read_medline
+from tasks.io.vectors import VectorStore
 from tasks.settings import load_settings
 from tasks.steps.scan import tools_and_route
-from tasks.io.vectors import VectorStore
-from tests.conftest import real_medline_records, write_medline
+from tests.conftest import pmids_mentioning_products, real_medline_records, write_medline
 
 pytestmark = pytest.mark.slow
 
@@ -47,7 +47,7 @@ def medline_batch(tmp_path_factory):
     """Real records plus the bad inputs a nightly file can carry, each of a known kind."""
     folder = tmp_path_factory.mktemp("medline")
     records = real_medline_records(1500)
-    in_scope = _mentions_product(records, folder)
+    in_scope = pmids_mentioning_products(records, folder)
     good_in = _pick(records, in_scope, in_scope=True, with_abstract=True, count=6)
     good_out = _pick(records, in_scope, in_scope=False, with_abstract=True, count=8)
     no_abstract = _pick(records, in_scope, in_scope=False, with_abstract=False, count=1)

@@ -49,7 +49,7 @@ def test_malformed_xml_record_is_rejected_not_fatal(tmp_path, records):
 def test_empty_file_is_a_clear_error_naming_the_file(tmp_path, content):
     path = tmp_path / "empty.xml"
     path.write_bytes(content)
-    with pytest.raises(DataContractError, match="empty.xml"):
+    with pytest.raises(DataContractError, match=r"empty\.xml"):
         read_medline(path)
 
 
