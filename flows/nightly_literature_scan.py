@@ -96,7 +96,9 @@ def nightly_literature_scan(params: ScanParams | None = None) -> ScanSummary:
         report(sum(r.items for r in results), pending.height)
     if any(r.embedded for r in results):
         resources.vectors(settings).optimize()
-    months = sorted(set(pending["pub_month"].drop_nulls().to_list()))
+    # Every month of the window, not only the pending items': a run killed after its last
+    # chunk resumes with nothing pending and must still materialise the digest.
+    months = sorted(set(routed["pub_month"].drop_nulls().to_list()))
     digest_rows = materialise_digest(months, settings, now)
 
     decided = resources.lake(settings).read(
