@@ -83,6 +83,42 @@ def scan(
 
 
 @app.command()
+def backfill(
+    since: Annotated[date, typer.Option(help="first publication date")],
+    until: Annotated[date, typer.Option(help="last publication date")],
+    workflow: Annotated[str, typer.Option(help="the lane to re-run")] = "nightly-literature-scan",
+    days_per_run: Annotated[int, typer.Option(min=1, help="publication days per child run")] = 1,
+    split: Annotated[str, typer.Option(help="all | train | calibration | test")] = "all",
+) -> None:
+    """Re-run a lane over a publication-date range: one child run per window, idempotent."""
+    _prefect_defaults()
+    from flows.backfill import BackfillParams
+    from flows.backfill import backfill as backfill_flow
+    from flows.progress import progress_hook
+
+    params = BackfillParams.model_validate(
+        {
+            "since": since,
+            "until": until,
+            "workflow": workflow,
+            "days_per_run": days_per_run,
+            "split": split,
+        }
+    )
+    columns = (TextColumn("backfill"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console) as progress:
+        bar = progress.add_task("backfill", total=None)
+        token = progress_hook.set(
+            lambda done, total: progress.update(bar, completed=done, total=total)
+        )
+        try:
+            summary = backfill_flow(params)
+        finally:
+            progress_hook.reset(token)
+    console.print(_table("backfill", summary.model_dump()))
+
+
+@app.command()
 def train() -> None:
     """Rebuild the small scorer (train + calibration splits; embeddings are reused)."""
     _prefect_defaults()

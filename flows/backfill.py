@@ -1,0 +1,119 @@
+"""Flow `backfill`: re-run the literature scan over a date range, one child run per window.
+
+Each window (a day by default) is its own child flow run, so the UI shows progress per day and
+a failed day is retried alone. Windows run one after another: they share the lake and the
+vector store, and a backfill should not starve tonight's scan of the GPU/CPU. Finished windows
+cost nothing when the backfill is run again (the scan skips decided items), so a failed or
+interrupted backfill is resumed by running it again with the same range.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Literal, cast
+from uuid import UUID
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from pydantic import BaseModel, Field, model_validator
+
+from flows.nightly_literature_scan import ScanParams, nightly_literature_scan
+from flows.progress import progress_hook
+from tasks.settings import load_settings
+from tasks.steps.scan import materialise_digest, utcnow
+
+
+class BackfillParams(BaseModel):
+    since: date = Field(description="first publication date (inclusive)")
+    until: date = Field(description="last publication date (inclusive)")
+    workflow: Literal["nightly-literature-scan"] = "nightly-literature-scan"
+    days_per_run: int = Field(1, ge=1, le=366, description="publication days per child run")
+    split: Literal["all", "train", "calibration", "test"] = "all"
+    sources: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _ordered_and_bounded(self) -> BackfillParams:
+        if self.since > self.until:
+            raise ValueError(f"since ({self.since}) is after until ({self.until})")
+        if (self.until - self.since).days > 3660:
+            raise ValueError("a backfill covers at most ten years; split it")
+        return self
+
+
+class BackfillSummary(BaseModel):
+    windows: int
+    succeeded: int
+    failed_windows: list[str]
+    screened: int
+    already_decided: int
+    cost_usd: float
+
+
+def windows(since: date, until: date, days: int) -> list[tuple[date, date]]:
+    out, start = [], since
+    while start <= until:
+        end = min(start + timedelta(days=days - 1), until)
+        out.append((start, end))
+        start = end + timedelta(days=1)
+    return out
+
+
+def months_between(start: date, end: date) -> set[str]:
+    months, year, month = set(), start.year, start.month
+    while (year, month) <= (end.year, end.month):
+        months.add(f"{year:04d}-{month:02d}")
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    return months
+
+
+@flow(name="backfill", log_prints=False)
+def backfill(params: BackfillParams) -> BackfillSummary:
+    logger = get_run_logger()
+    spans = windows(params.since, params.until, params.days_per_run)
+    progress = cast(
+        UUID,
+        create_progress_artifact(
+            0.0, key="backfill-progress", description=f"{params.since}..{params.until}"
+        ),
+    )
+    outer_hook = progress_hook.get()
+    screened = already = succeeded = 0
+    cost, failed, months = 0.0, [], set()
+    for index, (start, end) in enumerate(spans, start=1):
+        scan = ScanParams(
+            since=start,
+            until=end,
+            split=params.split,
+            sources=params.sources,
+            materialise_digest=False,
+        )
+        quiet = progress_hook.set(None)  # the child's chunk progress is not the backfill's
+        try:
+            state = nightly_literature_scan.with_options(flow_run_name=f"scan-{start}-{end}")(
+                scan, return_state=True
+            )
+        finally:
+            progress_hook.reset(quiet)
+        if state.is_completed():
+            summary = state.result()
+            succeeded += 1
+            screened += summary.screened
+            already += summary.already_decided
+            cost += summary.cost_usd
+            months.update(months_between(start, end))
+        else:
+            failed.append(f"{start}..{end}")
+            logger.warning("window %s..%s failed; re-run the backfill to retry it", start, end)
+        update_progress_artifact(progress, index / len(spans) * 100)
+        if outer_hook is not None:
+            outer_hook(index, len(spans))
+    if months:
+        materialise_digest(sorted(months), load_settings(), utcnow())
+    return BackfillSummary(
+        windows=len(spans),
+        succeeded=succeeded,
+        failed_windows=failed,
+        screened=screened,
+        already_decided=already,
+        cost_usd=round(cost, 8),
+    )
