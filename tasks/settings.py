@@ -88,8 +88,12 @@ class Settings(BaseSettings):
 
     @property
     def supervisor_dir(self) -> Path:
-        """Budget reservations, throttle buckets and the audit trail."""
+        """Budget reservations and throttle buckets (one SQLite file)."""
         return self.home / "supervisor"
+
+    @property
+    def audit_dir(self) -> Path:
+        return self.home / "audit"
 
     @property
     def reports_dir(self) -> Path:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import functools
+from datetime import timedelta
 from pathlib import Path
 
 from models.embedder import SentenceTransformerEmbedder, default_embedder
 from models.scorer import LogisticScorer
+from tasks.io.audit import AuditTrail
+from tasks.io.budget import BudgetStore
 from tasks.io.lake import Lake
 from tasks.io.vectors import VectorStore
 from tasks.settings import Settings
@@ -34,3 +37,14 @@ def lake(settings: Settings) -> Lake:
 
 def vectors(settings: Settings) -> VectorStore:
     return VectorStore(settings.vectors_dir)
+
+
+def audit(settings: Settings) -> AuditTrail:
+    return AuditTrail(settings.audit_dir)
+
+
+def budgets(settings: Settings) -> BudgetStore:
+    return BudgetStore(
+        settings.supervisor_dir / "budget.sqlite",
+        reservation_ttl=timedelta(seconds=settings.supervisor.reservation_ttl_seconds),
+    )
