@@ -231,6 +231,9 @@ class PolicyRule(_Strict):
     message: str
     effect: Effect
     workflows: list[str] = Field(default_factory=list, description="empty: every workflow")
+    stage: Literal["item", "budget"] = Field(
+        "item", description="item: decisions about an item; budget: when a budget is exhausted"
+    )
     when: list[Condition] = Field(min_length=1, description="all must hold")
 
 
