@@ -28,7 +28,7 @@ from typing import Any
 from tasks.errors import DataContractError
 
 GENESIS = "0" * 64
-MAX_TEXT = 120
+MAX_TEXT = 200
 _SCALARS = (str, int, float, bool, type(None))
 
 

@@ -12,7 +12,9 @@ still books the actual: money spent is never forgotten.
 from __future__ import annotations
 
 import math
+import os
 import sqlite3
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,6 +39,7 @@ CREATE TABLE IF NOT EXISTS reservations (
     settled_at TEXT
 );
 CREATE INDEX IF NOT EXISTS reservations_window ON reservations (workflow, period_start, status);
+CREATE INDEX IF NOT EXISTS reservations_open ON reservations (status, expires_at);
 CREATE TABLE IF NOT EXISTS buckets (
     workflow TEXT PRIMARY KEY,
     tokens REAL NOT NULL,
@@ -84,6 +87,7 @@ class BudgetStore:
     def __init__(self, path: Path, *, reservation_ttl: timedelta = timedelta(minutes=15)):
         self.path = path
         self.reservation_ttl = reservation_ttl
+        self._connections: dict[tuple[int, int], sqlite3.Connection] = {}
         path.parent.mkdir(parents=True, exist_ok=True)
         con = sqlite3.connect(path, timeout=60, isolation_level=None)
         try:
@@ -92,19 +96,35 @@ class BudgetStore:
         finally:
             con.close()
 
+    def _connection(self) -> sqlite3.Connection:
+        # one connection per thread and process, kept open: closing the last connection to a
+        # WAL database checkpoints and fsyncs, which cost ~10 ms per call
+        key = (os.getpid(), threading.get_ident())
+        con = self._connections.get(key)
+        if con is None:
+            con = sqlite3.connect(
+                self.path, timeout=60, isolation_level=None, check_same_thread=False
+            )
+            # WAL + NORMAL: a commit survives a crash of the process, not a power cut
+            con.execute("PRAGMA synchronous=NORMAL")
+            self._connections[key] = con
+        return con
+
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        con = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        con = self._connection()
+        con.execute("BEGIN IMMEDIATE")
         try:
-            con.execute("BEGIN IMMEDIATE")
-            try:
-                yield con
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-            con.execute("COMMIT")
-        finally:
+            yield con
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        con.execute("COMMIT")
+
+    def close(self) -> None:
+        for con in self._connections.values():
             con.close()
+        self._connections.clear()
 
     def _expire(self, con: sqlite3.Connection, now: datetime) -> None:
         con.execute(

@@ -43,8 +43,13 @@ def audit(settings: Settings) -> AuditTrail:
     return AuditTrail(settings.audit_dir)
 
 
+@functools.cache
+def _budgets(path: Path, ttl_seconds: int) -> BudgetStore:
+    return BudgetStore(path, reservation_ttl=timedelta(seconds=ttl_seconds))
+
+
 def budgets(settings: Settings) -> BudgetStore:
-    return BudgetStore(
-        settings.supervisor_dir / "budget.sqlite",
-        reservation_ttl=timedelta(seconds=settings.supervisor.reservation_ttl_seconds),
+    """One store per file and process: it keeps a SQLite connection per thread open."""
+    return _budgets(
+        settings.supervisor_dir / "budget.sqlite", settings.supervisor.reservation_ttl_seconds
     )
