@@ -1,6 +1,7 @@
 """Supervisor and FinOps speed: budget reservations, throttle tokens, audit append/verify,
 and the FinOps report over the lake at PHARMALANE_HOME (if it has a ledger).
-Run with `make bench`; writes bench/results/supervisor.json."""
+Run with `make bench`; writes bench/results/supervisor.json and, from a real lake,
+bench/results/finops_report.html."""
 
 from __future__ import annotations
 
@@ -68,17 +69,26 @@ def test_supervisor_throughput(tmp_path):
 
     home = os.environ.get("PHARMALANE_HOME")
     if home and (Path(home) / "lake" / "ledger").is_dir():
-        from tasks.core.finops_render import render_charts, render_html
+        from tasks.core.finops_render import chart_series, render_chart, render_charts, render_html
         from tasks.settings import load_settings
         from tasks.steps.finops import finops_report
+        from tests.io.test_finops import _ink
 
         t = time.perf_counter()
         report = finops_report.fn(load_settings(), NOW - timedelta(days=7), NOW + timedelta(days=1))
         results["finops_query_seconds"] = round(time.perf_counter() - t, 3)
         t = time.perf_counter()
-        html = render_html(report, render_charts(report))
+        charts = render_charts(report)
+        html = render_html(report, charts)
         results["finops_render_seconds"] = round(time.perf_counter() - t, 3)
         results["finops_html_bytes"] = len(html)
         results["finops_ledger_calls"] = report.calls
+        results["finops_total_usd"] = round(report.total_usd, 6)
+        # the attached report from a real run: every chart shows data, not an empty frame
+        series = chart_series(report)
+        for name, png in charts.items():
+            assert series[name].height > 0, name
+            assert _ink(png) > 2 * _ink(render_chart(name, series[name].clear())), name
+        (RESULTS.parent / "finops_report.html").write_text(html, encoding="utf-8")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")

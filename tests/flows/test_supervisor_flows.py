@@ -64,7 +64,7 @@ def test_prefect_rate_limit_throttles_calls_per_minute(tmp_path, isolated_home):
 def test_scan_writes_one_audit_entry_per_decision_and_none_twice(tmp_path, isolated_home):
     from flows.nightly_literature_scan import ScanParams, nightly_literature_scan
 
-    source = write_medline(tmp_path / "few.xml", real_medline_records(25))
+    source = write_medline(tmp_path / "few.xml", real_medline_records(15))
     params = ScanParams(sources=[str(source)])
     first = nightly_literature_scan(params)
     settings = load_settings()
