@@ -17,6 +17,7 @@ import functools
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Literal
 
 from prefect import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
@@ -88,8 +89,17 @@ def ensure_prefect_rate_limit(workflow: str, calls_per_minute: int) -> str:
     return name
 
 
-def throttle(settings: Settings, workflow: str, *, timeout_seconds: float = 60.0) -> None:
+def throttle(
+    settings: Settings,
+    workflow: str,
+    *,
+    timeout_seconds: float = 60.0,
+    backend: Literal["auto", "prefect", "embedded"] = "auto",
+) -> None:
     """Wait for one call slot of ``workflow``.
+
+    ``backend="auto"`` uses Prefect's global concurrency limits when an API is configured and
+    the embedded token bucket otherwise.
 
     Raises:
         TimeoutError: no slot within ``timeout_seconds`` (the caller defers the work).
@@ -97,7 +107,7 @@ def throttle(settings: Settings, workflow: str, *, timeout_seconds: float = 60.0
     rule = load_budgets(settings).throttle(workflow)
     if rule is None:
         return
-    if prefect_server_configured():
+    if backend == "prefect" or (backend == "auto" and prefect_server_configured()):
         name = ensure_prefect_rate_limit(workflow, rule.calls_per_minute)
         rate_limit(name, occupy=1, timeout_seconds=timeout_seconds, strict=True)
         return

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from tasks.io.audit import AuditTrail
 from tasks.settings import DEFAULT_CONFIG_DIR, load_settings
-from tasks.steps.supervisor import admit, prefect_server_configured, settle, throttle
+from tasks.steps.supervisor import admit, settle, throttle
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 BUDGETS = """
@@ -48,12 +48,13 @@ def test_admit_reserves_then_policy_decides_on_exhaustion(settings):
 
 
 def test_embedded_throttle_gives_the_rate_then_times_out(settings):
-    assert not prefect_server_configured()
-    throttle(settings, "urgent-ae-triage", timeout_seconds=0)
-    throttle(settings, "urgent-ae-triage", timeout_seconds=0)
+    for _ in range(2):
+        throttle(settings, "urgent-ae-triage", timeout_seconds=0, backend="embedded")
     with pytest.raises(TimeoutError, match="urgent-ae-triage"):
-        throttle(settings, "urgent-ae-triage", timeout_seconds=0)
-    throttle(settings, "nightly-literature-scan", timeout_seconds=0)  # no throttle declared
+        throttle(settings, "urgent-ae-triage", timeout_seconds=0, backend="embedded")
+    assert (settings.supervisor_dir / "budget.sqlite").is_file()
+    # no throttle declared for this workflow
+    throttle(settings, "nightly-literature-scan", timeout_seconds=0, backend="embedded")
 
 
 def test_cli_audit_verify_names_the_first_bad_entry(isolated_home):
