@@ -56,7 +56,12 @@ def weekly_finops(params: FinopsParams | None = None) -> FinopsSummary:
             f"{report.bursts.height} burst hour(s). Report: `{path}`"
         ),
     )
-    get_run_logger().info(
+    logger = get_run_logger()
+    for hour, cost, baseline in report.bursts.select("hour", "cost_usd", "baseline_usd").rows():
+        logger.warning(
+            "ALERT spend burst at %s: $%.6f against a trailing $%.6f/h", hour, cost, baseline
+        )
+    logger.info(
         "finops: $%.6f over %d calls, %d bursts",
         report.total_usd,
         report.calls,

@@ -14,15 +14,17 @@ in the budget SQLite file when running embedded.
 from __future__ import annotations
 
 import functools
+import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
-from prefect import get_client
+from prefect import get_client, get_run_logger
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.concurrency.sync import rate_limit
-from prefect.exceptions import ObjectNotFound
+from prefect.exceptions import MissingContextError, ObjectNotFound
+from prefect.logging import get_logger
 from prefect.settings import get_current_settings
 
 from tasks.errors import BudgetExceeded
@@ -48,8 +50,40 @@ def admit(
     try:
         reservation = resources.budgets(settings).reserve(budget, estimate_usd, now)
     except BudgetExceeded:
-        return Ticket(on_exhausted(budget, load_policies(settings).rules, urgent=urgent), None)
+        admission = on_exhausted(budget, load_policies(settings).rules, urgent=urgent)
+        _alert(settings, budget.workflow, estimate_usd, admission, now)
+        return Ticket(admission, None)
     return Ticket(Admission("run", (), alert=False), reservation)
+
+
+def _alert(
+    settings: Settings, workflow: str, estimate_usd: float, admission: Admission, now: datetime
+) -> None:
+    """A spent budget is an alert (WARNING log) and a reason of record in the audit trail."""
+    codes = [r.code for r in admission.reasons]
+    resources.audit(settings).append(
+        [
+            {
+                "kind": "budget_exhausted",
+                "workflow": workflow,
+                "action": admission.action,
+                "reason_codes": codes,
+                "estimate_usd": estimate_usd,
+            }
+        ],
+        now=now,
+    )
+    try:
+        logger: logging.Logger | logging.LoggerAdapter[logging.Logger] = get_run_logger()
+    except MissingContextError:
+        logger = get_logger("pharmalane.supervisor")
+    logger.warning(
+        "ALERT budget exhausted: %s -> %s (%s), estimate $%.6f",
+        workflow,
+        admission.action,
+        ",".join(codes),
+        estimate_usd,
+    )
 
 
 def settle(settings: Settings, ticket: Ticket, actual_usd: float, *, now: datetime) -> None:

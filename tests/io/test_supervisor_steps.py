@@ -45,6 +45,16 @@ def test_admit_reserves_then_policy_decides_on_exhaustion(settings):
     scan = admit(settings, "nightly-literature-scan", 1.5, urgent=None, now=NOW)
     assert scan.admission.action == "route_down"
     assert admit(settings, "no-budget-workflow", 99.0, urgent=None, now=NOW).admission.runs
+    # every exhaustion is a reason of record in the audit trail
+    alerts = [
+        e for e in AuditTrail(settings.audit_dir).entries() if e["kind"] == "budget_exhausted"
+    ]
+    assert [(e["workflow"], e["action"]) for e in alerts] == [
+        ("urgent-ae-triage", "defer"),
+        ("urgent-ae-triage", "continue_over_budget"),
+        ("nightly-literature-scan", "route_down"),
+    ]
+    assert alerts[2]["reason_codes"] == ["BUDGET_EXHAUSTED_ROUTED_DOWN"]
 
 
 def test_embedded_throttle_gives_the_rate_then_times_out(settings):
