@@ -47,7 +47,7 @@ def test_prefect_rate_limit_throttles_calls_per_minute(tmp_path, isolated_home):
     settings = load_settings(config_dir=config)
     assert prefect_server_configured()
     for _ in range(3):
-        throttle(settings, "harness-throttled", timeout_seconds=1)
+        throttle(settings, "harness-throttled", timeout_seconds=30)  # slots are free: no wait
     with pytest.raises(TimeoutError):
         throttle(settings, "harness-throttled", timeout_seconds=0.5)
     with get_client(sync_client=True) as client:
