@@ -13,6 +13,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from flows import cli_supervisor
+
 REPO = Path(__file__).resolve().parents[1]
 app = typer.Typer(
     help="pharmalane: cost-aware AI work for drug safety, on Prefect 3.", no_args_is_help=True
@@ -182,6 +184,9 @@ def status() -> None:
     console.print(
         f"vectors: {VectorStore(settings.vectors_dir).count()} abstracts in {settings.vectors_dir}"
     )
+
+
+cli_supervisor.register(app)
 
 
 def main() -> None:  # pragma: no cover

@@ -48,6 +48,16 @@ class TrainSettings(_Strict):
     l2: float = Field(1.0, ge=0)
 
 
+class SupervisorSettings(_Strict):
+    reservation_ttl_seconds: int = Field(
+        900, ge=1, le=86_400, description="an unsettled reservation is released after this long"
+    )
+    burst_factor: float = Field(
+        3.0, gt=1, description="an hour spending more than factor x trailing mean is a burst"
+    )
+    burst_baseline_hours: int = Field(24, ge=1, le=24 * 28, description="trailing window")
+
+
 class Settings(BaseSettings):
     """Settings of one environment."""
 
@@ -61,6 +71,7 @@ class Settings(BaseSettings):
     scan: ScanSettings = ScanSettings()
     scorer: ScorerSettings = ScorerSettings()
     train: TrainSettings = TrainSettings()
+    supervisor: SupervisorSettings = SupervisorSettings()
     llm_api_key: SecretStr | None = None
 
     @property
@@ -74,6 +85,19 @@ class Settings(BaseSettings):
     @property
     def cache_dir(self) -> Path:
         return self.home / "cache"
+
+    @property
+    def supervisor_dir(self) -> Path:
+        """Budget reservations and throttle buckets (one SQLite file)."""
+        return self.home / "supervisor"
+
+    @property
+    def audit_dir(self) -> Path:
+        return self.home / "audit"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.home / "reports"
 
 
 def load_settings(
@@ -207,6 +231,9 @@ class PolicyRule(_Strict):
     message: str
     effect: Effect
     workflows: list[str] = Field(default_factory=list, description="empty: every workflow")
+    stage: Literal["item", "budget"] = Field(
+        "item", description="item: decisions about an item; budget: when a budget is exhausted"
+    )
     when: list[Condition] = Field(min_length=1, description="all must hold")
 
 
@@ -221,3 +248,47 @@ def load_policies(settings: Settings) -> PoliciesFile:
     if duplicated:
         raise ConfigError(f"policies.yaml: duplicate rule codes {duplicated}")
     return policies
+
+
+# --- budgets and throttles ----------------------------------------------------------------------
+
+Period = Literal["day", "week"]
+OnExhaustion = Literal["defer", "route_down", "continue_if_urgent"]
+
+
+class Budget(_Strict):
+    workflow: str
+    period: Period
+    usd: float = Field(gt=0, description="spend allowed per period (UTC day, ISO week)")
+    on_exhaustion: OnExhaustion = Field(
+        "defer",
+        description="defer to the next window, route down the ladder, or let urgent work on",
+    )
+
+
+class Throttle(_Strict):
+    workflow: str
+    calls_per_minute: int = Field(ge=1, le=1_000_000)
+
+
+class BudgetsFile(_Strict):
+    budgets: list[Budget] = Field(default_factory=list)
+    throttles: list[Throttle] = Field(default_factory=list)
+
+    def budget(self, workflow: str) -> Budget | None:
+        return next((b for b in self.budgets if b.workflow == workflow), None)
+
+    def throttle(self, workflow: str) -> Throttle | None:
+        return next((t for t in self.throttles if t.workflow == workflow), None)
+
+
+def load_budgets(settings: Settings) -> BudgetsFile:
+    budgets = _load(BudgetsFile, settings.config_dir / "budgets.yaml")
+    for kind, names in (
+        ("budgets", [b.workflow for b in budgets.budgets]),
+        ("throttles", [t.workflow for t in budgets.throttles]),
+    ):
+        duplicated = sorted({n for n in names if names.count(n) > 1})
+        if duplicated:
+            raise ConfigError(f"budgets.yaml: {kind} listed twice for {duplicated}")
+    return budgets

@@ -81,7 +81,11 @@ def _matches(rule: PolicyRule, facts: Mapping[str, Any]) -> bool:
 
 
 def decide(
-    facts: Mapping[str, Any], rules: Sequence[PolicyRule], *, workflow: str | None = None
+    facts: Mapping[str, Any],
+    rules: Sequence[PolicyRule],
+    *,
+    workflow: str | None = None,
+    stage: str = "item",
 ) -> Decision:
     """Evaluate ``rules`` in order against ``facts``.
 
@@ -89,11 +93,14 @@ def decide(
         facts: named facts about the item (severity, serious, confidence, ...).
         rules: the policy, in evaluation order.
         workflow: only rules for this workflow (or for every workflow) apply.
+        stage: only rules of this stage apply ("item", or "budget" once a budget is spent).
     """
     reasons = tuple(
         Reason(rule.code, rule.message, rule.effect)
         for rule in rules
-        if (not rule.workflows or workflow in rule.workflows) and _matches(rule, facts)
+        if rule.stage == stage
+        and (not rule.workflows or workflow in rule.workflows)
+        and _matches(rule, facts)
     )
     denied = any(r.effect == "deny" for r in reasons)
     review = any(r.effect == "require_review" for r in reasons)

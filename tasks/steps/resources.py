@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import functools
+from datetime import timedelta
 from pathlib import Path
 
 from models.embedder import SentenceTransformerEmbedder, default_embedder
 from models.scorer import LogisticScorer
+from tasks.io.audit import AuditTrail
+from tasks.io.budget import BudgetStore
 from tasks.io.lake import Lake
 from tasks.io.vectors import VectorStore
 from tasks.settings import Settings
@@ -34,3 +37,19 @@ def lake(settings: Settings) -> Lake:
 
 def vectors(settings: Settings) -> VectorStore:
     return VectorStore(settings.vectors_dir)
+
+
+def audit(settings: Settings) -> AuditTrail:
+    return AuditTrail(settings.audit_dir)
+
+
+@functools.cache
+def _budgets(path: Path, ttl_seconds: int) -> BudgetStore:
+    return BudgetStore(path, reservation_ttl=timedelta(seconds=ttl_seconds))
+
+
+def budgets(settings: Settings) -> BudgetStore:
+    """One store per file and process: it keeps a SQLite connection per thread open."""
+    return _budgets(
+        settings.supervisor_dir / "budget.sqlite", settings.supervisor.reservation_ttl_seconds
+    )

@@ -12,6 +12,7 @@ import polars as pl
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from tasks.core.audit_entries import decision_entries
 from tasks.core.chunks import chunk_id, stable_id
 from tasks.core.digest import product_digest
 from tasks.core.intake import select_window, split_duplicates, with_derived_fields
@@ -199,6 +200,8 @@ def screen_chunk(
         partition_by="pub_month",
         stem=cid,
     )
+    # the reason of record goes to the audit trail first: no decision exists without one
+    resources.audit(settings).append(decision_entries(decided), now=now)
     written_d = lake.append_new(
         "decisions",
         decided,

@@ -55,3 +55,36 @@ def test_policy_file_with_unknown_field_is_refused(tmp_path: Path):
     )
     with pytest.raises(ConfigError, match="colour"):
         load_policies(load_settings(config_dir=tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("on_exhaustion", "urgent", "action", "code"),
+    [
+        (
+            "continue_if_urgent",
+            True,
+            "continue_over_budget",
+            "BUDGET_EXHAUSTED_URGENT_SAFETY_CONTINUES",
+        ),
+        ("continue_if_urgent", False, "defer", "BUDGET_EXHAUSTED_NOT_URGENT_DEFERRED"),
+        ("continue_if_urgent", None, "defer", "BUDGET_EXHAUSTED_NOT_URGENT_DEFERRED"),
+        ("defer", True, "defer", "BUDGET_EXHAUSTED_DEFERRED"),
+        ("route_down", True, "route_down", "BUDGET_EXHAUSTED_ROUTED_DOWN"),
+    ],
+)
+def test_shipped_policy_on_an_exhausted_budget(on_exhaustion, urgent, action, code):
+    from tasks.policy.supervisor import on_exhausted
+    from tasks.settings import Budget
+
+    rules = load_policies(load_settings()).rules
+    budget = Budget(workflow="w", period="day", usd=1.0, on_exhaustion=on_exhaustion)
+    admission = on_exhausted(budget, rules, urgent=urgent)
+    assert (admission.action, admission.alert) == (action, True)
+    assert admission.reasons[0].code == code
+    assert len(admission.reasons) == 1  # item-stage rules (severity...) do not leak in
+
+
+def test_budget_rules_stay_out_of_item_decisions():
+    rules = load_policies(load_settings()).rules
+    decision = decide({"severity": 1, "serious": False, "verdict_valid": True}, rules)
+    assert decision.codes == (DEFAULT_ALLOW,)

@@ -1,0 +1,77 @@
+"""Flow `weekly-finops`: the week's FinOps report as HTML under PHARMALANE_HOME/reports/ and as
+Prefect artifacts (cost per workflow, cost per outcome, top calls, burst alerts)."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+
+import polars as pl
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from pydantic import BaseModel, Field
+
+from tasks.settings import load_settings
+from tasks.steps.finops import finops_report, write_finops_html
+
+
+class FinopsParams(BaseModel):
+    until: date | None = Field(None, description="last day reported (UTC); default today")
+    days: int = Field(7, ge=1, le=92, description="days reported, ending with `until`")
+
+
+class FinopsSummary(BaseModel):
+    start: datetime
+    end: datetime
+    total_usd: float
+    calls: int
+    bursts: int
+    report: str
+
+
+def _rows(frame: pl.DataFrame) -> list[dict[str, object]]:
+    return [{k: str(v) for k, v in row.items()} for row in frame.to_dicts()]
+
+
+@flow(name="weekly-finops", log_prints=False)
+def weekly_finops(params: FinopsParams | None = None) -> FinopsSummary:
+    params = params or FinopsParams()
+    settings = load_settings()
+    last = params.until or datetime.now(UTC).date()
+    end = datetime.combine(last + timedelta(days=1), time(), tzinfo=UTC)
+    start = end - timedelta(days=params.days)
+    report = finops_report(settings, start, end)
+    path = write_finops_html(
+        report, settings.reports_dir / f"finops-{start:%Y%m%d}-{last:%Y%m%d}.html"
+    )
+    create_table_artifact(
+        key="finops-cost-per-workflow", table=_rows(report.by_workflow), description="USD"
+    )
+    create_table_artifact(key="finops-cost-per-outcome", table=_rows(report.per_outcome))
+    create_table_artifact(key="finops-top-calls", table=_rows(report.top_calls))
+    create_markdown_artifact(
+        key="finops-summary",
+        markdown=(
+            f"# FinOps {start:%Y-%m-%d} to {last:%Y-%m-%d}\n\n"
+            f"Total **${report.total_usd:.6f}** over {report.calls} calls; "
+            f"{report.bursts.height} burst hour(s). Report: `{path}`"
+        ),
+    )
+    logger = get_run_logger()
+    for hour, cost, baseline in report.bursts.select("hour", "cost_usd", "baseline_usd").rows():
+        logger.warning(
+            "ALERT spend burst at %s: $%.6f against a trailing $%.6f/h", hour, cost, baseline
+        )
+    logger.info(
+        "finops: $%.6f over %d calls, %d bursts",
+        report.total_usd,
+        report.calls,
+        report.bursts.height,
+    )
+    return FinopsSummary(
+        start=start,
+        end=end,
+        total_usd=report.total_usd,
+        calls=report.calls,
+        bursts=report.bursts.height,
+        report=str(path),
+    )
