@@ -58,9 +58,6 @@ def test_prefect_rate_limit_throttles_calls_per_minute(tmp_path, isolated_home):
 
 
 @pytest.mark.slow
-# tasks/io/vectors.py still calls LanceDB's table_names() (not this code); the warning is
-# attributed to that caller, so the lancedb.* ignore in pyproject.toml does not cover it
-@pytest.mark.filterwarnings("ignore:table_names\\(\\) is deprecated:DeprecationWarning")
 def test_scan_writes_one_audit_entry_per_decision_and_none_twice(tmp_path, isolated_home):
     from flows.nightly_literature_scan import ScanParams, nightly_literature_scan
 
