@@ -15,12 +15,13 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: help venv run test lint typecheck contracts unit bench train eval clean
+.PHONY: help venv run test lint typecheck contracts unit bench train eval clean ui ui-stop
 
 help:
 	@echo "make run    set up .venv if needed, then scan the bundled PubMed test split"
 	@echo "make test   lint, type-check, import contracts and the test suite"
 	@echo "make bench  benchmarks, results in bench/results/*.json"
+	@echo "make ui     local Prefect server + pools + every deployment + workers; make ui-stop"
 
 venv: $(STAMP)
 
@@ -59,6 +60,12 @@ train: $(STAMP)
 
 eval: $(STAMP)
 	$(VENV)/bin/pharmalane eval --split test
+
+ui: $(STAMP)
+	deploy/ui.sh start
+
+ui-stop:
+	deploy/ui.sh stop
 
 clean:
 	rm -rf data/lake data/vectors data/cache .prefect
