@@ -55,3 +55,18 @@ def test_scheduled_deployments_use_valid_cron():
     for deployment in DEPLOYMENTS:
         for schedule in deployment.get("schedules", []):
             CronSchedule(cron=schedule["cron"], timezone=schedule["timezone"])
+
+
+def test_kubernetes_job_templates_pin_lanes_to_their_nodes():
+    import json
+
+    spot = json.loads((REPO / "deploy/k8s/batch-spot-gpu.json").read_text())
+    stream = json.loads((REPO / "deploy/k8s/stream-on-demand.json").read_text())
+    spot_pod = spot["job_configuration"]["job_manifest"]["spec"]["template"]["spec"]
+    stream_pod = stream["job_configuration"]["job_manifest"]["spec"]["template"]["spec"]
+    assert spot_pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert any(t["key"] == "cloud.google.com/gke-spot" for t in spot_pod["tolerations"])
+    assert stream_pod["nodeSelector"] == {"pharmalane/lane": "stream"}
+    assert "nvidia.com/gpu" not in stream_pod["containers"][0]["resources"]["limits"]
+    for template in (spot, stream):
+        assert set(template["variables"]["properties"]) >= {"image", "env", "namespace"}
