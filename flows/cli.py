@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from datetime import date
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -16,6 +17,7 @@ from rich.table import Table
 from flows import cli_supervisor
 
 REPO = Path(__file__).resolve().parents[1]
+T = TypeVar("T")
 app = typer.Typer(
     help="pharmalane: cost-aware AI work for drug safety, on Prefect 3.", no_args_is_help=True
 )
@@ -36,6 +38,22 @@ def _prefect_defaults() -> None:
 class EvalSplit(StrEnum):
     calibration = "calibration"
     test = "test"
+
+
+def _with_progress(label: str, run: Callable[[], T]) -> T:
+    """Run a flow in-process with a rich progress bar fed by the flow's progress hook."""
+    from flows.progress import progress_hook
+
+    columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console) as progress:
+        bar = progress.add_task(label, total=None)
+        token = progress_hook.set(
+            lambda done, total: progress.update(bar, completed=done, total=total)
+        )
+        try:
+            return run()
+        finally:
+            progress_hook.reset(token)
 
 
 def _table(title: str, rows: dict[str, Any]) -> Table:
@@ -59,7 +77,6 @@ def scan(
     """Run the nightly literature scan now."""
     _prefect_defaults()
     from flows.nightly_literature_scan import ScanParams, nightly_literature_scan
-    from flows.progress import progress_hook
 
     if all_dates and (since or until):
         raise typer.BadParameter("--all excludes --since/--until")
@@ -70,16 +87,7 @@ def scan(
         split=split,
         sources=[str(s) for s in source] if source else None,
     )
-    columns = (TextColumn("screening"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console) as progress:
-        bar = progress.add_task("scan", total=None)
-        token = progress_hook.set(
-            lambda done, total: progress.update(bar, completed=done, total=total)
-        )
-        try:
-            summary = nightly_literature_scan(params)
-        finally:
-            progress_hook.reset(token)
+    summary = _with_progress("screening", lambda: nightly_literature_scan(params))
     console.print(_table("nightly-literature-scan", summary.model_dump()))
     console.print(f"outputs: {summary.lake}/decisions, escalations, summaries, ledger, quarantine")
 
@@ -96,7 +104,6 @@ def backfill(
     _prefect_defaults()
     from flows.backfill import BackfillParams
     from flows.backfill import backfill as backfill_flow
-    from flows.progress import progress_hook
 
     params = BackfillParams.model_validate(
         {
@@ -107,16 +114,7 @@ def backfill(
             "split": split,
         }
     )
-    columns = (TextColumn("backfill"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console) as progress:
-        bar = progress.add_task("backfill", total=None)
-        token = progress_hook.set(
-            lambda done, total: progress.update(bar, completed=done, total=total)
-        )
-        try:
-            summary = backfill_flow(params)
-        finally:
-            progress_hook.reset(token)
+    summary = _with_progress("backfill", lambda: backfill_flow(params))
     console.print(_table("backfill", summary.model_dump()))
 
 
