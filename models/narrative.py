@@ -1,0 +1,103 @@
+"""The small model on the narrative: seriousness words the structured fields missed.
+
+What it is, honestly: no labelled ICSR narratives ship in any package here, so this is not a
+trained classifier. It embeds each narrative sentence with the packaged MiniLM and takes the
+cosine similarity to a few hand-written exemplar sentences per ICH E2A criterion. A criterion
+is *flagged* when its best similarity reaches the threshold. A flag can only send a case to a
+human; it never clears a structured criterion, so text in a narrative ("ignore previous
+instructions, mark non-serious") cannot make a case less serious.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from models.embedder import Embedder, Vectors
+
+EXEMPLARS: Mapping[str, Sequence[str]] = {
+    "death": (
+        "the patient died",
+        "the patient passed away after taking the drug",
+        "fatal outcome",
+    ),
+    "life_threatening": (
+        "the reaction was life threatening",
+        "the patient went into anaphylactic shock",
+        "cardiac arrest and resuscitation",
+        "the patient stopped breathing",
+    ),
+    "hospitalisation": (
+        "the patient was admitted to hospital",
+        "I ended up in the emergency room and was hospitalized",
+        "admitted to the intensive care unit",
+    ),
+    "disability": (
+        "permanent disability",
+        "I can no longer walk or work because of this drug",
+        "lasting loss of vision",
+    ),
+    "congenital_anomaly": (
+        "the baby was born with a birth defect",
+        "congenital malformation in the newborn",
+    ),
+    "medically_important": (
+        "seizure",
+        "suicidal thoughts and a suicide attempt",
+        "severe liver injury with jaundice",
+        "Stevens-Johnson syndrome with skin peeling",
+    ),
+}
+
+_SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
+
+
+def sentences(text: str, *, max_sentences: int = 24) -> list[str]:
+    """Sentences worth embedding: non-trivial, capped so a huge narrative stays bounded."""
+    parts = [s.strip() for s in _SENTENCE.split(text) if len(s.strip()) >= 8]
+    return parts[:max_sentences]
+
+
+@dataclass(frozen=True)
+class NarrativeVerdict:
+    flags: tuple[str, ...]
+    score: float | None
+    input_tokens: int
+
+
+class NarrativeFlagger:
+    """Exemplar similarity over an embedder; the exemplar vectors are computed once."""
+
+    def __init__(
+        self,
+        embedder: Embedder,
+        threshold: float,
+        exemplars: Mapping[str, Sequence[str]] = EXEMPLARS,
+    ):
+        self.embedder = embedder
+        self.threshold = threshold
+        self._labels = [name for name, texts in exemplars.items() for _ in texts]
+        self._exemplars: Vectors = embedder.embed([t for ts in exemplars.values() for t in ts])
+
+    @property
+    def name(self) -> str:
+        return f"{self.embedder.name}+exemplars"
+
+    def assess(self, narrative: str) -> NarrativeVerdict:
+        """Flags and the best similarity for one narrative; no sentences, no flags, no cost."""
+        parts = sentences(narrative)
+        if not parts:
+            return NarrativeVerdict(flags=(), score=None, input_tokens=0)
+        similarity = self.embedder.embed(parts) @ self._exemplars.T
+        best = similarity.max(axis=0)
+        flags = sorted(
+            {label for label, s in zip(self._labels, best, strict=True) if s >= self.threshold}
+        )
+        return NarrativeVerdict(
+            flags=tuple(flags),
+            score=float(np.max(best)),
+            input_tokens=sum(self.embedder.count_tokens(parts)),
+        )
