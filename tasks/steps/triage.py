@@ -44,7 +44,7 @@ class Triager:
     ):
         self.settings, self.store, self.flagger = settings, store, flagger
         self.rules, self.price, self.model_key, self.clock = rules, price, model_key, clock
-        self._slots = threading.BoundedSemaphore(settings.triage.max_in_flight)
+        self.slots = threading.BoundedSemaphore(settings.triage.max_in_flight)
 
     @classmethod
     def build(cls, settings: Settings, store: TriageStore | None = None) -> Triager:
@@ -88,11 +88,11 @@ class Triager:
         )
         urgent = bool(criteria)
         verdict: NarrativeVerdict | None = None
-        if self._slots.acquire(blocking=urgent):
+        if self.slots.acquire(blocking=urgent):
             try:
                 verdict = self.flagger.assess(case.narrative)
             finally:
-                self._slots.release()
+                self.slots.release()
         facts: dict[str, Any] = {
             "severity": grade,
             "serious": bool(criteria),

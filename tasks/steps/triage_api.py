@@ -6,8 +6,6 @@ role (403) -> per-key rate limit (429) -> pydantic validation (422: malformed JS
 fields) -> idempotency by case id -> triage. Nothing here logs case content.
 """
 
-from __future__ import annotations
-
 import hashlib
 import hmac
 import threading
