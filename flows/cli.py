@@ -115,3 +115,8 @@ def status() -> None:
 
 def main() -> None:  # pragma: no cover
     app()
+
+
+from flows.cli_triage import register as register_triage  # noqa: E402  (triage lane commands)
+
+register_triage(app)
