@@ -24,6 +24,7 @@ class ReplayResult:
     sent: int = 0
     latencies_s: list[float] = field(default_factory=list)
     statuses: dict[int, int] = field(default_factory=dict)
+    lanes: dict[str, int] = field(default_factory=dict)
     errors: int = 0
     elapsed_s: float = 0.0
 
@@ -37,6 +38,7 @@ class ReplayResult:
             "ok": self.statuses.get(200, 0),
             "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
             "errors": self.errors,
+            "lanes": dict(sorted(self.lanes.items())),
             "p50_s": self.percentile(50),
             "p99_s": self.percentile(99),
             "max_s": max(self.latencies_s) if self.latencies_s else None,
@@ -70,7 +72,9 @@ def replay(
         def send(i: int, due: float) -> None:
             try:
                 response = client.post("/cases", json=cases[i], headers={"X-API-Key": api_key})
-                result.record(response.status_code, time.perf_counter() - due)
+                latency = time.perf_counter() - due
+                lane = response.json().get("lane", "?") if response.status_code == 200 else "-"
+                result.record(response.status_code, latency, lane)
             except httpx.HTTPError:
                 result.fail()
             if on_answer:
@@ -92,8 +96,9 @@ class ResultLock:
     def __init__(self, value: ReplayResult):
         self.value, self._lock = value, threading.Lock()
 
-    def record(self, status: int, latency: float) -> None:
+    def record(self, status: int, latency: float, lane: str) -> None:
         with self._lock:
+            self.value.lanes[lane] = self.value.lanes.get(lane, 0) + 1
             self.value.statuses[status] = self.value.statuses.get(status, 0) + 1
             if status == 200:
                 self.value.latencies_s.append(latency)
