@@ -12,6 +12,7 @@ only send a case to a human; it never clears a structured criterion, so text in 
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -97,6 +98,9 @@ class NarrativeFlagger:
         self.threshold = threshold
         self._labels = [name for name, texts in exemplars.items() for _ in texts]
         self._exemplars: Vectors = embedder.embed([t for ts in exemplars.values() for t in ts])
+        # one model call at a time: a Hugging Face fast tokenizer shared by threads fails with
+        # "Already borrowed", and two torch calls on two cores are no faster than one after another
+        self._lock = threading.Lock()
 
     @property
     def name(self) -> str:
@@ -107,7 +111,10 @@ class NarrativeFlagger:
         parts = sentences(narrative)
         if not parts:
             return NarrativeVerdict(flags=(), score=None, input_tokens=0)
-        similarity = self.embedder.embed(parts) @ self._exemplars.T
+        with self._lock:
+            vectors = self.embedder.embed(parts)
+            tokens = sum(self.embedder.count_tokens(parts))
+        similarity = vectors @ self._exemplars.T
         best = similarity.max(axis=0)
         by_words = {name for name, words in LEXICON.items() if words.search(narrative)}
         by_meaning = {lab for lab, s in zip(self._labels, best, strict=True) if s >= self.threshold}
@@ -115,5 +122,5 @@ class NarrativeFlagger:
         return NarrativeVerdict(
             flags=tuple(flags),
             score=float(np.max(best)),
-            input_tokens=sum(self.embedder.count_tokens(parts)),
+            input_tokens=tokens,
         )

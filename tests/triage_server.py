@@ -39,7 +39,8 @@ def start_server(home: Path, port: int, **settings: str) -> subprocess.Popen[byt
         | {f"PHARMALANE_TRIAGE__{k.upper()}": v for k, v in settings.items()}
     )
     cmd = [sys.executable, "-c", "from flows.cli import app; app()", "serve", "--port", str(port)]
-    process = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL)
+    with (home.parent / f"server-{port}.log").open("wb") as log:  # the child keeps its own fd
+        process = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if process.poll() is not None:

@@ -22,9 +22,10 @@ from tasks.core.triage_rows import (
     decision_rows,
     machine_status,
 )
+from tasks.errors import DataContractError
 from tasks.io.lake import Lake
 from tasks.io.triage_store import TriageStore
-from tasks.schemas import LEDGER, TRIAGE_AUDIT, TRIAGE_DECISION
+from tasks.schemas import LEDGER, TRIAGE_AUDIT, TRIAGE_DECISION, TriageDecision
 from tasks.settings import Settings, load_models
 from tasks.steps.retry import retry_transient_only
 from tasks.steps.triage import NARRATIVE_TASK, WORKFLOW
@@ -135,4 +136,29 @@ def book_batch(settings: Settings, run_id: str, now: datetime) -> Booked:
         held=sum(machine_status(d) == "held_for_review" for d in decisions),
         deferred=sum(d.status == "deferred" for d in decisions),
         cost_usd=cost,
+    )
+
+
+@task(name="held-triage-case", cache_policy=NO_CACHE)
+def held_case(settings: Settings, case_id: str) -> TriageDecision:
+    """The decision of a case that waits for a human; anything else is a contract error."""
+    stored = TriageStore(settings.triage_db).get(case_id)
+    if stored is None:
+        raise DataContractError(f"case {case_id} is unknown", record=case_id, field="case_id")
+    if stored.decision.status != "held_for_review":
+        raise DataContractError(
+            f"case {case_id} is {stored.decision.status}, not held for review",
+            record=case_id,
+            field="status",
+        )
+    return stored.decision
+
+
+@task(name="record-triage-review", cache_policy=NO_CACHE)
+def record_review(
+    settings: Settings, case_id: str, *, verdict: str, reviewer: str, reason: str, at: datetime
+) -> TriageDecision:
+    """Store a human verdict; the lane writes it to the audit trail."""
+    return TriageStore(settings.triage_db).review(
+        case_id, verdict=verdict, reviewer=reviewer, reason=reason, at=at
     )
