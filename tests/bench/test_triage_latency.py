@@ -22,7 +22,7 @@ from tasks.io.ae_feed import replay_feed
 from tasks.io.replay import replay
 from tests.triage_server import REPO, SUBMITTER_KEY, free_port, start_server, stop
 
-RATES = [2.0, 4.0, 8.0, 16.0, 32.0, 64.0]
+RATES = [2.0, 4.0, 8.0, 12.0, 16.0, 24.0, 32.0, 48.0, 64.0]
 SECONDS_PER_RATE = float(os.environ.get("TRIAGE_BENCH_SECONDS", "10"))
 TOTAL_BUDGET_S = 600.0
 
