@@ -1,9 +1,10 @@
 """Flow `urgent-ae-triage`: the long-running lane that books what the intake service decided.
 
 The hot path (POST /cases) decides inline and stores the decision durably; this lane drains
-the store in micro-batches (decisions, audit trail, cost ledger) under the global concurrency
-limit ``urgent-ae-triage`` (create it with ``prefect gcl create urgent-ae-triage --limit 1``),
-so at most one lane books at a time. It stops after ``max_batches`` or ``idle_stop_seconds``
+the store in micro-batches (decisions, audit trail, cost ledger) and settles the cases the
+service deferred when it was saturated (their narratives are read here), under the global
+concurrency limit ``urgent-ae-triage`` (``prefect gcl create urgent-ae-triage --limit 1``), so
+at most one lane books at a time. It stops after ``max_batches`` or ``idle_stop_seconds``
 with nothing to do; a restart continues from the store, losing and re-booking nothing.
 """
 
@@ -19,7 +20,7 @@ from pydantic import BaseModel, Field
 
 from tasks.settings import load_settings
 from tasks.steps.triage import WORKFLOW, utcnow
-from tasks.steps.triage_lane import book_batch
+from tasks.steps.triage_lane import book_batch, settle_deferred
 
 
 class LaneParams(BaseModel):
@@ -46,8 +47,9 @@ def urgent_ae_triage(params: LaneParams | None = None) -> LaneSummary:
     idle_since = time.monotonic()
     for _ in range(params.max_batches):
         with concurrency(WORKFLOW, occupy=1, strict=False):
+            settled = settle_deferred(settings)
             booked = book_batch(settings, run_id, utcnow())
-        if booked.cases or booked.reviews:
+        if settled or booked.cases or booked.reviews:
             idle_since = time.monotonic()
             totals = LaneSummary(
                 batches=totals.batches + 1,

@@ -125,6 +125,28 @@ class TriageStore:
             ).fetchall()
         return [TriageDecision.model_validate_json(r[0]) for r in rows]
 
+    def deferred(self, limit: int) -> list[StoredCase]:
+        """Cases the service deferred to the batch lane, oldest first."""
+        with self._connect() as con:
+            rows = con.execute(
+                "SELECT case_id FROM cases WHERE status = 'deferred' ORDER BY accepted_seq LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [case for (case_id,) in rows if (case := self.get(case_id)) is not None]
+
+    def settle(self, decision: TriageDecision) -> bool:
+        """Replace a deferred decision with the batch lane's; False if it is no longer deferred.
+
+        The case is queued for booking again, so the lane writes the new decision too.
+        """
+        with self._connect() as con:
+            cursor = con.execute(
+                "UPDATE cases SET decision = ?, status = ?, bookkept = 0"
+                " WHERE case_id = ? AND status = 'deferred'",
+                (decision.model_dump_json(), decision.status, decision.case_id),
+            )
+            return cursor.rowcount == 1
+
     def mark_bookkept(self, case_ids: list[str]) -> None:
         with self._connect() as con:
             con.executemany(

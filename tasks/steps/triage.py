@@ -69,6 +69,23 @@ class Triager:
         known = self.store.decision(case.case_id)
         if known is not None:
             return known, False
+        decision, fingerprint = self._decide(case, may_defer=True)
+        return self.store.accept(case, fingerprint, decision)
+
+    def settle_deferred(self, limit: int) -> list[TriageDecision]:
+        """The batch lane's half of a deferral: read the narrative, decide again, store it.
+
+        Only cases still ``deferred`` change; the new decision is booked by the lane beside the
+        deferred one, so the lake keeps both.
+        """
+        settled = []
+        for stored in self.store.deferred(limit):
+            decision, _ = self._decide(stored.case, may_defer=False)
+            if self.store.settle(decision):
+                settled.append(decision)
+        return settled
+
+    def _decide(self, case: IcsrCase, *, may_defer: bool) -> tuple[TriageDecision, str]:
         missing = icsr.missing_minimum_criteria(case)
         criteria = icsr.seriousness(case.outcome)
         grade = icsr.severity(case)
@@ -86,9 +103,8 @@ class Triager:
             self.store.recent(fingerprint),
             window_days=self.settings.triage.duplicate_window_days,
         )
-        urgent = bool(criteria)
         verdict: NarrativeVerdict | None = None
-        if self.slots.acquire(blocking=urgent):
+        if self.slots.acquire(blocking=bool(criteria) or not may_defer):
             try:
                 verdict = self.flagger.assess(case.narrative)
             finally:
@@ -129,4 +145,4 @@ class Triager:
             cost_usd=call_cost(self.price, input_tokens=tokens),
             decided_at=self.clock(),
         )
-        return self.store.accept(case, fingerprint, decision)
+        return decision, fingerprint

@@ -28,7 +28,7 @@ from tasks.io.triage_store import TriageStore
 from tasks.schemas import LEDGER, TRIAGE_AUDIT, TRIAGE_DECISION, TriageDecision
 from tasks.settings import Settings, load_models
 from tasks.steps.retry import retry_transient_only
-from tasks.steps.triage import NARRATIVE_TASK, WORKFLOW
+from tasks.steps.triage import NARRATIVE_TASK, WORKFLOW, Triager
 
 AUDIT_DATASET = "triage_audit"
 DECISION_DATASET = "triage_decisions"
@@ -78,7 +78,7 @@ def book_batch(settings: Settings, run_id: str, now: datetime) -> Booked:
             DECISION_DATASET,
             decision_rows(decisions),
             TRIAGE_DECISION,
-            keys=["case_id"],
+            keys=["case_id", "status"],  # a deferred case is booked again once settled
             partition_by="day",
             stem=stem,
         )
@@ -137,6 +137,21 @@ def book_batch(settings: Settings, run_id: str, now: datetime) -> Booked:
         deferred=sum(d.status == "deferred" for d in decisions),
         cost_usd=cost,
     )
+
+
+@task(
+    name="settle-deferred-cases",
+    retries=2,
+    retry_condition_fn=retry_transient_only,
+    cache_policy=NO_CACHE,
+)
+def settle_deferred(settings: Settings) -> int:
+    """Read the narratives the service deferred when saturated, one micro-batch at a time."""
+    store = TriageStore(settings.triage_db)
+    if not store.count(status="deferred"):
+        return 0
+    triager = Triager.build(settings, store)
+    return len(triager.settle_deferred(settings.triage.lane_batch_size))
 
 
 @task(name="held-triage-case", cache_policy=NO_CACHE)
