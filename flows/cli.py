@@ -189,3 +189,8 @@ cli_supervisor.register(app)
 
 def main() -> None:  # pragma: no cover
     app()
+
+
+from flows.cli_triage import register as register_triage  # noqa: E402  (triage lane commands)
+
+register_triage(app)

@@ -129,3 +129,125 @@ PRODUCT_DIGEST = pa.schema(
         ("refreshed_at", TS),
     ]
 )
+
+
+# --- urgent AE triage (issue 4) ---------------------------------------------------------------
+# The intake contract of POST /cases: an ICSR-like report. Unknown fields are refused (422), so
+# a typo cannot silently drop a seriousness flag.
+
+from datetime import date, datetime  # noqa: E402
+from typing import Literal  # noqa: E402
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field  # noqa: E402
+
+
+class _Intake(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+class Reporter(_Intake):
+    qualification: Literal["physician", "pharmacist", "other_hcp", "consumer", "lawyer", "other"]
+    country: str | None = Field(None, pattern=r"^[A-Z]{2,3}$")
+
+
+class Patient(_Intake):
+    initials: str | None = Field(None, max_length=10)
+    age_years: float | None = Field(None, ge=0, le=130)
+    sex: Literal["F", "M", "U"] | None = None
+
+
+class Reaction(_Intake):
+    term: str = Field(min_length=1, max_length=500, description="reported or MedDRA PT")
+    severity_grade: int | None = Field(None, ge=1, le=5, description="CTCAE-like grade 1-5")
+
+
+class Outcome(_Intake):
+    """ICH E2A seriousness criteria as reported in structured fields."""
+
+    death: bool = False
+    life_threatening: bool = False
+    hospitalisation: bool = False
+    disability: bool = False
+    congenital_anomaly: bool = False
+    medically_important: bool = False
+
+
+class IcsrCase(_Intake):
+    case_id: str = Field(pattern=r"^[A-Za-z0-9._:-]{1,64}$")
+    received_at: AwareDatetime = Field(description="when the company first received it (day 0)")
+    reporter: Reporter | None = None
+    patient: Patient = Patient()
+    suspect_drugs: list[str] = Field(default_factory=list, max_length=20)
+    reactions: list[Reaction] = Field(default_factory=list, max_length=50)
+    outcome: Outcome = Outcome()
+    study_case: bool = Field(False, description="from a clinical trial (7-day clock may apply)")
+    expected: bool | None = Field(None, description="listed in the reference safety information")
+    narrative: str = Field("", max_length=20_000)
+
+
+TriageStatus = Literal["auto_accepted", "held_for_review", "deferred", "accepted", "rejected"]
+
+
+class TriageDecision(BaseModel):
+    """What POST /cases answers; stored durably before the answer is sent."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    case_id: str
+    status: TriageStatus
+    lane: Literal["hot", "deferred"]
+    valid: bool
+    missing: list[str]
+    seriousness: list[str]
+    serious: bool
+    severity: int | None
+    narrative_flags: list[str]
+    narrative_score: float | None
+    duplicate_of: str | None
+    clock_days: int
+    day_zero: date
+    due_date: date
+    requires_review: bool
+    reasons: list[str]
+    model: str | None
+    input_tokens: int
+    cost_usd: float
+    decided_at: datetime
+
+
+# Append-only audit rows of the triage lane (no narrative, no patient identifiers).
+TRIAGE_AUDIT = pa.schema(
+    [
+        pa.field("event_id", pa.string()),
+        pa.field("case_id", pa.string()),
+        pa.field("event", pa.string()),
+        pa.field("status", pa.string()),
+        pa.field("actor", pa.string()),
+        pa.field("reasons", pa.list_(pa.string())),
+        pa.field("reason_of_record", pa.string()),
+        pa.field("due_date", pa.date32()),
+        ("at", TS),
+        pa.field("day", pa.string()),
+    ]
+)
+
+TRIAGE_DECISION = pa.schema(
+    [
+        pa.field("case_id", pa.string()),
+        pa.field("status", pa.string()),
+        pa.field("lane", pa.string()),
+        pa.field("valid", pa.bool_()),
+        pa.field("serious", pa.bool_()),
+        pa.field("seriousness", pa.list_(pa.string())),
+        pa.field("severity", pa.int64()),
+        pa.field("narrative_flags", pa.list_(pa.string())),
+        pa.field("duplicate_of", pa.string()),
+        pa.field("clock_days", pa.int64()),
+        pa.field("due_date", pa.date32()),
+        pa.field("requires_review", pa.bool_()),
+        pa.field("reasons", pa.list_(pa.string())),
+        pa.field("cost_usd", pa.float64()),
+        ("decided_at", TS),
+        pa.field("day", pa.string()),
+    ]
+)

@@ -58,6 +58,31 @@ class SupervisorSettings(_Strict):
     burst_baseline_hours: int = Field(24, ge=1, le=24 * 28, description="trailing window")
 
 
+class ApiKey(_Strict):
+    """One API key, stored only as sha256(salt + key) hex; the salt comes from the environment."""
+
+    key_id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    role: Literal["submitter", "reviewer"]
+    revoked: bool = False
+
+
+class TriageSettings(_Strict):
+    site_timezone: str = Field("Europe/Amsterdam", description="day 0 is a date in this zone")
+    narrative_threshold: float = Field(
+        0.55, gt=0, le=1, description="exemplar similarity that flags a narrative criterion"
+    )
+    duplicate_window_days: int = Field(30, ge=0, le=3650)
+    max_body_bytes: int = Field(65_536, ge=1024, le=10_000_000)
+    rate_per_minute: int = Field(600, ge=1, le=1_000_000, description="requests per key")
+    max_in_flight: int = Field(
+        4, ge=1, le=256, description="model calls at once; beyond it non-urgent cases defer"
+    )
+    lane_batch_size: int = Field(200, ge=1, le=10_000, description="cases per lane micro-batch")
+    api_keys: list[ApiKey] = Field(default_factory=list)
+    key_salt: SecretStr | None = Field(None, description="PHARMALANE_TRIAGE__KEY_SALT only")
+
+
 class Settings(BaseSettings):
     """Settings of one environment."""
 
@@ -72,6 +97,7 @@ class Settings(BaseSettings):
     scorer: ScorerSettings = ScorerSettings()
     train: TrainSettings = TrainSettings()
     supervisor: SupervisorSettings = SupervisorSettings()
+    triage: TriageSettings = TriageSettings()
     llm_api_key: SecretStr | None = None
 
     @property
@@ -98,6 +124,10 @@ class Settings(BaseSettings):
     @property
     def reports_dir(self) -> Path:
         return self.home / "reports"
+
+    @property
+    def triage_db(self) -> Path:
+        return self.home / "triage" / "cases.sqlite"
 
 
 def load_settings(

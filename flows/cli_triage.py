@@ -1,0 +1,167 @@
+"""CLI of the urgent AE triage lane: `serve`, `triage submit|replay|hash-key|lane`, `review`.
+
+API keys for the client commands come from ``PHARMALANE_API_KEY`` (never a flag, so they stay
+out of shell history); the server's salt from ``PHARMALANE_TRIAGE__KEY_SALT``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from tasks.io.triage_store import TriageStore
+
+console = Console()
+triage_app = typer.Typer(help="Urgent AE triage: submit and replay cases.", no_args_is_help=True)
+review_app = typer.Typer(help="Human review of held triage cases.", no_args_is_help=True)
+
+Url = Annotated[str, typer.Option(help="intake service base URL")]
+DEFAULT_URL = "http://127.0.0.1:8711"
+
+
+def _api_key() -> str:
+    key = os.environ.get("PHARMALANE_API_KEY")
+    if not key:
+        raise typer.BadParameter("set PHARMALANE_API_KEY to a submitter key")
+    return key
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="loopback by default")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8711,
+) -> None:
+    """Run the intake service (FastAPI; OpenAPI docs at /docs)."""
+    import uvicorn
+
+    from tasks.settings import load_settings
+    from tasks.steps.triage_api import create_app
+
+    app = create_app(load_settings())
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+
+
+@triage_app.command()
+def submit(file: Path, url: Url = DEFAULT_URL) -> None:
+    """POST one case (a JSON file) and print the decision."""
+    import httpx
+
+    body = json.loads(file.read_text(encoding="utf-8"))
+    response = httpx.post(f"{url}/cases", json=body, headers={"X-API-Key": _api_key()}, timeout=30)
+    console.print_json(response.text)
+    if response.status_code != 200:
+        raise typer.Exit(1)
+
+
+@triage_app.command()
+def replay(
+    rate: Annotated[float, typer.Option(min=0.01, help="cases per second")] = 5.0,
+    seconds: Annotated[float, typer.Option(min=1, help="stop after this long")] = 30.0,
+    url: Url = DEFAULT_URL,
+) -> None:
+    """Replay the packaged feed (CDISC pilot AEs + Drugs.com reviews) at a steady rate."""
+    from tasks.io.ae_feed import replay_feed
+    from tasks.io.replay import replay as run
+
+    cases, rejected = replay_feed()
+    if rejected:
+        console.print(f"{len(rejected)} source rows are not cases (first: {rejected[0]})")
+    result = run(url, _api_key(), cases, rate=rate, max_seconds=seconds)
+    table = Table(title=f"replay at {rate}/s")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for key, value in result.summary().items():
+        table.add_row(key, f"{value:.3f}" if isinstance(value, float) else str(value))
+    console.print(table)
+
+
+@triage_app.command("hash-key")
+def hash_key_cmd() -> None:
+    """Print sha256(salt + key) for configs: the key is read hidden, the salt from the env."""
+    from tasks.steps.triage_api import hash_key
+
+    salt = os.environ.get("PHARMALANE_TRIAGE__KEY_SALT")
+    if not salt:
+        raise typer.BadParameter("set PHARMALANE_TRIAGE__KEY_SALT first")
+    console.print(hash_key(salt, typer.prompt("API key", hide_input=True)))
+
+
+@triage_app.command()
+def lane(
+    idle_stop_seconds: Annotated[float, typer.Option(min=0)] = 60.0,
+) -> None:
+    """Run the `urgent-ae-triage` lane in-process until it has been idle that long."""
+    from flows.cli import _prefect_defaults
+
+    _prefect_defaults()
+    from flows.urgent_ae_triage import LaneParams, urgent_ae_triage
+
+    console.print(urgent_ae_triage(LaneParams(idle_stop_seconds=idle_stop_seconds)).model_dump())
+
+
+def _store() -> TriageStore:
+    from tasks.io.triage_store import TriageStore
+    from tasks.settings import load_settings
+
+    return TriageStore(load_settings().triage_db)
+
+
+@review_app.command("list")
+def review_list() -> None:
+    """Cases held for a human, earliest due date first."""
+    table = Table(title="held for review")
+    for col in ("case", "due", "serious", "severity", "valid", "reasons"):
+        table.add_column(col)
+    for d in _store().held():
+        table.add_row(
+            d.case_id,
+            str(d.due_date),
+            ",".join(d.seriousness) or "-",
+            str(d.severity),
+            str(d.valid),
+            " ".join(d.reasons),
+        )
+    console.print(table)
+
+
+def _verdict(case_id: str, verdict: str, reason: str, reviewer: str) -> None:
+    from tasks.errors import DataContractError
+
+    try:
+        decision = _store().review(
+            case_id, verdict=verdict, reviewer=reviewer, reason=reason, at=datetime.now(UTC)
+        )
+    except DataContractError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from exc
+    console.print(f"{decision.case_id}: {decision.status} by {reviewer}")
+
+
+Reason = Annotated[str, typer.Option(help="the reason of record (audit trail)")]
+Reviewer = Annotated[str, typer.Option(help="who decides", envvar="USER")]
+
+
+@review_app.command()
+def accept(case_id: str, reason: Reason, reviewer: Reviewer) -> None:
+    """Accept a held case (the lane writes the verdict to the audit trail)."""
+    _verdict(case_id, "accepted", reason, reviewer)
+
+
+@review_app.command()
+def reject(case_id: str, reason: Reason, reviewer: Reviewer) -> None:
+    """Reject a held case (the lane writes the verdict to the audit trail)."""
+    _verdict(case_id, "rejected", reason, reviewer)
+
+
+def register(app: typer.Typer) -> None:
+    """Add `serve`, `triage` and `review` to the main CLI."""
+    app.command()(serve)
+    app.add_typer(triage_app, name="triage")
+    app.add_typer(review_app, name="review")

@@ -1,0 +1,252 @@
+"""The triage lane's durable queue: one SQLite file in WAL mode under PHARMALANE_HOME.
+
+A case is *accepted* when its row is committed (synchronous=FULL: on disk before the API
+answers). The row is the idempotency key (case id), the decision of record, the human review,
+and the lane's queue: ``bookkept = 0`` rows are what the Prefect lane has not yet written to
+the lake. Nothing is deleted, so a restart (of the API or the lane) loses no accepted case.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from tasks.errors import DataContractError
+from tasks.schemas import IcsrCase, TriageDecision
+
+_DDL = """
+CREATE TABLE IF NOT EXISTS cases (
+    case_id        TEXT PRIMARY KEY,
+    received_at    TEXT NOT NULL,
+    fingerprint    TEXT NOT NULL,
+    payload        TEXT NOT NULL,
+    decision       TEXT NOT NULL,
+    status         TEXT NOT NULL,
+    accepted_seq   INTEGER NOT NULL,
+    bookkept       INTEGER NOT NULL DEFAULT 0,
+    reviewer       TEXT,
+    review_reason  TEXT,
+    reviewed_at    TEXT,
+    review_bookkept INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS cases_fingerprint ON cases (fingerprint);
+CREATE INDEX IF NOT EXISTS cases_pending ON cases (bookkept, accepted_seq);
+"""
+
+
+@dataclass(frozen=True)
+class StoredCase:
+    case: IcsrCase
+    decision: TriageDecision
+    reviewer: str | None
+    review_reason: str | None
+    reviewed_at: datetime | None
+
+
+class TriageStore:
+    """Accepted cases and their decisions; safe to share across threads and processes."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as con:
+            con.execute("PRAGMA journal_mode=WAL")
+            con.executescript(_DDL)
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        con = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        try:
+            con.execute("PRAGMA synchronous=FULL")
+            con.execute("PRAGMA busy_timeout=30000")
+            yield con
+        finally:
+            con.close()
+
+    def decision(self, case_id: str) -> TriageDecision | None:
+        with self._connect() as con:
+            row = con.execute("SELECT decision FROM cases WHERE case_id = ?", (case_id,)).fetchone()
+        return TriageDecision.model_validate_json(row[0]) if row else None
+
+    def recent(self, fingerprint: str) -> list[tuple[str, str, datetime]]:
+        """Accepted cases with this duplicate fingerprint: (case_id, fingerprint, received_at)."""
+        with self._connect() as con:
+            rows = con.execute(
+                "SELECT case_id, fingerprint, received_at FROM cases WHERE fingerprint = ?",
+                (fingerprint,),
+            ).fetchall()
+        return [(r[0], r[1], datetime.fromisoformat(r[2])) for r in rows]
+
+    def accept(
+        self, case: IcsrCase, fingerprint: str, decision: TriageDecision
+    ) -> tuple[TriageDecision, bool]:
+        """Store the case and its decision unless the case id is known.
+
+        Returns:
+            The decision of record and whether this call created it (False: a resubmission,
+            answered with the first decision).
+        """
+        with self._connect() as con:
+            con.execute("BEGIN IMMEDIATE")
+            row = con.execute(
+                "SELECT decision FROM cases WHERE case_id = ?", (case.case_id,)
+            ).fetchone()
+            if row:
+                con.execute("COMMIT")
+                return TriageDecision.model_validate_json(row[0]), False
+            seq = con.execute("SELECT coalesce(max(accepted_seq), 0) + 1 FROM cases").fetchone()
+            con.execute(
+                "INSERT INTO cases (case_id, received_at, fingerprint, payload, decision, status,"
+                " accepted_seq) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    case.case_id,
+                    case.received_at.isoformat(),
+                    fingerprint,
+                    case.model_dump_json(),
+                    decision.model_dump_json(),
+                    decision.status,
+                    seq[0],
+                ),
+            )
+            con.execute("COMMIT")
+        return decision, True
+
+    def pending(self, limit: int) -> list[TriageDecision]:
+        """Decisions the lane has not yet booked, oldest first."""
+        with self._connect() as con:
+            rows = con.execute(
+                "SELECT decision FROM cases WHERE bookkept = 0 ORDER BY accepted_seq LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [TriageDecision.model_validate_json(r[0]) for r in rows]
+
+    def deferred(self, limit: int) -> list[StoredCase]:
+        """Cases the service deferred to the batch lane, oldest first."""
+        with self._connect() as con:
+            rows = con.execute(
+                "SELECT case_id FROM cases WHERE status = 'deferred' ORDER BY accepted_seq LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [case for (case_id,) in rows if (case := self.get(case_id)) is not None]
+
+    def settle(self, decision: TriageDecision) -> bool:
+        """Replace a deferred decision with the batch lane's; False if it is no longer deferred.
+
+        The case is queued for booking again, so the lane writes the new decision too.
+        """
+        with self._connect() as con:
+            cursor = con.execute(
+                "UPDATE cases SET decision = ?, status = ?, bookkept = 0"
+                " WHERE case_id = ? AND status = 'deferred'",
+                (decision.model_dump_json(), decision.status, decision.case_id),
+            )
+            return cursor.rowcount == 1
+
+    def mark_bookkept(self, case_ids: list[str]) -> None:
+        with self._connect() as con:
+            con.executemany(
+                "UPDATE cases SET bookkept = 1 WHERE case_id = ?", [(c,) for c in case_ids]
+            )
+
+    def count(self, *, status: str | None = None, pending: bool = False) -> int:
+        sql, params = "SELECT count(*) FROM cases WHERE 1 = 1", []
+        if status:
+            sql, params = sql + " AND status = ?", [status]
+        if pending:
+            sql += " AND bookkept = 0"
+        with self._connect() as con:
+            return int(con.execute(sql, params).fetchone()[0])
+
+    def held(self) -> list[TriageDecision]:
+        """Cases waiting for a human, oldest due date first."""
+        with self._connect() as con:
+            rows = con.execute(
+                "SELECT decision FROM cases WHERE status = 'held_for_review' ORDER BY accepted_seq"
+            ).fetchall()
+        decisions = [TriageDecision.model_validate_json(r[0]) for r in rows]
+        return sorted(decisions, key=lambda d: (d.due_date, d.case_id))
+
+    def get(self, case_id: str) -> StoredCase | None:
+        with self._connect() as con:
+            row = con.execute(
+                "SELECT payload, decision, reviewer, review_reason, reviewed_at FROM cases"
+                " WHERE case_id = ?",
+                (case_id,),
+            ).fetchone()
+        if row is None:
+            return None
+        return StoredCase(
+            case=IcsrCase.model_validate_json(row[0]),
+            decision=TriageDecision.model_validate_json(row[1]),
+            reviewer=row[2],
+            review_reason=row[3],
+            reviewed_at=datetime.fromisoformat(row[4]) if row[4] else None,
+        )
+
+    def review(
+        self, case_id: str, *, verdict: str, reviewer: str, reason: str, at: datetime
+    ) -> TriageDecision:
+        """Record a human's verdict on a held case; the status becomes accepted or rejected.
+
+        Raises:
+            DataContractError: unknown case, not held, bad verdict or empty reason.
+        """
+        if verdict not in ("accepted", "rejected"):
+            raise DataContractError(
+                f"verdict {verdict!r} is not accepted|rejected", field="verdict"
+            )
+        if not reason.strip() or not reviewer.strip():
+            raise DataContractError(
+                f"case {case_id}: a review needs a reviewer and a reason of record", field="reason"
+            )
+        with self._connect() as con:
+            con.execute("BEGIN IMMEDIATE")
+            row = con.execute("SELECT decision FROM cases WHERE case_id = ?", (case_id,)).fetchone()
+            if row is None:
+                con.execute("ROLLBACK")
+                raise DataContractError(
+                    f"case {case_id} is unknown", record=case_id, field="case_id"
+                )
+            current = TriageDecision.model_validate_json(row[0])
+            if current.status != "held_for_review":
+                con.execute("ROLLBACK")
+                raise DataContractError(
+                    f"case {case_id} is {current.status}, not held for review",
+                    record=case_id,
+                    field="status",
+                )
+            updated = current.model_copy(update={"status": verdict})
+            con.execute(
+                "UPDATE cases SET decision = ?, status = ?, reviewer = ?, review_reason = ?,"
+                " reviewed_at = ?, review_bookkept = 0 WHERE case_id = ?",
+                (updated.model_dump_json(), verdict, reviewer, reason, at.isoformat(), case_id),
+            )
+            con.execute("COMMIT")
+        return updated
+
+    def reviews_pending(self) -> list[dict[str, str]]:
+        """Human verdicts not yet written to the audit trail."""
+        with self._connect() as con:
+            rows = con.execute(
+                "SELECT case_id, status, reviewer, review_reason, reviewed_at FROM cases"
+                " WHERE reviewed_at IS NOT NULL AND review_bookkept = 0"
+            ).fetchall()
+        keys = ("case_id", "status", "reviewer", "review_reason", "reviewed_at")
+        return [dict(zip(keys, r, strict=True)) for r in rows]
+
+    def mark_reviews_bookkept(self, case_ids: list[str]) -> None:
+        with self._connect() as con:
+            con.executemany(
+                "UPDATE cases SET review_bookkept = 1 WHERE case_id = ?", [(c,) for c in case_ids]
+            )
+
+    def dump(self) -> str:
+        """All decisions as JSON lines (for the CLI and debugging)."""
+        with self._connect() as con:
+            rows = con.execute("SELECT decision FROM cases ORDER BY accepted_seq").fetchall()
+        return "\n".join(json.dumps(json.loads(r[0])) for r in rows)

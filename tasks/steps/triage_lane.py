@@ -1,0 +1,179 @@
+"""Prefect tasks of the triage lane: book a micro-batch of decided cases and human reviews.
+
+One task run per micro-batch (up to ``triage.lane_batch_size`` cases), never one per case.
+The store is marked only after the lake writes, and the lake writes are idempotent by key, so
+a lane killed between the two re-books nothing twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import polars as pl
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from tasks.core.chunks import stable_id
+from tasks.core.triage_rows import (
+    audit_event,
+    audit_frame,
+    decision_audit,
+    decision_rows,
+    machine_status,
+)
+from tasks.errors import DataContractError
+from tasks.io.lake import Lake
+from tasks.io.triage_store import TriageStore
+from tasks.schemas import LEDGER, TRIAGE_AUDIT, TRIAGE_DECISION, TriageDecision
+from tasks.settings import Settings, load_models
+from tasks.steps.retry import retry_transient_only
+from tasks.steps.triage import NARRATIVE_TASK, WORKFLOW, Triager
+
+AUDIT_DATASET = "triage_audit"
+DECISION_DATASET = "triage_decisions"
+
+
+@dataclass(frozen=True)
+class Booked:
+    cases: int
+    reviews: int
+    held: int
+    deferred: int
+    cost_usd: float
+
+
+def write_triage_audit(lake: Lake, events: list[dict[str, object]], stem: str) -> int:
+    """Append audit events (append-only, idempotent by event id).
+
+    The one place the lane writes its audit trail: point it at the shared audit chain later.
+    """
+    if not events:
+        return 0
+    return lake.append_new(
+        AUDIT_DATASET,
+        audit_frame(events),
+        TRIAGE_AUDIT,
+        keys=["event_id"],
+        partition_by="day",
+        stem=stem,
+    )
+
+
+@task(
+    name="book-triage-batch",
+    retries=2,
+    retry_condition_fn=retry_transient_only,
+    cache_policy=NO_CACHE,
+)
+def book_batch(settings: Settings, run_id: str, now: datetime) -> Booked:
+    """Decisions, audit and ledger for the oldest unbooked cases, then the human reviews."""
+    store, lake = TriageStore(settings.triage_db), Lake(settings.lake_dir)
+    decisions = store.pending(settings.triage.lane_batch_size)
+    cost = 0.0
+    if decisions:
+        ids = [d.case_id for d in decisions]
+        stem = stable_id(ids, "triage")
+        lake.append_new(
+            DECISION_DATASET,
+            decision_rows(decisions),
+            TRIAGE_DECISION,
+            keys=["case_id", "status"],  # a deferred case is booked again once settled
+            partition_by="day",
+            stem=stem,
+        )
+        write_triage_audit(lake, decision_audit(decisions, actor="triage-service"), stem)
+        cost = sum(d.cost_usd for d in decisions)
+        catalog = load_models(settings)
+        model_key = catalog.tasks[NARRATIVE_TASK]
+        ledger = {
+            "call_id": stable_id([*ids, model_key], "call"),
+            "workflow": WORKFLOW,
+            "run_id": run_id,
+            "chunk_id": stem,
+            "task": NARRATIVE_TASK,
+            "model": model_key,
+            "backend": catalog.models[model_key].backend,
+            "pattern": "stream",
+            "n_items": sum(1 for d in decisions if d.input_tokens),
+            "input_tokens": sum(d.input_tokens for d in decisions),
+            "output_tokens": 0,
+            "gpu_seconds": 0.0,
+            "cost_usd": cost,
+            "created_at": now,
+            "day": now.date().isoformat(),
+        }
+        lake.append_new(
+            "ledger",
+            pl.DataFrame([ledger]),
+            LEDGER,
+            keys=["call_id"],
+            partition_by="day",
+            stem=stem,
+        )
+        store.mark_bookkept(ids)
+    reviews = store.reviews_pending()
+    if reviews:
+        events = [
+            audit_event(
+                case_id=r["case_id"],
+                event="reviewed",
+                status=r["status"],
+                actor=r["reviewer"],
+                reasons=[f"HUMAN_{r['status'].upper()}"],
+                reason_of_record=r["review_reason"],
+                due_date=None,
+                at=datetime.fromisoformat(r["reviewed_at"]),
+            )
+            for r in reviews
+        ]
+        ids = [r["case_id"] for r in reviews]
+        write_triage_audit(lake, events, stable_id([e["event_id"] for e in events], "review"))  # type: ignore[misc]
+        store.mark_reviews_bookkept(ids)
+    return Booked(
+        cases=len(decisions),
+        reviews=len(reviews),
+        held=sum(machine_status(d) == "held_for_review" for d in decisions),
+        deferred=sum(d.status == "deferred" for d in decisions),
+        cost_usd=cost,
+    )
+
+
+@task(
+    name="settle-deferred-cases",
+    retries=2,
+    retry_condition_fn=retry_transient_only,
+    cache_policy=NO_CACHE,
+)
+def settle_deferred(settings: Settings) -> int:
+    """Read the narratives the service deferred when saturated, one micro-batch at a time."""
+    store = TriageStore(settings.triage_db)
+    if not store.count(status="deferred"):
+        return 0
+    triager = Triager.build(settings, store)
+    return len(triager.settle_deferred(settings.triage.lane_batch_size))
+
+
+@task(name="held-triage-case", cache_policy=NO_CACHE)
+def held_case(settings: Settings, case_id: str) -> TriageDecision:
+    """The decision of a case that waits for a human; anything else is a contract error."""
+    stored = TriageStore(settings.triage_db).get(case_id)
+    if stored is None:
+        raise DataContractError(f"case {case_id} is unknown", record=case_id, field="case_id")
+    if stored.decision.status != "held_for_review":
+        raise DataContractError(
+            f"case {case_id} is {stored.decision.status}, not held for review",
+            record=case_id,
+            field="status",
+        )
+    return stored.decision
+
+
+@task(name="record-triage-review", cache_policy=NO_CACHE)
+def record_review(
+    settings: Settings, case_id: str, *, verdict: str, reviewer: str, reason: str, at: datetime
+) -> TriageDecision:
+    """Store a human verdict; the lane writes it to the audit trail."""
+    return TriageStore(settings.triage_db).review(
+        case_id, verdict=verdict, reviewer=reviewer, reason=reason, at=at
+    )

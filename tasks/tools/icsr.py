@@ -1,0 +1,155 @@
+"""Deterministic ICSR tools: minimum criteria, ICH E2A seriousness, severity, regulatory clock,
+duplicate fingerprints. Pure: the case in, facts out; the clock and the time zone are passed in.
+
+These answer before any model runs, and no text in the narrative can change them: a model may
+only *add* a reason for human review, never remove a structured seriousness criterion.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from tasks.schemas import IcsrCase, Outcome
+
+# ICH E2A criteria, in the order a report lists them.
+SERIOUSNESS_CRITERIA: tuple[str, ...] = (
+    "death",
+    "life_threatening",
+    "hospitalisation",
+    "disability",
+    "congenital_anomaly",
+    "medically_important",
+)
+
+EXPEDITED_FATAL_DAYS = 7
+EXPEDITED_SERIOUS_DAYS = 15
+NON_SERIOUS_DAYS = 90
+
+
+def missing_minimum_criteria(case: IcsrCase) -> list[str]:
+    """ICH E2D minimum criteria a valid ICSR needs; the names of the ones that are missing.
+
+    An identifiable patient (any of initials, age, sex), an identifiable reporter, at least one
+    suspect drug and at least one reaction. An empty list means the case is valid.
+    """
+    missing: list[str] = []
+    patient = case.patient
+    if not (patient.initials or patient.age_years is not None or patient.sex in ("F", "M")):
+        missing.append("patient")
+    if case.reporter is None:
+        missing.append("reporter")
+    if not any(d.strip() for d in case.suspect_drugs):
+        missing.append("suspect_drugs")
+    if not any(r.term.strip() for r in case.reactions):
+        missing.append("reactions")
+    return missing
+
+
+def seriousness(outcome: Outcome) -> list[str]:
+    """The ICH E2A seriousness criteria met by the structured outcome flags, in E2A order."""
+    return [name for name in SERIOUSNESS_CRITERIA if getattr(outcome, name)]
+
+
+def severity(case: IcsrCase) -> int | None:
+    """The highest reaction grade, or None when no reaction carries one (unknown, not mild)."""
+    grades = [r.severity_grade for r in case.reactions if r.severity_grade is not None]
+    return max(grades) if grades else None
+
+
+@dataclass(frozen=True)
+class Clock:
+    days: int
+    day_zero: date
+    due: date
+    rule: str
+
+
+def regulatory_clock(
+    received_at: datetime,
+    *,
+    site_timezone: str,
+    criteria: Iterable[str],
+    study_case: bool,
+    expected: bool | None,
+) -> Clock:
+    """The reporting deadline of a case (ICH E2A / EU GVP VI timelines).
+
+    Day 0 is the calendar date of receipt *in the receiving site's time zone* (a report received
+    23:30 UTC on a Friday is a Saturday in Tokyo). 7 days for a fatal or life-threatening,
+    unexpected clinical-trial case; 15 for any other serious case; 90 for non-serious. An
+    unknown expectedness counts as unexpected (fail safe). Timelines are calendar days; a due
+    date on a weekend is moved back to the Friday before, so the clock never makes a case late.
+
+    Args:
+        received_at: timezone-aware receipt time.
+        site_timezone: IANA name, e.g. ``Europe/Amsterdam``.
+        criteria: the seriousness criteria met.
+        study_case: the case comes from a clinical trial.
+        expected: listed in the reference safety information; None when not assessed.
+    """
+    if received_at.tzinfo is None:
+        raise ValueError("received_at must be timezone-aware")
+    met = set(criteria)
+    day_zero = received_at.astimezone(ZoneInfo(site_timezone)).date()
+    if study_case and expected is not True and met & {"death", "life_threatening"}:
+        days, rule = EXPEDITED_FATAL_DAYS, "7-day: fatal or life-threatening SUSAR"
+    elif met:
+        days, rule = EXPEDITED_SERIOUS_DAYS, "15-day: serious"
+    else:
+        days, rule = NON_SERIOUS_DAYS, "90-day: non-serious"
+    due = day_zero + timedelta(days=days)
+    while due.weekday() >= 5:  # Saturday 5, Sunday 6
+        due -= timedelta(days=1)
+    return Clock(days=days, day_zero=day_zero, due=due, rule=rule)
+
+
+def _norm(text: str) -> str:
+    folded = unicodedata.normalize("NFKC", text).casefold()
+    return " ".join(folded.split())
+
+
+def duplicate_fingerprint(case: IcsrCase) -> str:
+    """A key equal for reports of the same patient, drugs and reactions, however spelled.
+
+    Case, accents width and whitespace are normalised; drug and reaction order does not matter.
+    The case id and the narrative are not part of it: a duplicate usually arrives under a new id
+    with a reworded story.
+    """
+    patient = case.patient
+    age = "" if patient.age_years is None else str(int(patient.age_years))
+    parts = [
+        _norm(patient.initials or ""),
+        age,
+        patient.sex or "",
+        "|".join(sorted(_norm(d) for d in case.suspect_drugs if d.strip())),
+        "|".join(sorted(_norm(r.term) for r in case.reactions if r.term.strip())),
+    ]
+    return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:32]
+
+
+def find_duplicate(
+    case: IcsrCase,
+    fingerprint: str,
+    recent: Iterable[tuple[str, str, datetime]],
+    *,
+    window_days: int,
+) -> str | None:
+    """The earliest earlier case (id) with the same fingerprint received within the window.
+
+    Args:
+        recent: (case_id, fingerprint, received_at) of cases already accepted.
+    """
+    window = timedelta(days=window_days)
+    hits = sorted(
+        (received, case_id)
+        for case_id, other, received in recent
+        if other == fingerprint
+        and case_id != case.case_id
+        and abs(case.received_at - received) <= window
+    )
+    return hits[0][1] if hits else None

@@ -1,0 +1,80 @@
+"""The lane books what the service decided, settles deferred cases, idempotent on re-run."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import polars as pl
+import pytest
+
+from flows.urgent_ae_triage import LaneParams, urgent_ae_triage
+from tasks.io.lake import Lake
+from tasks.schemas import IcsrCase
+from tasks.settings import load_settings
+from tasks.steps.triage import Triager
+
+
+def case(i: int, **fields) -> IcsrCase:
+    body = {
+        "case_id": f"L-{i}",
+        "received_at": "2026-03-02T09:00:00+00:00",
+        "reporter": {"qualification": "pharmacist"},
+        "patient": {"age_years": 40 + i, "sex": "M"},
+        "suspect_drugs": ["Xanomeline"],
+        "reactions": [{"term": "Dizziness", "severity_grade": 1}],
+        "narrative": "Felt dizzy for an hour after the dose.",
+    }
+    return IcsrCase.model_validate(body | fields)
+
+
+@pytest.mark.slow
+def test_lane_books_decisions_audit_and_ledger_once(isolated_home):
+    settings = load_settings()
+    triager = Triager.build(settings)
+    decisions = [triager.triage(case(i))[0] for i in range(2)]
+    held, _ = triager.triage(case(9, outcome={"hospitalisation": True}))
+    for _ in range(settings.triage.max_in_flight):  # saturated: a non-urgent case defers
+        triager.slots.acquire()
+    deferred, _ = triager.triage(case(2, narrative="She died in her sleep that night."))
+    assert (deferred.status, deferred.input_tokens) == ("deferred", 0)
+    triager.store.review(
+        held.case_id,
+        verdict="accepted",
+        reviewer="k-rev",
+        reason="hospitalised, expedite 15-day",
+        at=datetime(2026, 3, 3, tzinfo=UTC),
+    )
+
+    summary = urgent_ae_triage(LaneParams(idle_stop_seconds=0, poll_seconds=0.1))
+
+    assert (summary.cases, summary.held, summary.reviews) == (4, 2, 1)  # L-2 settled as held
+    lake = Lake(settings.lake_dir)
+    booked = lake.read("triage_decisions").sort("case_id")
+    assert booked["case_id"].to_list() == ["L-0", "L-1", "L-2", "L-9"]
+    assert "narrative" not in booked.columns
+    settled = booked.filter(pl.col("case_id") == "L-2").row(0, named=True)
+    assert settled["status"] == "held_for_review" and "death" in settled["narrative_flags"]
+    assert "NARRATIVE_SERIOUSNESS_NEEDS_HUMAN" in settled["reasons"] and settled["cost_usd"] > 0
+
+    audit = lake.read("triage_audit")
+    reviewed = audit.filter(pl.col("event") == "reviewed").row(0, named=True)
+    assert (reviewed["case_id"], reviewed["actor"], reviewed["status"]) == (
+        "L-9",
+        "k-rev",
+        "accepted",
+    )
+    assert reviewed["reason_of_record"] == "hospitalised, expedite 15-day"
+    decided = audit.filter(pl.col("event") == "decided")
+    assert decided.height == 4
+    l9 = decided.filter(pl.col("case_id") == "L-9").row(0, named=True)
+    assert l9["status"] == "held_for_review" and "SERIOUS_CASE_NEEDS_HUMAN" in l9["reasons"]
+
+    ledger = lake.read("ledger")
+    paid = sum(d.cost_usd for d in decisions) + held.cost_usd + settled["cost_usd"]
+    assert ledger["cost_usd"].sum() == pytest.approx(paid)
+    assert set(ledger["workflow"]) == {"urgent-ae-triage"}
+
+    again = urgent_ae_triage(LaneParams(idle_stop_seconds=0, poll_seconds=0.1))
+    assert (again.cases, again.reviews) == (0, 0)
+    assert lake.read("triage_decisions").height == 4
+    assert lake.read("triage_audit").height == 5
