@@ -70,6 +70,7 @@ class ScanSummary(BaseModel):
     reused_vectors: int
     cost_usd: float
     escalations_written: int
+    deferred: int = Field(0, description="items left undecided because the budget was spent")
     digest_rows: int
     lake: str
 
@@ -121,6 +122,7 @@ def nightly_literature_scan(params: ScanParams | None = None) -> ScanSummary:
         reused_vectors=sum(r.reused_vectors for r in results),
         cost_usd=round(sum(r.cost_usd for r in results), 8),
         escalations_written=sum(r.escalations_written for r in results),
+        deferred=sum(r.deferred for r in results),
         digest_rows=digest_rows,
         lake=str(settings.lake_dir),
     )

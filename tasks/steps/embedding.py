@@ -17,6 +17,7 @@ from tasks.core.pricing import call_cost
 from tasks.schemas import LEDGER
 from tasks.settings import Settings, load_models
 from tasks.steps import resources
+from tasks.steps.supervisor import admit, settle, throttle
 
 SCREEN_TASK = "ade-screen"
 
@@ -31,6 +32,7 @@ class Embedded:
     cost_usd: float
     usd_per_token: float
     model_key: str
+    deferred: tuple[str, ...] = ()
 
 
 def texts_of(frame: pl.DataFrame) -> list[str]:
@@ -47,7 +49,13 @@ def embed_paying_once(
     now: datetime,
     pattern: str,
 ) -> Embedded:
-    """Vectors for ``frame`` (item_id, content_hash, title, abstract, pub_date, products)."""
+    """Vectors for ``frame`` (item_id, content_hash, title, abstract, pub_date, products).
+
+    The supervisor admits the call first: its estimate is reserved against the workflow's
+    budget (and settled after), and it waits for a throttle slot. When the budget is spent and
+    policy does not let the work run over it, nothing is embedded and the missing items come
+    back as ``deferred``: the caller leaves them undecided for the next window.
+    """
     store, model = resources.vectors(settings), resources.embedder()
     catalog = load_models(settings)
     model_key = catalog.tasks[SCREEN_TASK]
@@ -61,6 +69,13 @@ def embed_paying_once(
     if missing.height:
         paid_tokens = int(missing["tokens"].sum())
         cost = call_cost(price, input_tokens=paid_tokens)
+        urgent = "route" in missing.columns and bool((missing["route"] == "hot").any())
+        ticket = admit(settings, workflow, cost, urgent=urgent, now=now)
+        if not ticket.admission.runs:
+            usd_per_token = price.usd_per_1k_input_tokens / 1000
+            deferred = tuple(missing["item_id"].to_list())
+            return Embedded(vectors, tokens, 0, 0.0, usd_per_token, model_key, deferred)
+        throttle(settings, workflow)
         keys = (missing["item_id"] + ":" + missing["content_hash"]).to_list()
         row = {
             "call_id": stable_id([*keys, model_key], "call"),
@@ -85,6 +100,7 @@ def embed_paying_once(
         fresh = model.embed(texts_of(missing), batch_size=settings.scan.embed_batch_size)
         store.upsert(missing.rename({"item_id": "id"}), fresh, model.name)
         vectors.update(zip(missing["item_id"].to_list(), fresh, strict=True))
+        settle(settings, ticket, cost, now=now)
     return Embedded(
         vectors, tokens, missing.height, cost, price.usd_per_1k_input_tokens / 1000, model_key
     )

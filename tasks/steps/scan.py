@@ -142,6 +142,7 @@ class ChunkResult:
     cost_usd: float
     decisions_written: int
     escalations_written: int
+    deferred: int = 0
 
 
 @task(
@@ -167,16 +168,17 @@ def screen_chunk(
         pattern="scan/small",
     )
     scorer = resources.scorer(settings)
-    ids = in_scope["item_id"].to_list()
-    scores = pl.DataFrame(
-        {
-            "item_id": ids,
-            "probability": scorer.probabilities(matrix(paid, ids)) if ids else [],
-            "cost_usd": (paid.tokens * paid.usd_per_token).to_list(),
-        },
-        schema={"item_id": pl.String, "probability": pl.Float64, "cost_usd": pl.Float64},
+    # Deferred items (budget spent) get no decision now: the next run picks them up.
+    priced = in_scope.select("item_id").with_columns(
+        (paid.tokens * paid.usd_per_token).alias("cost_usd")
     )
-    scored = chunk.join(scores, on="item_id", how="left").with_columns(
+    ready = priced.filter(~pl.col("item_id").is_in(list(paid.deferred)))
+    ids = ready["item_id"].to_list()
+    scores = ready.with_columns(
+        pl.Series("probability", scorer.probabilities(matrix(paid, ids)) if ids else [], pl.Float64)
+    )
+    decidable = chunk.filter(~pl.col("item_id").is_in(list(paid.deferred)))
+    scored = decidable.join(scores, on="item_id", how="left").with_columns(
         pl.col("cost_usd").fill_null(0.0)
     )
     thresholds = Thresholds(scorer.meta.threshold_low, scorer.meta.threshold_high)
@@ -211,11 +213,11 @@ def screen_chunk(
         stem=cid,
     )
     get_run_logger().info(
-        "chunk %s: %d items, %d embedded, %d vectors reused, %d decisions, %d escalations",
+        "chunk %s: %d items, %d embedded, %d deferred, %d decisions, %d escalations",
         cid,
         chunk.height,
         paid.embedded,
-        in_scope.height - paid.embedded,
+        len(paid.deferred),
         written_d,
         written_e,
     )
@@ -223,10 +225,11 @@ def screen_chunk(
         cid,
         chunk.height,
         paid.embedded,
-        in_scope.height - paid.embedded,
+        in_scope.height - paid.embedded - len(paid.deferred),
         paid.cost_usd,
         written_d,
         written_e,
+        len(paid.deferred),
     )
 
 

@@ -11,6 +11,7 @@ from prefect.cache_policies import NO_CACHE
 
 from models.scorer import LogisticScorer, train_calibrated
 from tasks.core.chunks import chunk_id
+from tasks.errors import BudgetExceeded
 from tasks.settings import Settings
 from tasks.steps import resources
 from tasks.steps.embedding import embed_paying_once
@@ -34,6 +35,11 @@ def embed_split(
             now=now,
             pattern=f"{workflow}/small",
         )
+        if paid.deferred:
+            raise BudgetExceeded(
+                f"{workflow}: budget spent, {len(paid.deferred)} texts not embedded; "
+                "run again in the next budget window or raise configs/budgets.yaml"
+            )
         parts.append(np.stack([paid.vectors[i] for i in part["item_id"]]))
         logger.info("embedded %d/%d (%d new)", start + part.height, frame.height, paid.embedded)
     dim = resources.embedder().dimension

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -147,3 +148,43 @@ def test_params_refuse_a_reversed_window():
 
     with pytest.raises(ValueError, match="after until"):
         ScanParams(since=date(2021, 2, 1), until=date(2021, 1, 1))
+
+
+def test_spent_budget_defers_model_work_without_dropping_it(
+    isolated_home, monkeypatch, medline_batch, tmp_path
+):
+    import shutil
+
+    from tasks.io.audit import AuditTrail
+    from tasks.settings import load_settings
+
+    configs = tmp_path / "configs"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "configs", configs)
+    budgets = configs / "budgets.yaml"
+    budgets.write_text(
+        budgets.read_text().replace(
+            "period: day, usd: 5.00, on_exhaustion: route_down",
+            "period: day, usd: 0.000000001, on_exhaustion: defer",
+        )
+    )
+    monkeypatch.setenv("PHARMALANE_CONFIG_DIR", str(configs))
+    params = ScanParams(sources=[str(medline_batch["path"])])
+
+    starved = nightly_literature_scan(params)
+    lake = Lake(isolated_home / "lake")
+    assert starved.deferred == medline_batch["in_scope"]
+    assert starved.cost_usd == 0 and lake.read("ledger").is_empty()
+    decided = lake.read("decisions")
+    assert decided.height == medline_batch["valid"] - medline_batch["in_scope"]
+    assert set(decided["path"]) == {"tool"}
+    alerts = [
+        e
+        for e in AuditTrail(load_settings().audit_dir).entries()
+        if e.get("kind") == "budget_exhausted"
+    ]
+    assert alerts and alerts[0]["action"] == "defer"
+
+    monkeypatch.delenv("PHARMALANE_CONFIG_DIR")
+    funded = nightly_literature_scan(params)
+    assert (funded.deferred, funded.embedded) == (0, medline_batch["in_scope"])
+    assert lake.read("decisions").height == medline_batch["valid"]
