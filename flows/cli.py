@@ -12,6 +12,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from flows.cli_knowledge import app as knowledge_app
+
 REPO = Path(__file__).resolve().parents[1]
 app = typer.Typer(
     help="pharmalane: cost-aware AI work for drug safety, on Prefect 3.", no_args_is_help=True
@@ -111,6 +113,9 @@ def status() -> None:
     console.print(
         f"vectors: {VectorStore(settings.vectors_dir).count()} abstracts in {settings.vectors_dir}"
     )
+
+
+app.add_typer(knowledge_app)  # ask, index
 
 
 def main() -> None:  # pragma: no cover

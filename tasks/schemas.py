@@ -157,6 +157,7 @@ KNOWLEDGE_CACHE = pa.schema(
         pa.field("payload", pa.string()),
         pa.field("checksum", pa.string()),
         pa.field("ttl_seconds", pa.int64()),
+        pa.field("cost_usd", pa.float64()),  # what building the entry cost: a hit saves this
         ("created_at", TS),
     ]
 )

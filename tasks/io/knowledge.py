@@ -62,6 +62,7 @@ def cache_schema(dimension: int) -> pa.Schema:
             pa.field("kind", pa.string()),
             pa.field("payload", pa.string()),
             pa.field("checksum", pa.string()),
+            pa.field("cost_usd", pa.float64()),
             pa.field("created_at", TS),
             pa.field("vector", pa.list_(pa.float32(), dimension)),
         ]
@@ -167,7 +168,9 @@ class KnowledgeStore:
             query = query.where(f"array_has_any(products, ['{_escape(product.lower())}'])")
         hits = (
             query.limit(k)
-            .select(["chunk_id", "source_id", "section", "text", "products", "pub_date"])
+            .select(
+                ["chunk_id", "source_id", "section", "text", "products", "pub_date", "_distance"]
+            )
             .to_arrow()
         )
         frame = pl.from_arrow(hits)
