@@ -35,15 +35,19 @@ def table_digest(tables: tuple[str, ...] = TABLES) -> str:
     return digest.hexdigest()
 
 
-def read_counts(tables: tuple[str, ...] = TABLES) -> pl.DataFrame:
+def read_counts(tables: tuple[str, ...] = TABLES, folder: Path | None = None) -> pl.DataFrame:
     """Long counts: table, drug (lower case), event, n.
+
+    Args:
+        tables: CSV stems to read.
+        folder: where the CSVs are; default the mddc package's data folder.
 
     Raises:
         DataContractError: a cell is not a non-negative integer (names the table and cell).
     """
     frames = []
     for name in tables:
-        path = data_dir() / f"{name}.csv"
+        path = (folder or data_dir()) / f"{name}.csv"
         wide = pl.read_csv(path, infer_schema_length=0)
         event_col = wide.columns[0]
         long = wide.rename({event_col: "event"}).unpivot(
