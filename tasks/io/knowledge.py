@@ -87,7 +87,14 @@ class KnowledgeStore:
         self._db: Any = lancedb.connect(str(root))
 
     def _names(self) -> list[str]:
-        return list(self._db.table_names())
+        names: list[str] = []
+        token = None
+        while True:
+            page = self._db.list_tables(page_token=token)
+            names.extend(page.tables)
+            token = page.page_token
+            if not token:
+                return names
 
     def _open(self, name: str, schema: pa.Schema) -> Any:
         dimension = schema.field("vector").type.list_size

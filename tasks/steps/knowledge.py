@@ -300,7 +300,8 @@ class Asker:
         vector = self.embedder.embed([question])[0]
         hit = self._semantic(vector, found, product, version, now)
         if hit is not None:
-            answer, saved = hit
+            answer, saved = hit  # promoted to the exact tiers under this question's key
+            self._remember(key, question, product, version, cls, answer, saved, now, None, found)
             return self._record(answer, "semantic", key, cls, query_tokens, query_cost, saved, now)
 
         passages = self._retrieve(vector, product)
