@@ -127,6 +127,8 @@ def index_abstracts(settings: Settings, sources: Sequence[str] | None = None) ->
         if not decided.is_empty()
         else pl.DataFrame(schema={"item_id": pl.String, "products": pl.List(pl.String)})
     )
+    if in_scope.is_empty():
+        return IndexResult(ABSTRACT_CHUNKS, 0, 0, 0)
     citations, _ = load_citations.fn(source_files(sources), settings.cache_dir)
     docs = (
         with_derived_fields(citations)
