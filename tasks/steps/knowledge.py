@@ -54,6 +54,7 @@ from tasks.steps.retry import retry_transient_only
 from tasks.steps.scan import load_citations, source_files
 
 WORKFLOW = "knowledge"
+HOT_ENTRIES = 10_000  # in-process tier bound; the oldest entry leaves first
 SUMMARIES = "summaries/product_knowledge"
 QUERY_TASK, ANSWER_TASK = "knowledge-query", "knowledge-answer"
 
@@ -455,6 +456,8 @@ class Asker:
             "created_at": now,
         }
         self._hot[key] = entry
+        while len(self._hot) > HOT_ENTRIES:
+            self._hot.pop(next(iter(self._hot)))
         self.warm.put(entry)
         if vector is not None:
             self.store.cache_put(

@@ -66,7 +66,9 @@ def _workload():
     summaries = [(f"What is the latest literature on {d}?", "summary") for d in DRUGS]
     summaries += [("Any disproportionality signals for propranolol?", "summary")]
     night1 = base + para + near + summaries
-    return [night1, base + para + summaries, base + para + summaries]
+    # later nights: a fresh process re-asks everything; the scan re-asks base questions per item
+    repeats = [(q, "repeat_same_night") for q, _ in base]
+    return [night1, base + para + summaries + repeats, base + para + summaries + repeats]
 
 
 @pytest.mark.bench
