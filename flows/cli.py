@@ -15,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from flows import cli_supervisor
+from flows.cli_knowledge import app as knowledge_app
 
 REPO = Path(__file__).resolve().parents[1]
 T = TypeVar("T")
@@ -185,6 +186,7 @@ def status() -> None:
 
 
 cli_supervisor.register(app)
+app.add_typer(knowledge_app)  # ask, index
 
 
 def main() -> None:  # pragma: no cover

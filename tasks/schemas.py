@@ -248,6 +248,52 @@ TRIAGE_DECISION = pa.schema(
         pa.field("reasons", pa.list_(pa.string())),
         pa.field("cost_usd", pa.float64()),
         ("decided_at", TS),
+    ]
+)
+
+
+# --- knowledge layer (issue 5) ----------------------------------------------------------------
+
+# Materialised per-product summaries served by `ask` before any model: one row per product and
+# kind ("literature": latest ADE literature; "signals": FAERS disproportionality digest).
+PRODUCT_SUMMARY = pa.schema(
+    [
+        pa.field("product", pa.string()),
+        pa.field("kind", pa.string()),
+        pa.field("text", pa.string()),
+        pa.field("sources", pa.list_(pa.string())),
+        pa.field("source_count", pa.int64()),
+        pa.field("freshest_source", pa.string()),
+        pa.field("index_version", pa.string()),
+        ("refreshed_at", TS),
+    ]
+)
+
+# The warm tier of the knowledge cache: one file per exact key, below its index version.
+KNOWLEDGE_CACHE = pa.schema(
+    [
+        pa.field("key", pa.string()),
+        pa.field("index_version", pa.string()),
+        pa.field("query_class", pa.string()),
+        pa.field("kind", pa.string()),
+        pa.field("payload", pa.string()),
+        pa.field("checksum", pa.string()),
+        pa.field("ttl_seconds", pa.int64()),
+        pa.field("cost_usd", pa.float64()),  # what building the entry cost: a hit saves this
+        ("created_at", TS),
+    ]
+)
+
+# One row per question answered: which tier served it, what it cost and what the cache saved.
+CACHE_EVENT = pa.schema(
+    [
+        pa.field("event_id", pa.string()),
+        pa.field("key", pa.string()),
+        pa.field("tier", pa.string()),
+        pa.field("query_class", pa.string()),
+        pa.field("cost_usd", pa.float64()),
+        pa.field("cost_saved_usd", pa.float64()),
+        ("created_at", TS),
         pa.field("day", pa.string()),
     ]
 )

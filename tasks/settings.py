@@ -83,6 +83,31 @@ class TriageSettings(_Strict):
     key_salt: SecretStr | None = Field(None, description="PHARMALANE_TRIAGE__KEY_SALT only")
 
 
+class QueryClassSettings(_Strict):
+    name: str
+    ttl_seconds: int = Field(ge=1, description="how long a cached answer of this class is served")
+    keywords: list[str] = Field(default_factory=list, description="normalised words that select it")
+    summary: Literal["literature", "signals"] | None = Field(
+        None, description="the materialised summary that answers this class, if one does"
+    )
+
+
+class KnowledgeSettings(_Strict):
+    chunk_max_chars: int = Field(600, ge=50, le=20_000, description="chunk size bound")
+    chunk_overlap_sentences: int = Field(1, ge=0, le=10)
+    top_k: int = Field(6, ge=1, le=100, description="chunks retrieved per question")
+    answer_sentences: int = Field(3, ge=1, le=20, description="sentences in an extractive answer")
+    semantic_bound: float = Field(
+        0.9, gt=0, le=1, description="cosine similarity a cached question must reach"
+    )
+    semantic_candidates: int = Field(5, ge=1, le=100)
+    ann_min_rows: int = Field(
+        100_000, ge=256, description="below this many chunks a flat scan beats an ANN index"
+    )
+    default_ttl_seconds: int = Field(86_400, ge=1)
+    classes: list[QueryClassSettings] = Field(default_factory=list)
+
+
 class Settings(BaseSettings):
     """Settings of one environment."""
 
@@ -98,6 +123,7 @@ class Settings(BaseSettings):
     train: TrainSettings = TrainSettings()
     supervisor: SupervisorSettings = SupervisorSettings()
     triage: TriageSettings = TriageSettings()
+    knowledge: KnowledgeSettings = KnowledgeSettings()
     llm_api_key: SecretStr | None = None
 
     @property

@@ -1,0 +1,194 @@
+"""`ask` through its tiers on real engines: LanceDB + Parquet in tmp_path, the packaged embedder,
+the packaged drug and disease dictionaries. The clock is injected."""
+
+import json
+import shutil
+from datetime import UTC, datetime, timedelta
+
+import polars as pl
+import pyarrow.parquet as pq
+import pytest
+
+from tasks.core.cache_keys import checksum
+from tasks.core.signals import disproportionality
+from tasks.io import faers
+from tasks.io.knowledge import ABSTRACT_CHUNKS, SEMANTIC_CACHE
+from tasks.settings import load_settings
+from tasks.steps.knowledge import (
+    Asker,
+    _embed_and_sync,
+    index_reference,
+    knowledge_store,
+    materialise_summaries,
+    publish_index_version,
+)
+
+pytestmark = pytest.mark.slow
+T0 = datetime(2026, 11, 22, 1, 0, tzinfo=UTC)
+QUESTION = "Does propranolol cause bradycardia?"
+
+
+@pytest.fixture(scope="module")
+def signals():
+    return disproportionality(faers.read_counts(("betablocker500",)))
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, signals):
+    """Reference chunks (dictionary + FAERS) indexed once; each test gets its own copy."""
+    home = tmp_path_factory.mktemp("knowledge") / "home"
+    settings = load_settings(home=home)
+    index_reference.fn(settings, signals)
+    return home, publish_index_version.fn(settings, T0)
+
+
+@pytest.fixture
+def indexed(built, tmp_path, monkeypatch):
+    source, version = built
+    home = tmp_path / "home"
+    shutil.copytree(source, home)
+    monkeypatch.setenv("PHARMALANE_KNOWLEDGE__TOP_K", "3")  # fewer sentences to rank per miss
+    return load_settings(home=home), version
+
+
+class Clock:
+    def __init__(self):
+        self.now = T0
+
+    def __call__(self):
+        return self.now
+
+
+def test_miss_then_hot_then_expiry_rebuilds(indexed):
+    settings, _ = indexed
+    clock = Clock()
+    asker = Asker(settings, clock=clock)
+    first = asker.ask(QUESTION)
+    assert first.tier == "miss" and first.cost_usd > 0
+    assert any(c.startswith("ref:propranolol/") for c in first.answer.citations)
+
+    clock.now = T0 + timedelta(hours=23)
+    again = asker.ask("does propranolol cause BRADYCARDIA")
+    assert again.tier == "hot" and again.cost_usd == 0
+    assert again.cost_saved_usd == pytest.approx(first.cost_usd)
+    assert again.answer == first.answer
+
+    clock.now = T0 + timedelta(seconds=settings.knowledge.default_ttl_seconds)
+    expired = asker.ask(QUESTION)
+    assert expired.tier == "miss"
+
+
+def test_a_new_process_is_served_from_the_warm_tier(indexed):
+    settings, _ = indexed
+    Asker(settings, clock=Clock()).ask(QUESTION)
+    warm = Asker(settings, clock=Clock()).ask(QUESTION)
+    assert warm.tier == "warm" and warm.cost_usd == 0
+
+
+def test_paraphrase_is_a_semantic_hit_and_near_misses_never_are(indexed):
+    settings, _ = indexed
+    asker = Asker(settings, clock=Clock())
+    asker.ask(QUESTION)
+    assert asker.ask("Is bradycardia caused by propranolol?").tier == "semantic"
+    for near_miss in (
+        "Does metoprolol cause bradycardia?",  # different drug
+        "Does propranolol cause hypotension?",  # different reaction
+        "Does atenolol cause bradycardia?",
+    ):
+        assert asker.ask(near_miss).tier == "miss", near_miss
+
+
+def test_product_filter_is_part_of_the_key_and_of_the_semantic_rule(indexed):
+    settings, _ = indexed
+    asker = Asker(settings, clock=Clock())
+    asker.ask(QUESTION)
+    filtered = asker.ask(QUESTION, product="propranolol")
+    assert filtered.tier == "miss"
+    assert all(c.startswith("ref:propranolol/") for c in filtered.answer.citations)
+
+
+def test_reindexing_invalidates_every_tier(indexed, signals):
+    settings, version = indexed
+    asker = Asker(settings, clock=Clock())
+    asker.ask(QUESTION)
+    docs = pl.DataFrame(
+        {
+            "source_id": ["9001"],
+            "text": ["Propranolol was stopped after symptomatic bradycardia in an 80-year-old."],
+            "products": [["propranolol"]],
+            "pub_date": [None],
+        },
+        schema_overrides={"pub_date": pl.Date},
+    )
+    _embed_and_sync(settings, ABSTRACT_CHUNKS, docs)
+    new_version = publish_index_version.fn(settings, T0)
+    assert new_version != version
+    assert not (settings.lake_dir / "knowledge_cache" / f"index_version={version}").exists()
+    assert knowledge_store(settings).count(SEMANTIC_CACHE) == 0
+    after = asker.ask(QUESTION)
+    assert after.tier == "miss"
+    assert Asker(settings, clock=Clock()).ask("Is bradycardia caused by propranolol?").tier == (
+        "semantic"
+    )
+
+
+def test_a_corrupted_warm_entry_is_ignored_and_rebuilt(indexed):
+    settings, version = indexed
+    first = Asker(settings, clock=Clock()).ask(QUESTION)
+    path = (
+        settings.lake_dir / "knowledge_cache" / f"index_version={version}" / f"{first.key}.parquet"
+    )
+    table = pq.read_table(path)
+    tampered = table.set_column(
+        table.schema.get_field_index("payload"), "payload", [['{"text": "tampered"}']]
+    )
+    pq.write_table(tampered, path)
+
+    fresh = Asker(settings, clock=Clock())
+    rebuilt = fresh.ask(QUESTION)
+    assert rebuilt.tier != "warm" and "tampered" not in rebuilt.answer.text
+    assert Asker(settings, clock=Clock()).ask(QUESTION).tier == "warm"
+    stored = pq.read_table(path).to_pylist()[0]
+    assert stored["checksum"] == checksum(stored["payload"])
+
+
+def test_a_corrupted_semantic_entry_is_never_served(indexed):
+    settings, version = indexed
+    store = knowledge_store(settings)
+    asker = Asker(settings, clock=Clock())
+    first = asker.ask(QUESTION)
+    vector = asker.embedder.embed([QUESTION])[0]
+    row = store.cache_nearest(vector, k=1, index_version=version).row(0, named=True)
+    tampered = json.dumps({**json.loads(first.answer.to_json()), "text": "TAMPERED"})
+    assert tampered != row["payload"]
+    store.cache_put(
+        {**{k: v for k, v in row.items() if k != "similarity"}, "payload": tampered}, vector
+    )
+
+    paraphrase = Asker(settings, clock=Clock()).ask("Is bradycardia caused by propranolol?")
+    assert paraphrase.tier == "miss" and "TAMPERED" not in paraphrase.answer.text
+    rows = store.cache_nearest(vector, k=5, index_version=version)
+    assert rows.height >= 1
+    assert all(checksum(p) == c for p, c in zip(rows["payload"], rows["checksum"], strict=True))
+
+
+def test_a_materialised_summary_answers_without_a_model_and_ledger_records_each_tier(
+    indexed, signals
+):
+    settings, version = indexed
+    materialise_summaries.fn(settings, signals, version, T0)
+    asker = Asker(settings, clock=Clock())
+    summary = asker.ask("Any disproportionality signals for propranolol?")
+    assert summary.tier == "summary" and summary.cost_usd == 0
+    assert summary.answer.citations == ["faers:betablocker500"]
+    assert "Bradycardia" in summary.answer.text
+    asker.ask(QUESTION)
+    asker.ask(QUESTION)
+    assert asker.flush() == 3
+    ledger = pl.read_parquet(settings.lake_dir / "ledger" / "**" / "*.parquet")
+    assert sorted(ledger["pattern"]) == ["ask/cache-hot", "ask/cache-summary", "ask/retrieve"]
+    paid = ledger.filter(pl.col("pattern") == "ask/retrieve").row(0, named=True)
+    assert paid["cost_usd"] > 0 and paid["model"] == "minilm-extractive"
+    events = pl.read_parquet(settings.lake_dir / "cache_events" / "**" / "*.parquet")
+    hot = events.filter(pl.col("tier") == "hot").row(0, named=True)
+    assert hot["cost_saved_usd"] == pytest.approx(paid["cost_usd"])
