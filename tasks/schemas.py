@@ -248,6 +248,7 @@ TRIAGE_DECISION = pa.schema(
         pa.field("reasons", pa.list_(pa.string())),
         pa.field("cost_usd", pa.float64()),
         ("decided_at", TS),
+        pa.field("day", pa.string()),
     ]
 )
 
