@@ -129,3 +129,22 @@ PRODUCT_DIGEST = pa.schema(
         ("refreshed_at", TS),
     ]
 )
+
+# Case candidates from the escalation lane: a large model's positive verdict, for a PV reviewer.
+CASE = pa.schema(
+    [
+        pa.field("item_id", pa.string()),
+        pa.field("content_hash", pa.string()),
+        pa.field("workflow", pa.string()),
+        pa.field("pub_month", pa.string()),
+        pa.field("products", pa.list_(pa.string())),
+        pa.field("suspect_drugs", pa.list_(pa.string())),
+        pa.field("reactions", pa.list_(pa.string())),
+        pa.field("seriousness", pa.list_(pa.string())),
+        pa.field("product_among_suspects", pa.bool_()),
+        pa.field("summary", pa.string()),
+        pa.field("model", pa.string()),
+        pa.field("run_id", pa.string()),
+        ("created_at", TS),
+    ]
+)
