@@ -148,3 +148,18 @@ CASE = pa.schema(
         ("created_at", TS),
     ]
 )
+
+# The large model's verdicts on the evaluation sample, kept so a re-run never pays twice.
+EVAL_VERDICT = pa.schema(
+    [
+        pa.field("item_id", pa.string()),
+        pa.field("content_hash", pa.string()),
+        pa.field("model", pa.string()),
+        pa.field("outcome", pa.string()),
+        pa.field("large_says", pa.bool_()),
+        pa.field("input_tokens", pa.int64()),
+        pa.field("output_tokens", pa.int64()),
+        pa.field("calls", pa.int64()),
+        ("created_at", TS),
+    ]
+)

@@ -78,6 +78,16 @@ class LadderSettings(_Strict):
         REPO_ROOT / "models" / "artifacts" / "ladder" / "calibration.json",
         description="where `pharmalane calibrate` stores its threshold choice and curve",
     )
+    price_model: str = Field(
+        "large-hosted", description="catalog key pricing the large path in comparisons"
+    )
+    large_recall: float = Field(
+        1.0, gt=0, le=1, description="recall assumed for the large model when calibrating"
+    )
+    prompt_overhead_tokens: int = Field(260, ge=0, description="system prompt + chat template")
+    output_tokens: int = Field(120, ge=1, description="expected verdict length when calibrating")
+    sample: int = Field(200, ge=1, description="in-scope test items the large model judges")
+    seed: int = 20261122
 
 
 class Settings(BaseSettings):

@@ -53,9 +53,25 @@ class Verdict(BaseModel):
     summary: str = Field(min_length=1, max_length=2000)
 
 
+_GRAMMAR_UNSAFE = {"maxItems", "maxLength", "minLength", "title"}
+
+
+def _strip(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: _strip(v) for k, v in node.items() if k not in _GRAMMAR_UNSAFE}
+    if isinstance(node, list):
+        return [_strip(v) for v in node]
+    return node
+
+
 def verdict_schema() -> dict[str, Any]:
-    """The JSON schema sent as the response format (constrained decoding)."""
-    return Verdict.model_json_schema()
+    """The JSON schema sent as the response format (constrained decoding).
+
+    Length bounds are left out: llama.cpp unrolls them into grammars it cannot always parse
+    (a 20-item bound crashed its server here). ``parse_verdict`` still enforces them.
+    """
+    schema: dict[str, Any] = _strip(Verdict.model_json_schema())
+    return schema
 
 
 def messages_for(title: str | None, abstract: str | None, products: Sequence[str]) -> list[Any]:
