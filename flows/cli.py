@@ -12,6 +12,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from flows.cli_ladder import app as ladder_app
+
 REPO = Path(__file__).resolve().parents[1]
 app = typer.Typer(
     help="pharmalane: cost-aware AI work for drug safety, on Prefect 3.", no_args_is_help=True
@@ -111,6 +113,9 @@ def status() -> None:
     console.print(
         f"vectors: {VectorStore(settings.vectors_dir).count()} abstracts in {settings.vectors_dir}"
     )
+
+
+app.registered_commands.extend(ladder_app.registered_commands)  # escalate, calibrate, ladder-eval
 
 
 def main() -> None:  # pragma: no cover

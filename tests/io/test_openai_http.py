@@ -17,13 +17,19 @@ def client(url, **kw):
 
 
 def ask(llm):
-    return judge(llm, item_id="pmid-9", title="T", abstract="A", products=["cisplatin"], max_tokens=64)
+    return judge(
+        llm, item_id="pmid-9", title="T", abstract="A", products=["cisplatin"], max_tokens=64
+    )
 
 
 def test_a_chat_returns_text_usage_and_who_served_it():
     with OpenAIStub(scripted(Reply(verdict_json()))) as stub:
         result = client(stub.base_url).chat(MESSAGES, schema={"type": "object"}, max_tokens=32)
-    assert (result.input_tokens, result.output_tokens, result.served_by) == (120, 40, "local-smollm2")
+    assert (result.input_tokens, result.output_tokens, result.served_by) == (
+        120,
+        40,
+        "local-smollm2",
+    )
     body = stub.requests[0]
     assert body["response_format"] == {"type": "json_object", "schema": {"type": "object"}}
     assert body["max_tokens"] == 32 and body["temperature"] == 0.0
@@ -33,28 +39,30 @@ def test_transient_errors_are_retried_with_backoff_then_succeed():
     waits = []
     replies = scripted(Reply(status=503, raw="busy"), Reply(status=429, raw="slow"), Reply("{}"))
     with OpenAIStub(replies) as stub:
-        result = client(stub.base_url, max_retries=2, backoff_s=0.1, sleep=waits.append).chat(MESSAGES)
+        result = client(stub.base_url, max_retries=2, backoff_s=0.1, sleep=waits.append).chat(
+            MESSAGES
+        )
     assert result.text == "{}" and len(stub.requests) == 3
     assert waits == [0.1, 0.2]
 
 
 def test_a_client_error_is_not_retried():
-    with OpenAIStub(scripted(Reply(status=400, raw='{"error": "bad schema"}'))) as stub:
-        with pytest.raises(LLMBadResponse, match="HTTP 400"):
-            client(stub.base_url, max_retries=3).chat(MESSAGES)
+    stub = OpenAIStub(scripted(Reply(status=400, raw='{"error": "bad schema"}')))
+    with stub, pytest.raises(LLMBadResponse, match="HTTP 400"):
+        client(stub.base_url, max_retries=3).chat(MESSAGES)
     assert len(stub.requests) == 1
 
 
 def test_a_response_without_usage_cannot_be_priced_and_is_refused():
-    with OpenAIStub(scripted(Reply(verdict_json(), usage=None))) as stub:
-        with pytest.raises(LLMBadResponse, match="no usage"):
-            client(stub.base_url).chat(MESSAGES)
+    stub = OpenAIStub(scripted(Reply(verdict_json(), usage=None)))
+    with stub, pytest.raises(LLMBadResponse, match="no usage"):
+        client(stub.base_url).chat(MESSAGES)
 
 
 def test_a_timeout_is_retried_then_reported_unavailable():
-    with OpenAIStub(scripted(Reply(verdict_json(), delay_s=1.0))) as stub:
-        with pytest.raises(LLMUnavailable, match=r"timed out \(ReadTimeout\) after 2 attempts"):
-            client(stub.base_url, timeout_s=0.2, max_retries=1).chat(MESSAGES)
+    stub = OpenAIStub(scripted(Reply(verdict_json(), delay_s=1.0)))
+    with stub, pytest.raises(LLMUnavailable, match=r"timed out \(ReadTimeout\) after 2 attempts"):
+        client(stub.base_url, timeout_s=0.2, max_retries=1).chat(MESSAGES)
 
 
 def test_a_backend_that_is_down_is_unavailable_and_the_chain_falls_back():
@@ -68,7 +76,9 @@ def test_a_backend_that_is_down_is_unavailable_and_the_chain_falls_back():
 
 
 def test_a_malformed_answer_is_asked_once_more_and_a_good_second_answer_wins():
-    with OpenAIStub(scripted(Reply('{"is_adverse_drug_event": "yes"'), Reply(verdict_json()))) as stub:
+    with OpenAIStub(
+        scripted(Reply('{"is_adverse_drug_event": "yes"'), Reply(verdict_json()))
+    ) as stub:
         judged = ask(client(stub.base_url))
     assert judged.outcome == "verdict" and judged.verdict.reactions == ["nephrotoxicity"]
     assert [c.attempt for c in judged.calls] == [1, 2]

@@ -39,7 +39,12 @@ def test_a_negative_answer_closes_the_item():
         ("", None, "empty", None),
         ("   ", None, "empty", None),
         ("[1, 2]", None, "wrong_type", None),
-        (json.dumps({**GOOD, "is_adverse_drug_event": "yes"}), None, "schema", "is_adverse_drug_event"),
+        (
+            json.dumps({**GOOD, "is_adverse_drug_event": "yes"}),
+            None,
+            "schema",
+            "is_adverse_drug_event",
+        ),
         (json.dumps({**GOOD, "is_adverse_drug_event": 1}), None, "schema", "is_adverse_drug_event"),
         (json.dumps({**GOOD, "reactions": "rash"}), None, "schema", "reactions"),
         (json.dumps({**GOOD, "seriousness": ["mild"]}), None, "schema", "seriousness.0"),
