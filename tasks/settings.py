@@ -58,6 +58,9 @@ class LLMEndpoint(_Strict):
     )
     timeout_s: float = Field(120.0, gt=0, le=3600)
     max_retries: int = Field(2, ge=0, le=10, description="retries on transient errors only")
+    structured: Literal["schema", "json"] = Field(
+        "schema", description="constrain decoding to the JSON schema, or to JSON syntax only"
+    )
 
 
 class LLMSettings(_Strict):

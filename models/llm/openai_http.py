@@ -32,12 +32,16 @@ def request_body(
     *,
     schema: Mapping[str, Any] | None,
     max_tokens: int,
+    structured: str = "schema",
 ) -> dict[str, Any]:
     """The chat-completions body; with a schema, JSON output constrained to it.
 
-    The schema goes as ``{"type": "json_object", "schema": ...}``, the form llama.cpp's server
-    and vLLM both turn into grammar-constrained decoding. Temperature 0 and a fixed seed keep
-    verdicts reproducible.
+    With ``structured="schema"`` the schema goes as ``{"type": "json_object", "schema": ...}``,
+    the form llama.cpp's server and vLLM both turn into grammar-constrained decoding. With
+    ``"json"`` only JSON syntax is constrained (the prompt names the fields, the caller
+    validates): llama-cpp-python samples a full schema grammar at ~0.5 s per token on two CPU
+    cores, against ~0.05 s for plain JSON. Temperature 0 and a fixed seed keep answers
+    reproducible.
     """
     body: dict[str, Any] = {
         "model": model,
@@ -46,8 +50,10 @@ def request_body(
         "temperature": 0.0,
         "seed": 0,
     }
-    if schema is not None:
+    if schema is not None and structured == "schema":
         body["response_format"] = {"type": "json_object", "schema": dict(schema)}
+    elif schema is not None:
+        body["response_format"] = {"type": "json_object"}
     return body
 
 
@@ -61,6 +67,7 @@ class OpenAICompatibleLLM:
         *,
         api_key: str | None = None,
         name: str | None = None,
+        structured: str = "schema",
         timeout_s: float = 120.0,
         max_retries: int = 2,
         backoff_s: float = 0.5,
@@ -69,6 +76,9 @@ class OpenAICompatibleLLM:
         self.base_url = base_url.rstrip("/")
         self.model = model
         self._name = name or model
+        if structured not in {"schema", "json"}:
+            raise ValueError(f"structured must be 'schema' or 'json', not {structured!r}")
+        self.structured = structured
         self.max_retries = max_retries
         self.backoff_s = backoff_s
         self._sleep = sleep
@@ -93,7 +103,9 @@ class OpenAICompatibleLLM:
         schema: Mapping[str, Any] | None = None,
         max_tokens: int = 512,
     ) -> ChatResult:
-        body = request_body(self.model, messages, schema=schema, max_tokens=max_tokens)
+        body = request_body(
+            self.model, messages, schema=schema, max_tokens=max_tokens, structured=self.structured
+        )
         payload = self._post("/chat/completions", body)
         result = parse_completion(payload, fallback_model=self.model)
         return dataclasses.replace(result, served_by=self.name)

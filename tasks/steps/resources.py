@@ -70,6 +70,7 @@ def llm(settings: Settings) -> LLM:
                 endpoint.model,
                 api_key=api_key,
                 name=key,
+                structured=endpoint.structured,
                 timeout_s=endpoint.timeout_s,
                 max_retries=endpoint.max_retries,
             )

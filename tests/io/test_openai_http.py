@@ -111,3 +111,9 @@ def test_a_backend_down_or_timing_out_defers_the_item_instead_of_deciding_it():
     with OpenAIStub(scripted(Reply(verdict_json(), delay_s=1.0))) as stub:
         judged = ask(client(stub.base_url, timeout_s=0.2, max_retries=0))
     assert judged.outcome == "deferred"
+
+
+def test_json_mode_constrains_syntax_only_and_sends_no_schema():
+    with OpenAIStub(scripted(Reply("{}"))) as stub:
+        client(stub.base_url, structured="json").chat(MESSAGES, schema={"type": "object"})
+    assert stub.requests[0]["response_format"] == {"type": "json_object"}
