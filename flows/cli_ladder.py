@@ -78,7 +78,7 @@ def calibrate() -> None:
 @app.command("ladder-eval")
 def ladder_eval_command(
     split: Annotated[str, typer.Option(help="test | calibration")] = "test",
-    sample: Annotated[int | None, typer.Option(min=1, help="items the large model judges")] = None,
+    sample: Annotated[int | None, typer.Option(min=0, help="items the large model judges")] = None,
     serve: Annotated[
         str | None, typer.Option(help="start a local model first: smollm2 | qwen")
     ] = None,

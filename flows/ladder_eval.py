@@ -32,7 +32,9 @@ WORKFLOW = "ladder-eval"
 
 class LadderEvalParams(BaseModel):
     split: str = Field("test", pattern="^(test|calibration)$")
-    sample: int | None = Field(None, ge=1, le=100_000, description="items the large model judges")
+    sample: int | None = Field(
+        None, ge=0, le=100_000, description="items the large model judges (0: none)"
+    )
     out_dir: Path = Field(REPO_ROOT / "bench" / "results")
 
 
@@ -45,57 +47,105 @@ def ladder_eval(params: LadderEvalParams | None = None) -> dict[str, Any]:
     checked = validate(select(citations, None, None, params.split, None), settings)
     rows = tools_and_route(checked.valid, settings)
     scope = rows.filter(pl.col("products").list.len() > 0).sort("item_id")
-    size = min(params.sample or settings.ladder.sample, scope.height)
-    sample = scope.sample(size, seed=settings.ladder.seed).sort("item_id")
-    scored = small_scores(sample, settings, workflow=WORKFLOW, run_id=run_id, now=now)
-    judged = large_verdicts(scored, settings, workflow=WORKFLOW, run_id=run_id, now=now)
-    data = scored.join(judged, on="item_id", how="left")
+    scored = small_scores(scope, settings, workflow=WORKFLOW, run_id=run_id, now=now)
 
     meta = resources.scorer(settings).meta
     choice = read_json(settings.ladder.choice_file) or {}
     low = float(choice.get("low", meta.threshold_low))
     high = float(choice.get("high", meta.threshold_high))
     price = load_models(settings).models[settings.ladder.price_model]
-    large_usd = np.array(
+
+    # 1. every in-scope item; the large path priced on estimated tokens, its verdict assumed
+    #    right (an upper bound on what any large model adds): the cost side at full size.
+    overhead, out_tokens = settings.ladder.prompt_overhead_tokens, settings.ladder.output_tokens
+    est_large = np.array(
         [
-            call_cost(price, input_tokens=int(i), output_tokens=int(o))
-            for i, o in zip(data["input_tokens"], data["output_tokens"], strict=True)
+            call_cost(price, input_tokens=t + overhead, output_tokens=out_tokens)
+            for t in scored["tokens"]
         ]
     )
-    probs = data["probability"].to_numpy()
-    labels = data["label_ade"].to_numpy().astype(bool)
-    # a rejected answer goes to a human: it counts as flagged, never as a silent negative
-    large_says = data["large_says"].fill_null(True).to_numpy().astype(bool)
-    small_usd = data["small_usd"].to_numpy()
-    paths = compare_paths(
-        probs, labels, large_says, low=low, high=high, small_usd=small_usd, large_usd=large_usd
+    labels_all = scored["label_ade"].to_numpy().astype(bool)
+    estimated = _paths(scored, labels_all, est_large, low, high)
+
+    # 2. a seeded sample judged by the large model actually served: measured tokens and verdicts
+    size = min(
+        params.sample if params.sample is not None else settings.ladder.sample, scored.height
     )
+    measured: dict[str, Any] = {"sample": size}
+    if size:
+        sample = scored.sample(size, seed=settings.ladder.seed).sort("item_id")
+        judged = large_verdicts(sample, settings, workflow=WORKFLOW, run_id=run_id, now=now)
+        data = sample.join(judged, on="item_id", how="left")
+        large_usd = np.array(
+            [
+                call_cost(price, input_tokens=int(i), output_tokens=int(o))
+                for i, o in zip(data["input_tokens"], data["output_tokens"], strict=True)
+            ]
+        )
+        # a rejected answer goes to a human: it counts as flagged, never as a silent negative
+        says = data["large_says"].fill_null(True).to_numpy().astype(bool)
+        measured |= {
+            "served_by": data["model"].drop_nulls().unique().to_list(),
+            "sample_positives": int(data["label_ade"].sum()),
+            "human_review": int((data["outcome"] == "human_review").sum()),
+            "mean_input_tokens": float(np.mean(data["input_tokens"].to_numpy())),
+            "mean_output_tokens": float(np.mean(data["output_tokens"].to_numpy())),
+            "estimated_large_usd_on_sample": float(est_large[_positions(scored, data)].sum()),
+            "measured_large_usd_on_sample": float(large_usd.sum()),
+            "paths": _paths(data, says, large_usd, low, high),
+        }
+
     curve = [
-        {**c, "usd_per_1k": 1000 * c["cost_usd"] / max(size, 1)}
+        {**c, "usd_per_1k": 1000 * c["cost_usd"] / max(scored.height, 1)}
         for c in sweep(
-            probs, labels, large_says, high=high, small_usd=small_usd, large_usd=large_usd
+            scored["probability"].to_numpy(),
+            labels_all,
+            labels_all,
+            high=high,
+            small_usd=scored["small_usd"].to_numpy(),
+            large_usd=est_large,
         )
     ]
     result = {
         "split": params.split,
-        "test_items": rows.height,
+        "items": rows.height,
         "in_scope_items": scope.height,
         "product_filter_closed_share": 1 - scope.height / max(rows.height, 1),
-        "sample": size,
-        "sample_positives": int(labels.sum()),
-        "large_model_served_by": str(data["model"].drop_nulls().head(1).to_list()),
+        "in_scope_positives": int(labels_all.sum()),
         "large_priced_as": settings.ladder.price_model,
-        "large_human_review": int((data["outcome"] == "human_review").sum()),
-        "mean_large_input_tokens": float(np.mean(data["input_tokens"].to_numpy())),
-        "mean_large_output_tokens": float(np.mean(data["output_tokens"].to_numpy())),
         "thresholds": {"low": low, "high": high, "from": "calibration" if choice else "scorer"},
-        "paths": paths,
-        "cascade_cost_ratio": paths["cascade"]["cost_usd"] / paths["all_large"]["cost_usd"],
+        "estimated_all_in_scope": estimated,
+        "cascade_cost_ratio": estimated["cascade"]["cost_usd"] / estimated["all_large"]["cost_usd"],
+        "measured_sample": measured,
         "curve": curve,
     }
     out = params.out_dir
     write_json(result, out / "ladder_eval.json")
-    points = {name: (m["usd_per_1k_items"], m["recall"]) for name, m in paths.items()}
-    cost_recall_png(curve, points, out / "ladder_eval.png", title=f"cost vs recall, {size} items")
-    get_run_logger().info("ladder eval: ratio %.3f", result["cascade_cost_ratio"])
+    points = {name: (m["usd_per_1k_items"], m["recall"]) for name, m in estimated.items()}
+    cost_recall_png(
+        curve,
+        points,
+        out / "ladder_eval.png",
+        title=f"{params.split}: {scope.height} in-scope items",
+    )
+    get_run_logger().info("ladder eval: cascade/all-large cost %.3f", result["cascade_cost_ratio"])
     return result
+
+
+def _paths(
+    frame: pl.DataFrame, large_says: np.ndarray, large_usd: np.ndarray, low: float, high: float
+) -> dict[str, dict[str, Any]]:
+    return compare_paths(
+        frame["probability"].to_numpy(),
+        frame["label_ade"].to_numpy().astype(bool),
+        large_says,
+        low=low,
+        high=high,
+        small_usd=frame["small_usd"].to_numpy(),
+        large_usd=large_usd,
+    )
+
+
+def _positions(scored: pl.DataFrame, subset: pl.DataFrame) -> np.ndarray:
+    index = {item: i for i, item in enumerate(scored["item_id"].to_list())}
+    return np.array([index[i] for i in subset["item_id"].to_list()], dtype=np.int64)

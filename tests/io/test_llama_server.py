@@ -8,7 +8,6 @@ from models.llm import batch
 from models.llm.local import smollm2_gguf
 from models.llm.openai_http import OpenAICompatibleLLM
 from tasks.core.verdict import messages_for, verdict_schema
-from tasks.io.judge import judge
 
 pytestmark = pytest.mark.slow
 TITLE = "Fatal agranulocytosis after chloramphenicol"
@@ -27,21 +26,15 @@ def test_json_constrained_chat_returns_json_with_real_usage(smollm2_server):
         smollm2_server, "smollm2", name="local-smollm2", structured="json", timeout_s=600
     )
     result = llm.chat(
-        messages_for(TITLE, ABSTRACT, ["chloramphenicol"]), schema=verdict_schema(), max_tokens=160
+        messages_for(TITLE, ABSTRACT, ["chloramphenicol"]), schema=verdict_schema(), max_tokens=48
     )
-    assert result.input_tokens > 100 and 0 < result.output_tokens <= 160
-    assert isinstance(json.loads(result.text), dict)  # JSON-constrained decoding
-    judged = judge(
-        llm,
-        item_id="p1",
-        title=TITLE,
-        abstract=ABSTRACT,
-        products=["chloramphenicol"],
-        max_tokens=160,
-    )
-    # a weak model may still fail validation: then it is human review, never a silent accept
-    assert judged.outcome in {"verdict", "human_review"} and judged.calls
-    assert all(c.input_tokens > 100 for c in judged.calls)
+    assert result.input_tokens > 100 and 0 < result.output_tokens <= 48
+    assert result.served_by == "local-smollm2"
+    assert result.text.lstrip().startswith("{")  # JSON-constrained decoding
+    if result.finish_reason == "stop":
+        assert isinstance(json.loads(result.text), dict)
+    else:
+        assert result.finish_reason == "length"  # cut at max_tokens: judge() would refuse it
 
 
 def test_a_batch_file_round_trips_through_an_openai_compatible_executor(smollm2_server, tmp_path):
