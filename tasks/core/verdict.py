@@ -85,6 +85,23 @@ def messages_for(title: str | None, abstract: str | None, products: Sequence[str
     return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
 
 
+def retry_messages(messages: Sequence[Any], answer: str, problem: str) -> list[Any]:
+    """The conversation for the one retry: the bad answer and what was wrong with it.
+
+    Asking again with the same prompt would return the same answer (temperature 0, and
+    llama.cpp serves it from its prompt cache), so the retry tells the model what to fix.
+    """
+    correction = (
+        f"That answer was rejected ({problem}). Reply again with only the JSON object, "
+        "with exactly the fields listed and the right types."
+    )
+    return [
+        *messages,
+        {"role": "assistant", "content": answer[:2000]},
+        {"role": "user", "content": correction},
+    ]
+
+
 class InvalidVerdict(DataContractError):
     """The model's answer is not an acceptable verdict; ``kind`` says how it failed."""
 

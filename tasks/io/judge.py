@@ -3,7 +3,8 @@
 A backend that is down or times out (after its own retries and the fallback chain) leaves the
 item undecided: it stays in ``lake/escalations`` and the next run asks again. A malformed
 answer (invalid JSON, wrong types, empty, a refusal, an inconsistent verdict) is asked once
-more; a second bad answer sends the item to human review. No path accepts a bad answer.
+more, told what was wrong (the same prompt would get the same answer at temperature 0); a
+second bad answer sends the item to human review. No path accepts a bad answer.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from tasks.core.verdict import (
     Verdict,
     messages_for,
     parse_verdict,
+    retry_messages,
     verdict_schema,
 )
 
@@ -66,7 +68,8 @@ def judge(
     max_tokens: int,
 ) -> Judgement:
     """Ask ``llm`` for a verdict on one item (see the module docstring for the failure rules)."""
-    messages = messages_for(title, abstract, products)
+    first = messages_for(title, abstract, products)
+    messages = first
     schema = verdict_schema()
     calls: list[Call] = []
     failures: list[str] = []
@@ -78,6 +81,7 @@ def judge(
             return Judgement(item_id, None, calls, failures, unavailable=True)
         except LLMBadResponse as exc:
             failures.append(f"bad_response: {exc}")
+            messages = first
             continue
         calls.append(
             Call(attempt, result.served_by or llm.name, result.input_tokens, result.output_tokens)
@@ -86,6 +90,7 @@ def judge(
             verdict = parse_verdict(result.text, record=item_id, refusal=result.refusal)
         except InvalidVerdict as exc:
             failures.append(str(exc))
+            messages = retry_messages(first, result.text, exc.kind)
             continue
         return Judgement(item_id, verdict, calls, failures)
     return Judgement(item_id, None, calls, failures)
