@@ -27,7 +27,7 @@ def responder_for():
     seen: dict[str, int] = {}
 
     def respond(body):
-        user = body["messages"][-1]["content"]
+        user = body["messages"][1]["content"]  # the item; a retry appends a correction
         title, kind = next(v for v in ITEMS.values() if v[0] in user)
         seen[title] = seen.get(title, 0) + 1
         if kind == "ade":
