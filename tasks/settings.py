@@ -108,6 +108,51 @@ class KnowledgeSettings(_Strict):
     classes: list[QueryClassSettings] = Field(default_factory=list)
 
 
+class LLMEndpoint(_Strict):
+    """Where one model key of configs/models.yaml is served (an OpenAI-compatible server)."""
+
+    base_url: str = Field(description="server root ending in /v1")
+    model: str = Field(description="model name the server knows")
+    api_key_env: str | None = Field(
+        None, description="environment variable holding the API key; never the key itself"
+    )
+    timeout_s: float = Field(120.0, gt=0, le=3600)
+    max_retries: int = Field(2, ge=0, le=10, description="retries on transient errors only")
+    structured: Literal["schema", "json"] = Field(
+        "schema", description="constrain decoding to the JSON schema, or to JSON syntax only"
+    )
+
+
+class LLMSettings(_Strict):
+    model: str | None = Field(
+        None, description="model key serving ade-verdict; default: the task map in models.yaml"
+    )
+    fallback: list[str] = Field(
+        default_factory=list, description="model keys tried in order when the first is down"
+    )
+    chunk_size: int = Field(16, ge=1, le=10_000, description="escalations per checkpointed chunk")
+    max_tokens: int = Field(384, ge=16, le=8192, description="output tokens per verdict")
+    endpoints: dict[str, LLMEndpoint] = Field(default_factory=dict)
+
+
+class LadderSettings(_Strict):
+    target_recall: float = Field(0.95, gt=0, le=1, description="cascade recall on positives")
+    choice_file: Path = Field(
+        REPO_ROOT / "models" / "artifacts" / "ladder" / "calibration.json",
+        description="where `pharmalane calibrate` stores its threshold choice and curve",
+    )
+    price_model: str = Field(
+        "large-hosted", description="catalog key pricing the large path in comparisons"
+    )
+    large_recall: float = Field(
+        1.0, gt=0, le=1, description="recall assumed for the large model when calibrating"
+    )
+    prompt_overhead_tokens: int = Field(260, ge=0, description="system prompt + chat template")
+    output_tokens: int = Field(120, ge=1, description="expected verdict length when calibrating")
+    sample: int = Field(200, ge=1, description="in-scope test items the large model judges")
+    seed: int = 20261122
+
+
 class Settings(BaseSettings):
     """Settings of one environment."""
 
@@ -124,6 +169,8 @@ class Settings(BaseSettings):
     supervisor: SupervisorSettings = SupervisorSettings()
     triage: TriageSettings = TriageSettings()
     knowledge: KnowledgeSettings = KnowledgeSettings()
+    llm: LLMSettings = LLMSettings()
+    ladder: LadderSettings = LadderSettings()
     llm_api_key: SecretStr | None = None
 
     @property

@@ -72,3 +72,13 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "home"
     monkeypatch.setenv("PHARMALANE_HOME", str(home))
     return home
+
+
+@pytest.fixture(scope="session")
+def smollm2_server(tmp_path_factory: pytest.TempPathFactory):
+    """llama.cpp's real OpenAI-compatible server on loopback with the packaged SmolLM2-135M."""
+    from models.llm.local import llama_server, smollm2_gguf
+
+    log = tmp_path_factory.mktemp("llama") / "server.log"
+    with llama_server(smollm2_gguf(), n_ctx=2048, log=log, startup_timeout_s=180) as url:
+        yield url

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import functools
+import os
 from datetime import timedelta
 from pathlib import Path
 
 from models.embedder import SentenceTransformerEmbedder, default_embedder
+from models.llm import LLM
+from models.llm.openai_http import FallbackLLM, OpenAICompatibleLLM
 from models.scorer import LogisticScorer
+from tasks.errors import ConfigError
 from tasks.io.audit import AuditTrail
 from tasks.io.budget import BudgetStore
 from tasks.io.lake import Lake
 from tasks.io.vectors import VectorStore
-from tasks.settings import Settings
+from tasks.settings import Settings, load_models
+
+VERDICT_TASK = "ade-verdict"
 
 
 def embedder() -> SentenceTransformerEmbedder:
@@ -53,3 +59,39 @@ def budgets(settings: Settings) -> BudgetStore:
     return _budgets(
         settings.supervisor_dir / "budget.sqlite", settings.supervisor.reservation_ttl_seconds
     )
+
+
+def llm(settings: Settings) -> LLM:
+    """The verdict model and its fallback chain, from settings.llm and configs/models.yaml.
+
+    Raises:
+        ConfigError: a model key has no price or no endpoint, or its API key variable is unset.
+    """
+    catalog = load_models(settings)
+    primary = settings.llm.model or catalog.tasks.get(VERDICT_TASK)
+    if primary is None:
+        raise ConfigError(f"configs/models.yaml maps no model to the task {VERDICT_TASK}")
+    backends: list[OpenAICompatibleLLM] = []
+    for key in [primary, *settings.llm.fallback]:
+        if key not in catalog.models:
+            raise ConfigError(f"model {key} has no price in models.yaml: it would be charged $0")
+        endpoint = settings.llm.endpoints.get(key)
+        if endpoint is None:
+            raise ConfigError(f"model {key} has no endpoint: add it under llm.endpoints")
+        api_key = None
+        if endpoint.api_key_env:
+            api_key = os.environ.get(endpoint.api_key_env)
+            if not api_key:
+                raise ConfigError(f"model {key} needs its API key in ${endpoint.api_key_env}")
+        backends.append(
+            OpenAICompatibleLLM(
+                endpoint.base_url,
+                endpoint.model,
+                api_key=api_key,
+                name=key,
+                structured=endpoint.structured,
+                timeout_s=endpoint.timeout_s,
+                max_retries=endpoint.max_retries,
+            )
+        )
+    return backends[0] if len(backends) == 1 else FallbackLLM(backends)

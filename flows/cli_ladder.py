@@ -1,0 +1,118 @@
+"""`pharmalane` commands of the model ladder: escalate, calibrate, ladder-eval, llm-serve."""
+
+from __future__ import annotations
+
+import json
+import os
+from contextlib import AbstractContextManager, nullcontext
+from typing import Annotated, Literal
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(help="The model ladder: large-model lane, calibration, evaluation.")
+console = Console()
+LocalModel = Literal["smollm2", "qwen"]
+ENDPOINT_OF = {"smollm2": "local-smollm2", "qwen": "local-qwen"}
+
+
+def _defaults() -> None:
+    from flows.cli import _prefect_defaults
+
+    _prefect_defaults()
+
+
+def _serving(model: str | None) -> AbstractContextManager[object]:
+    """Start llama.cpp's server for a packaged model on its configured port, if asked."""
+    if model is None:
+        return nullcontext()
+    from urllib.parse import urlparse
+
+    from models.llm.local import llama_server, qwen_gguf, smollm2_gguf
+    from tasks.settings import load_settings
+
+    key = ENDPOINT_OF[model]
+    os.environ["PHARMALANE_LLM__MODEL"] = key
+    settings = load_settings()
+    port = urlparse(settings.llm.endpoints[key].base_url).port
+    path = smollm2_gguf() if model == "smollm2" else qwen_gguf(settings.cache_dir)
+    console.print(f"serving {path.name} on port {port}")
+    return llama_server(path, port=port, log=settings.cache_dir / "llama_server.log")
+
+
+def _print(title: str, rows: dict[str, object]) -> None:
+    table = Table(title=title)
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for key, value in rows.items():
+        table.add_row(key, json.dumps(value) if isinstance(value, dict) else str(value))
+    console.print(table)
+
+
+@app.command()
+def escalate(
+    limit: Annotated[int | None, typer.Option(min=1, help="at most N escalations")] = None,
+    serve: Annotated[
+        str | None, typer.Option(help="start a local model first: smollm2 | qwen")
+    ] = None,
+) -> None:
+    """Run the escalation lane: large-model verdicts on the scan's escalations."""
+    _defaults()
+    from flows.escalation_lane import LaneParams, escalation_lane
+
+    with _serving(serve):
+        summary = escalation_lane(LaneParams(limit=limit))
+    _print("escalation-lane", summary.model_dump())
+
+
+@app.command()
+def calibrate() -> None:
+    """Choose the small model's escalation threshold for the target recall (calibration split)."""
+    _defaults()
+    from flows.calibrate_ladder import calibrate_ladder
+
+    _print("calibrate-ladder", calibrate_ladder().model_dump())
+
+
+@app.command("ladder-eval")
+def ladder_eval_command(
+    split: Annotated[str, typer.Option(help="test | calibration")] = "test",
+    sample: Annotated[int | None, typer.Option(min=0, help="items the large model judges")] = None,
+    serve: Annotated[
+        str | None, typer.Option(help="start a local model first: smollm2 | qwen")
+    ] = None,
+) -> None:
+    """All-small vs all-large vs cascade: recall, precision, cost; JSON and PNG in bench/results."""
+    _defaults()
+    from flows.ladder_eval import LadderEvalParams, ladder_eval
+
+    with _serving(serve):
+        result = ladder_eval(LadderEvalParams(split=split, sample=sample))
+    paths = result.pop("paths")
+    result.pop("curve")
+    _print("ladder-eval", result)
+    table = Table(title="paths")
+    columns = ["recall", "precision", "usd_per_1k_items", "usd_per_positive_found", "flagged"]
+    table.add_column("path")
+    for col in columns:
+        table.add_column(col, justify="right")
+    for name, m in paths.items():
+        table.add_row(name, *(f"{m[c]:.4g}" if m[c] is not None else "-" for c in columns))
+    console.print(table)
+
+
+@app.command("llm-serve")
+def llm_serve(
+    model: Annotated[str, typer.Argument(help="smollm2 | qwen")] = "qwen",
+) -> None:
+    """Serve a packaged GGUF model with llama.cpp on its configured port until Ctrl-C."""
+    import time
+
+    with _serving(model):
+        console.print("ready; Ctrl-C to stop")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass

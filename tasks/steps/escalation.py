@@ -1,0 +1,214 @@
+"""Prefect tasks of the escalation lane: ask the large model, write ledger, decisions, cases."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime
+
+import polars as pl
+import pyarrow as pa
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from tasks.core.chunks import chunk_id, stable_id
+from tasks.core.pricing import call_cost
+from tasks.core.verdict import decision_of, product_among_suspects
+from tasks.io.judge import Judgement, judge
+from tasks.schemas import CASE, DECISION, LEDGER
+from tasks.settings import ModelPrice, Settings, load_models
+from tasks.steps import resources
+from tasks.steps.resources import VERDICT_TASK
+from tasks.steps.retry import retry_transient_only
+
+WORKFLOW = "escalation-lane"
+PATH = "large"
+LANE_KEYS = ["item_id", "content_hash", "workflow"]
+
+
+@task(name="pending-escalations", cache_policy=NO_CACHE)
+def pending_escalations(settings: Settings, limit: int | None) -> tuple[pl.DataFrame, int]:
+    """Escalations the lane has not decided yet (hot first, then by id), and how many it has."""
+    lake = resources.lake(settings)
+    queue = lake.read("escalations")
+    if queue.is_empty():
+        return queue, 0
+    decided = lake.read("decisions", columns=LANE_KEYS)
+    done = decided.filter(pl.col("workflow") == WORKFLOW).drop("workflow").unique()
+    pending = queue.join(done, on=["item_id", "content_hash"], how="anti") if done.height else queue
+    pending = pending.unique(["item_id", "content_hash"], keep="first").sort(
+        pl.col("route") != "hot", "item_id"
+    )
+    already = queue.height - pending.height
+    return (pending.head(limit) if limit else pending), already
+
+
+@dataclass(frozen=True)
+class LaneChunkResult:
+    chunk_id: str
+    items: int
+    outcomes: dict[str, int]
+    decisions: dict[str, int]
+    calls: int
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+    cases_written: int
+
+
+@task(
+    name="judge-escalations",
+    retries=1,
+    retry_condition_fn=retry_transient_only,
+    cache_policy=NO_CACHE,
+)
+def judge_chunk(
+    chunk: pl.DataFrame, settings: Settings, run_id: str, now: datetime
+) -> LaneChunkResult:
+    """Verdicts for one chunk; the ledger is written before decisions so a resume never repays."""
+    cid, lake = chunk_id(chunk), resources.lake(settings)
+    prices = load_models(settings).models
+    model = resources.llm(settings)
+    judgements = [
+        judge(
+            model,
+            item_id=row["item_id"],
+            title=row["title"],
+            abstract=row["abstract"],
+            products=row["products"] or [],
+            max_tokens=settings.llm.max_tokens,
+        )
+        for row in chunk.iter_rows(named=True)
+    ]
+    ledger, costs = _ledger_rows(chunk, judgements, prices, run_id, cid, now)
+    if ledger:
+        lake.append_new(
+            "ledger", pl.DataFrame(ledger), LEDGER, keys=["call_id"], partition_by="day", stem=cid
+        )
+    decided, cases = _decision_rows(chunk, judgements, costs, model.name, run_id, cid, now)
+    cases_written = lake.append_new(
+        "cases", cases, CASE, keys=LANE_KEYS, partition_by="pub_month", stem=cid
+    )
+    lake.append_new(
+        "decisions", decided, DECISION, keys=LANE_KEYS, partition_by="pub_month", stem=cid
+    )
+    outcomes = Counter(j.outcome for j in judgements)
+    get_run_logger().info(
+        "chunk %s: %d items, outcomes %s, %d calls", cid, chunk.height, dict(outcomes), len(ledger)
+    )
+    return LaneChunkResult(
+        cid,
+        chunk.height,
+        dict(outcomes),
+        dict(Counter(decided["decision"].to_list())) if decided.height else {},
+        len(ledger),
+        sum(j.input_tokens for j in judgements),
+        sum(j.output_tokens for j in judgements),
+        sum(costs.values()),
+        cases_written,
+    )
+
+
+def _ledger_rows(
+    chunk: pl.DataFrame,
+    judgements: list[Judgement],
+    prices: dict[str, ModelPrice],
+    run_id: str,
+    cid: str,
+    now: datetime,
+) -> tuple[list[dict[str, object]], dict[str, float]]:
+    rows: list[dict[str, object]] = []
+    costs: dict[str, float] = {}
+    for item, verdict in zip(chunk.iter_rows(named=True), judgements, strict=True):
+        for call in verdict.calls:
+            price = prices[call.served_by]
+            cost = call_cost(
+                price,
+                input_tokens=call.input_tokens,
+                output_tokens=call.output_tokens,
+            )
+            costs[item["item_id"]] = costs.get(item["item_id"], 0.0) + cost
+            key = f"{item['item_id']}:{item['content_hash']}"
+            rows.append(
+                {
+                    "call_id": stable_id([key, call.served_by, f"attempt-{call.attempt}"], "call"),
+                    "workflow": WORKFLOW,
+                    "run_id": run_id,
+                    "chunk_id": cid,
+                    "task": VERDICT_TASK,
+                    "model": call.served_by,
+                    "backend": price.backend,
+                    "pattern": f"escalation/{PATH}",
+                    "n_items": 1,
+                    "input_tokens": call.input_tokens,
+                    "output_tokens": call.output_tokens,
+                    "gpu_seconds": 0.0,
+                    "cost_usd": cost,
+                    "created_at": now,
+                    "day": now.date().isoformat(),
+                }
+            )
+    return rows, costs
+
+
+def _decision_rows(
+    chunk: pl.DataFrame,
+    judgements: list[Judgement],
+    costs: dict[str, float],
+    model_key: str,
+    run_id: str,
+    cid: str,
+    now: datetime,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    decisions, cases = [], []
+    for item, judged in zip(chunk.iter_rows(named=True), judgements, strict=True):
+        if judged.outcome == "deferred":
+            continue  # stays in lake/escalations; the next run asks again
+        products = item["products"] or []
+        served = judged.calls[-1].served_by if judged.calls else model_key
+        if judged.verdict is None:
+            why = "; ".join(judged.failures)[:400]
+            decision, reason = "human_review", f"large-model answer rejected twice: {why}"
+        else:
+            decision, reason = decision_of(judged.verdict, products)
+        decisions.append(
+            {
+                **{k: item[k] for k in ("item_id", "content_hash", "pub_date", "pub_month")},
+                "workflow": WORKFLOW,
+                "products": products,
+                "route": item["route"],
+                "path": PATH,
+                "probability": item["probability"],
+                "decision": decision,
+                "reason": reason,
+                "model": served,
+                "cost_usd": costs.get(item["item_id"], 0.0),
+                "run_id": run_id,
+                "chunk_id": cid,
+                "decided_at": now,
+            }
+        )
+        if judged.verdict is not None and decision == "case_candidate":
+            v = judged.verdict
+            cases.append(
+                {
+                    "item_id": item["item_id"],
+                    "content_hash": item["content_hash"],
+                    "workflow": WORKFLOW,
+                    "pub_month": item["pub_month"],
+                    "products": products,
+                    "suspect_drugs": list(v.suspect_drugs),
+                    "reactions": list(v.reactions),
+                    "seriousness": list(v.seriousness),
+                    "product_among_suspects": product_among_suspects(v, products),
+                    "summary": v.summary,
+                    "model": served,
+                    "run_id": run_id,
+                    "created_at": now,
+                }
+            )
+    return _frame(decisions, DECISION), _frame(cases, CASE)
+
+
+def _frame(rows: list[dict[str, object]], schema: pa.Schema) -> pl.DataFrame:
+    return pl.from_arrow(pa.Table.from_pylist(rows, schema=schema))  # type: ignore[return-value]

@@ -1,0 +1,132 @@
+"""Prefect tasks of calibration and the ladder evaluation: small scores, large verdicts."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from tasks.core.chunks import chunk_id, stable_id
+from tasks.core.pricing import call_cost
+from tasks.io.judge import judge
+from tasks.schemas import EVAL_VERDICT, LEDGER
+from tasks.settings import Settings, load_models
+from tasks.steps import resources
+from tasks.steps.embedding import SCREEN_TASK, texts_of
+from tasks.steps.resources import VERDICT_TASK
+from tasks.steps.training import embed_split
+
+
+@task(name="score-split", cache_policy=NO_CACHE)
+def small_scores(
+    rows: pl.DataFrame, settings: Settings, *, workflow: str, run_id: str, now: datetime
+) -> pl.DataFrame:
+    """``rows`` with the small model's probability and its catalog cost per item."""
+    vectors = embed_split(rows, settings, workflow=workflow, run_id=run_id, now=now)
+    probs = resources.scorer(settings).probabilities(vectors) if rows.height else np.zeros(0)
+    price = load_models(settings).models[load_models(settings).tasks[SCREEN_TASK]]
+    tokens = resources.embedder().count_tokens(texts_of(rows))
+    return rows.with_columns(
+        pl.Series("probability", probs, dtype=pl.Float64),
+        pl.Series("tokens", tokens, dtype=pl.Int64),
+        pl.Series(
+            "small_usd",
+            [call_cost(price, input_tokens=t) for t in tokens],
+            dtype=pl.Float64,
+        ),
+    )
+
+
+@task(name="large-verdicts", cache_policy=NO_CACHE)
+def large_verdicts(
+    sample: pl.DataFrame, settings: Settings, *, workflow: str, run_id: str, now: datetime
+) -> pl.DataFrame:
+    """The large model's verdict per item; stored ones are reused, new calls go to the ledger.
+
+    Returns item_id, outcome (verdict | human_review), large_says, input/output tokens.
+    """
+    lake, logger = resources.lake(settings), get_run_logger()
+    model = resources.llm(settings)
+    stored = lake.read("eval_verdicts")
+    if not stored.is_empty():
+        stored = stored.filter(pl.col("model") == model.name)
+    done = set(stored["item_id"].to_list()) if not stored.is_empty() else set()
+    todo = sample.filter(~pl.col("item_id").is_in(list(done)))
+    prices = load_models(settings).models
+    for start in range(0, todo.height, 16):
+        part = todo.slice(start, 16)
+        cid, ledger, verdicts = chunk_id(part), [], []
+        for row in part.iter_rows(named=True):
+            judged = judge(
+                model,
+                item_id=row["item_id"],
+                title=row["title"],
+                abstract=row["abstract"],
+                products=row["products"] or [],
+                max_tokens=settings.llm.max_tokens,
+            )
+            if judged.outcome == "deferred":
+                raise RuntimeError(f"backend unavailable: {judged.failures[-1]}")
+            for call in judged.calls:
+                key = f"{row['item_id']}:{row['content_hash']}"
+                price = prices[call.served_by]
+                ledger.append(
+                    {
+                        "call_id": stable_id([key, call.served_by, f"eval-{call.attempt}"], "call"),
+                        "workflow": workflow,
+                        "run_id": run_id,
+                        "chunk_id": cid,
+                        "task": VERDICT_TASK,
+                        "model": call.served_by,
+                        "backend": price.backend,
+                        "pattern": "eval/large",
+                        "n_items": 1,
+                        "input_tokens": call.input_tokens,
+                        "output_tokens": call.output_tokens,
+                        "gpu_seconds": 0.0,
+                        "cost_usd": call_cost(
+                            price, input_tokens=call.input_tokens, output_tokens=call.output_tokens
+                        ),
+                        "created_at": now,
+                        "day": now.date().isoformat(),
+                    }
+                )
+            v = judged.verdict
+            verdicts.append(
+                {
+                    "item_id": row["item_id"],
+                    "content_hash": row["content_hash"],
+                    "model": model.name,
+                    "outcome": judged.outcome,
+                    "large_says": None if v is None else v.is_adverse_drug_event,
+                    "input_tokens": judged.input_tokens,
+                    "output_tokens": judged.output_tokens,
+                    "calls": len(judged.calls),
+                    "created_at": now,
+                }
+            )
+        if ledger:
+            lake.append_new(
+                "ledger",
+                pl.DataFrame(ledger),
+                LEDGER,
+                keys=["call_id"],
+                partition_by="day",
+                stem=cid,
+            )
+        frame = pl.DataFrame(pa.Table.from_pylist(verdicts, schema=EVAL_VERDICT))
+        lake.append_new(
+            "eval_verdicts",
+            frame,
+            EVAL_VERDICT,
+            keys=["item_id", "content_hash", "model"],
+            partition_by="model",
+            stem=cid,
+        )
+        logger.info("large verdicts: %d/%d new", start + part.height, todo.height)
+    out = lake.read("eval_verdicts").filter(pl.col("model") == model.name)
+    return sample.select("item_id").join(out.drop("content_hash"), on="item_id", how="left")
