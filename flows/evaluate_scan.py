@@ -30,7 +30,9 @@ RESULTS = Path(__file__).resolve().parents[1] / "bench" / "results"
 
 @flow(name="evaluate-scan", log_prints=False)
 def evaluate_scan(
-    split: Literal["calibration", "test"] = "test", limit: int | None = None
+    split: Literal["calibration", "test"] = "test",
+    limit: int | None = None,
+    results_dir: str | None = None,
 ) -> dict[str, Any]:
     settings = load_settings()
     run_id, now = str(flow_run.get_id() or uuid.uuid4()), utcnow()
@@ -54,8 +56,9 @@ def evaluate_scan(
         "scorer": scorer.meta.training,
         **screening_metrics(planned, low=thresholds.low, high=thresholds.high),
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"eval_{split}.json"
+    folder = Path(results_dir) if results_dir else RESULTS
+    folder.mkdir(parents=True, exist_ok=True)
+    out = folder / f"eval_{split}.json"
     out.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     create_table_artifact(
         key=f"evaluate-scan-{split}",
