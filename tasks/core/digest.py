@@ -7,6 +7,23 @@ from datetime import datetime
 import polars as pl
 
 
+def latest_outcome_per_item(decisions: pl.DataFrame) -> pl.DataFrame:
+    """One row per item: its latest decision, the cost of every row, the small model's score.
+
+    An item the scan escalated gets a second row when the escalation lane decides it; the
+    digest must count the item once, with the lane's verdict and both costs.
+    """
+    return (
+        decisions.sort("decided_at")
+        .group_by("item_id", "content_hash", maintain_order=True)
+        .agg(
+            pl.col("pub_month", "pub_date", "products", "decision").last(),
+            pl.col("cost_usd").sum(),
+            pl.col("probability").max(),
+        )
+    )
+
+
 def product_digest(decisions: pl.DataFrame, *, top_n: int, refreshed_at: datetime) -> pl.DataFrame:
     """One row per (publication day, product): items, outcomes, cost and the top items.
 

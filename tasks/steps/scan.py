@@ -14,7 +14,7 @@ from prefect.cache_policies import NO_CACHE
 
 from tasks.core.audit_entries import decision_entries
 from tasks.core.chunks import chunk_id, stable_id
-from tasks.core.digest import product_digest
+from tasks.core.digest import latest_outcome_per_item, product_digest
 from tasks.core.intake import select_window, split_duplicates, with_derived_fields
 from tasks.io import medline, quality
 from tasks.io.drug_dictionary import product_variants
@@ -245,7 +245,9 @@ def materialise_digest(months: Sequence[str], settings: Settings, now: datetime)
         return 0
     lake = resources.lake(settings)
     decisions = lake.read("decisions").filter(pl.col("pub_month").is_in(list(months)))
-    digest = product_digest(decisions, top_n=settings.scan.digest_top_n, refreshed_at=now)
+    digest = product_digest(
+        latest_outcome_per_item(decisions), top_n=settings.scan.digest_top_n, refreshed_at=now
+    )
     if digest.is_empty():
         return 0
     lake.write(

@@ -63,3 +63,37 @@ def test_digest_counts_outcomes_per_product_and_day():
     assert rows["aspirin"]["top_item_ids"] == ["1"]
     assert rows["heparin"]["closed_negative"] == 1
     assert rows["heparin"]["cost_usd"] == pytest.approx(0.4)
+
+
+def test_an_item_decided_by_scan_and_lane_counts_once_with_both_costs():
+    from tasks.core.digest import latest_outcome_per_item
+
+    rows = pl.DataFrame(
+        {
+            "item_id": ["1", "1", "2"],
+            "content_hash": ["h", "h", "k"],
+            "pub_month": ["2021-01"] * 3,
+            "pub_date": [date(2021, 1, 5)] * 3,
+            "products": [["aspirin"]] * 3,
+            "decision": ["escalated", "case_candidate", "closed_negative"],
+            "probability": [0.2, None, 0.001],
+            "cost_usd": [0.001, 0.05, 0.001],
+            "decided_at": [
+                datetime(2026, 1, 1, 2, tzinfo=UTC),
+                datetime(2026, 1, 1, 4, tzinfo=UTC),
+                datetime(2026, 1, 1, 2, tzinfo=UTC),
+            ],
+        }
+    )
+    out = product_digest(
+        latest_outcome_per_item(rows), top_n=2, refreshed_at=datetime(2026, 1, 2, tzinfo=UTC)
+    )
+    (row,) = out.to_dicts()
+    assert (row["items"], row["case_candidates"], row["escalated"], row["closed_negative"]) == (
+        2,
+        1,
+        0,
+        1,
+    )
+    assert row["cost_usd"] == pytest.approx(0.052)
+    assert row["max_probability"] == pytest.approx(0.2)
