@@ -77,6 +77,7 @@ def calibrate_ladder() -> CalibrationSummary:
             "items": scored.height,
             "in_scope": int(in_scope.sum()),
             "positives": int(scored["label_ade"].sum()),
+            "scorer_sha256": resources.scorer(settings).meta.weights_sha256,
             "created_at": now.isoformat(),
         },
         settings.ladder.choice_file,

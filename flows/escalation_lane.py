@@ -2,7 +2,9 @@
 
 pending escalations (not yet decided by this lane) -> per chunk: ask the model (one retry on a
 malformed answer, then human review), write ledger, cases, decisions -> artifact. Items whose
-backend was down stay pending; the lane stops at the first chunk where nothing got an answer.
+backend was down, or whose workflow budget is spent, stay pending; the lane stops at the first
+chunk where nothing got an answer. Calls go through the supervisor (budget, throttle) and the
+paid-call journal, so a killed run resumes without paying twice.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ class LaneSummary(BaseModel):
     decisions: dict[str, int]
     deferred: int
     calls: int
+    replayed_calls: int
     input_tokens: int
     output_tokens: int
     cost_usd: float
@@ -78,6 +81,7 @@ def escalation_lane(params: LaneParams | None = None) -> LaneSummary:
         decisions=dict(decisions),
         deferred=outcomes.get("deferred", 0) + (pending.height - judged),
         calls=sum(r.calls for r in results),
+        replayed_calls=sum(r.replayed_calls for r in results),
         input_tokens=sum(r.input_tokens for r in results),
         output_tokens=sum(r.output_tokens for r in results),
         cost_usd=round(sum(r.cost_usd for r in results), 8),

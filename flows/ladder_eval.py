@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field
 
 from tasks.core.ladder import compare_paths, sweep
 from tasks.core.pricing import call_cost
-from tasks.io.reports import cost_recall_png, read_json, write_json
+from tasks.io.reports import cost_recall_png, write_json
 from tasks.settings import REPO_ROOT, load_models, load_settings
 from tasks.steps import resources
 from tasks.steps.ladder import large_verdicts, small_scores
@@ -49,10 +49,8 @@ def ladder_eval(params: LadderEvalParams | None = None) -> dict[str, Any]:
     scope = rows.filter(pl.col("products").list.len() > 0).sort("item_id")
     scored = small_scores(scope, settings, workflow=WORKFLOW, run_id=run_id, now=now)
 
-    meta = resources.scorer(settings).meta
-    choice = read_json(settings.ladder.choice_file) or {}
-    low = float(choice.get("low", meta.threshold_low))
-    high = float(choice.get("high", meta.threshold_high))
+    chosen = resources.thresholds(settings)
+    low, high = chosen.thresholds.low, chosen.thresholds.high
     price = load_models(settings).models[settings.ladder.price_model]
 
     # 1. every in-scope item; the large path priced on estimated tokens, its verdict assumed
@@ -113,7 +111,7 @@ def ladder_eval(params: LadderEvalParams | None = None) -> dict[str, Any]:
         "product_filter_closed_share": 1 - scope.height / max(rows.height, 1),
         "in_scope_positives": int(labels_all.sum()),
         "large_priced_as": settings.ladder.price_model,
-        "thresholds": {"low": low, "high": high, "from": "calibration" if choice else "scorer"},
+        "thresholds": {"low": low, "high": high, "from": chosen.source, "note": chosen.note},
         "estimated_all_in_scope": estimated,
         "cascade_cost_ratio": estimated["cascade"]["cost_usd"] / estimated["all_large"]["cost_usd"],
         "measured_sample": measured,

@@ -72,6 +72,9 @@ class ScanSummary(BaseModel):
     escalations_written: int
     deferred: int = Field(0, description="items left undecided because the budget was spent")
     digest_rows: int
+    thresholds: dict[str, float | str] = Field(
+        default_factory=dict, description="the small model's low/high and where they came from"
+    )
     lake: str
 
 
@@ -92,6 +95,9 @@ def nightly_literature_scan(params: ScanParams | None = None) -> ScanSummary:
     if rows_in != checked.valid.height + quarantine_rows.height:
         raise RuntimeError("row accounting broke: rows in != valid + quarantined")
 
+    chosen = resources.thresholds(settings)
+    if chosen.note:
+        logger.warning("planner thresholds from the scorer: %s", chosen.note)
     routed = tools_and_route(checked.valid, settings)
     pending, already = pending_only(routed, settings)
     results = []
@@ -124,6 +130,11 @@ def nightly_literature_scan(params: ScanParams | None = None) -> ScanSummary:
         escalations_written=sum(r.escalations_written for r in results),
         deferred=sum(r.deferred for r in results),
         digest_rows=digest_rows,
+        thresholds={
+            "low": chosen.thresholds.low,
+            "high": chosen.thresholds.high,
+            "source": chosen.source,
+        },
         lake=str(settings.lake_dir),
     )
     logger.info(

@@ -32,6 +32,11 @@ class ScanSettings(_Strict):
     chunk_size: int = Field(512, ge=1, le=100_000, description="items per checkpointed chunk")
     embed_batch_size: int = Field(32, ge=1, le=1024)
     digest_top_n: int = Field(5, ge=1, le=100, description="pmids listed per product digest")
+    thresholds: Literal["calibrated", "scorer"] = Field(
+        "calibrated",
+        description="planner thresholds: `pharmalane calibrate`'s choice (if made for this "
+        "scorer) or the scorer's own",
+    )
 
 
 class ScorerSettings(_Strict):

@@ -18,6 +18,7 @@ from tasks.io.judge import Judgement, judge
 from tasks.schemas import CASE, DECISION, LEDGER
 from tasks.settings import ModelPrice, Settings, load_models
 from tasks.steps import resources
+from tasks.steps.paid_calls import SupervisedLLM
 from tasks.steps.resources import VERDICT_TASK
 from tasks.steps.retry import retry_transient_only
 
@@ -54,6 +55,7 @@ class LaneChunkResult:
     output_tokens: int
     cost_usd: float
     cases_written: int
+    replayed_calls: int = 0
 
 
 @task(
@@ -65,21 +67,27 @@ class LaneChunkResult:
 def judge_chunk(
     chunk: pl.DataFrame, settings: Settings, run_id: str, now: datetime
 ) -> LaneChunkResult:
-    """Verdicts for one chunk; the ledger is written before decisions so a resume never repays."""
+    """Verdicts for one chunk, asked through the supervisor and the paid-call journal.
+
+    Every answer is in the journal the moment it returns, so a run killed mid-chunk replays
+    what it paid for; the ledger (keyed by call) is written before decisions and cases.
+    """
     cid, lake = chunk_id(chunk), resources.lake(settings)
     prices = load_models(settings).models
-    model = resources.llm(settings)
-    judgements = [
-        judge(
-            model,
+    model = SupervisedLLM(resources.llm(settings), settings, workflow=WORKFLOW)
+    judgements, replayed = [], 0
+    for row in chunk.iter_rows(named=True):
+        asked = model.for_item(urgent=row["route"] == "hot")
+        judged = judge(
+            asked,
             item_id=row["item_id"],
             title=row["title"],
             abstract=row["abstract"],
             products=row["products"] or [],
             max_tokens=settings.llm.max_tokens,
         )
-        for row in chunk.iter_rows(named=True)
-    ]
+        judgements.append(judged)
+        replayed += asked.replayed
     ledger, costs = _ledger_rows(chunk, judgements, prices, run_id, cid, now)
     if ledger:
         lake.append_new(
@@ -94,7 +102,12 @@ def judge_chunk(
     )
     outcomes = Counter(j.outcome for j in judgements)
     get_run_logger().info(
-        "chunk %s: %d items, outcomes %s, %d calls", cid, chunk.height, dict(outcomes), len(ledger)
+        "chunk %s: %d items, outcomes %s, %d calls (%d replayed from the journal)",
+        cid,
+        chunk.height,
+        dict(outcomes),
+        len(ledger),
+        replayed,
     )
     return LaneChunkResult(
         cid,
@@ -106,6 +119,7 @@ def judge_chunk(
         sum(j.output_tokens for j in judgements),
         sum(costs.values()),
         cases_written,
+        replayed,
     )
 
 

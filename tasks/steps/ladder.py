@@ -17,6 +17,7 @@ from tasks.schemas import EVAL_VERDICT, LEDGER
 from tasks.settings import Settings, load_models
 from tasks.steps import resources
 from tasks.steps.embedding import SCREEN_TASK, texts_of
+from tasks.steps.paid_calls import SupervisedLLM
 from tasks.steps.resources import VERDICT_TASK
 from tasks.steps.training import embed_split
 
@@ -50,7 +51,7 @@ def large_verdicts(
     Returns item_id, outcome (verdict | human_review), large_says, input/output tokens.
     """
     lake, logger = resources.lake(settings), get_run_logger()
-    model = resources.llm(settings)
+    model = SupervisedLLM(resources.llm(settings), settings, workflow=workflow)
     stored = lake.read("eval_verdicts")
     if not stored.is_empty():
         stored = stored.filter(pl.col("model") == model.name)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -15,7 +16,9 @@ from tasks.errors import ConfigError
 from tasks.io.audit import AuditTrail
 from tasks.io.budget import BudgetStore
 from tasks.io.lake import Lake
+from tasks.io.reports import read_json
 from tasks.io.vectors import VectorStore
+from tasks.policy.planner import Thresholds
 from tasks.settings import Settings, load_models
 
 VERDICT_TASK = "ade-verdict"
@@ -35,6 +38,38 @@ def scorer(settings: Settings) -> LogisticScorer:
     folder = settings.scorer.artifact_dir
     weights = folder / "weights.npz"
     return _scorer(folder, weights.stat().st_mtime_ns if weights.exists() else 0)
+
+
+@dataclass(frozen=True)
+class ChosenThresholds:
+    thresholds: Thresholds
+    source: str  # "calibration" | "scorer"
+    note: str = ""
+
+
+def thresholds(settings: Settings) -> ChosenThresholds:
+    """The small model's thresholds the planner uses.
+
+    With ``scan.thresholds: calibrated`` (the default), the choice stored by `pharmalane
+    calibrate`, but only if it was made for the scorer now in use (its weights' sha256): a
+    calibration of another scorer would put its threshold on the wrong probabilities. Otherwise
+    the scorer's own thresholds (its calibration target, ``scorer.target_recall``).
+    """
+    meta = scorer(settings).meta
+    own = ChosenThresholds(Thresholds(meta.threshold_low, meta.threshold_high), "scorer")
+    if settings.scan.thresholds == "scorer":
+        return own
+    choice = read_json(settings.ladder.choice_file)
+    if choice is None:
+        return ChosenThresholds(own.thresholds, "scorer", "no calibration stored")
+    if choice.get("scorer_sha256") != meta.weights_sha256:
+        return ChosenThresholds(
+            own.thresholds,
+            "scorer",
+            f"{settings.ladder.choice_file} was made for another scorer: "
+            "run `pharmalane calibrate`",
+        )
+    return ChosenThresholds(Thresholds(float(choice["low"]), float(choice["high"])), "calibration")
 
 
 def lake(settings: Settings) -> Lake:

@@ -18,7 +18,7 @@ from tasks.core.digest import latest_outcome_per_item, product_digest
 from tasks.core.intake import select_window, split_duplicates, with_derived_fields
 from tasks.io import medline, quality
 from tasks.io.drug_dictionary import product_variants
-from tasks.policy.planner import Thresholds, plan
+from tasks.policy.planner import plan
 from tasks.policy.router import route
 from tasks.schemas import DECISION, ESCALATION, PRODUCT_DIGEST, QUARANTINE
 from tasks.settings import Settings, load_products, load_routing
@@ -181,8 +181,8 @@ def screen_chunk(
     scored = decidable.join(scores, on="item_id", how="left").with_columns(
         pl.col("cost_usd").fill_null(0.0)
     )
-    thresholds = Thresholds(scorer.meta.threshold_low, scorer.meta.threshold_high)
-    decided = plan(scored, thresholds).with_columns(
+    chosen = resources.thresholds(settings)
+    decided = plan(scored, chosen.thresholds).with_columns(
         pl.lit(WORKFLOW).alias("workflow"),
         pl.when(pl.col("path") == "tool")
         .then(None)

@@ -1,16 +1,24 @@
 """The escalation lane end to end: real lake in tmp_path, Prefect harness, a loopback server."""
 
+import os
+import signal
+import subprocess
+import sys
+import threading
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 import polars as pl
 import pytest
 import yaml
+from prefect.settings import PREFECT_API_URL
 
 from flows.escalation_lane import LaneParams, escalation_lane
 from models.llm.local import free_port
+from tasks.io.audit import AuditTrail
 from tasks.io.lake import Lake
 from tasks.schemas import DECISION, ESCALATION
+from tasks.settings import load_settings
 from tests.openai_stub import OpenAIStub, Reply, verdict_json
 
 REPO = Path(__file__).resolve().parents[2]
@@ -85,15 +93,17 @@ def lane_home(isolated_home, tmp_path, monkeypatch):
     return lake
 
 
-def point_lane_at(url, tmp_path, monkeypatch):
+def point_lane_at(url, tmp_path, monkeypatch, *, chunk_size=2, timeout_s=5):
     config = tmp_path / f"configs-{free_port()}"
     config.mkdir()
     for f in (REPO / "configs").glob("*.yaml"):
         (config / f.name).write_text(f.read_text())
     base = yaml.safe_load((config / "base.yaml").read_text())
     base["llm"]["model"] = "local-smollm2"
-    base["llm"]["chunk_size"] = 2
-    base["llm"]["endpoints"]["local-smollm2"].update(base_url=url, timeout_s=5, max_retries=0)
+    base["llm"]["chunk_size"] = chunk_size
+    base["llm"]["endpoints"]["local-smollm2"].update(
+        base_url=url, timeout_s=timeout_s, max_retries=0
+    )
     (config / "base.yaml").write_text(yaml.safe_dump(base))
     monkeypatch.setenv("PHARMALANE_CONFIG_DIR", str(config))
 
@@ -154,3 +164,75 @@ def test_a_backend_that_is_down_defers_items_and_a_later_run_decides_them(
         point_lane_at(stub.base_url, tmp_path, monkeypatch)
         up = escalation_lane(LaneParams())
     assert up.pending == 5 and up.judged == 5 and up.deferred == 0
+
+
+@pytest.mark.slow
+def test_a_lane_killed_mid_chunk_resumes_without_paying_twice(lane_home, tmp_path, monkeypatch):
+    """SIGKILL while the 4th call is in flight: the 3 answers already paid are replayed."""
+    arrived = threading.Event()
+
+    def respond(body):
+        if len(stub.requests) == 4 and not arrived.is_set():
+            arrived.set()
+            return Reply(verdict_json(False), delay_s=60)  # in flight when the process dies
+        return answers(body)
+
+    answers = responder_for()
+    with OpenAIStub(respond) as stub:
+        # one chunk of 5, so nothing is written before the kill
+        point_lane_at(stub.base_url, tmp_path, monkeypatch, chunk_size=5, timeout_s=120)
+        process = subprocess.Popen(
+            [sys.executable, "-c", "from flows.cli import app; app()", "escalate"],
+            cwd=REPO,
+            env={**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())},
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        assert arrived.wait(timeout=300), "the lane never reached its 4th call"
+        os.killpg(process.pid, signal.SIGKILL)
+        assert process.wait(timeout=30) == -signal.SIGKILL
+        assert lane_home.read("ledger").is_empty()  # killed before the chunk's ledger write
+
+        resumed = escalation_lane(LaneParams())
+
+    # 8 answers in all (see the test above); 3 came back before the kill and are replayed
+    assert resumed.replayed_calls == 3
+    assert len(stub.requests) == 4 + 5
+    ledger = lane_home.read("ledger")
+    assert ledger.height == ledger["call_id"].n_unique() == 8
+    per_call = 120 / 1000 * 0.00001 + 40 / 1000 * 0.0001  # local-smollm2's catalog price
+    assert ledger["cost_usd"].sum() == pytest.approx(8 * per_call)
+    lane = lane_home.read("decisions").filter(pl.col("workflow") == "escalation-lane")
+    assert lane.height == 5 and lane["item_id"].n_unique() == 5
+
+
+@pytest.mark.slow
+def test_a_spent_lane_budget_decides_urgent_items_and_defers_the_rest(
+    lane_home, tmp_path, monkeypatch
+):
+    with OpenAIStub(responder_for()) as stub:
+        point_lane_at(stub.base_url, tmp_path, monkeypatch)
+        config = Path(os.environ["PHARMALANE_CONFIG_DIR"])
+        budgets = yaml.safe_load((config / "budgets.yaml").read_text())
+        lane_budget = next(b for b in budgets["budgets"] if b["workflow"] == "escalation-lane")
+        lane_budget["usd"] = 0.000001
+        (config / "budgets.yaml").write_text(yaml.safe_dump(budgets))
+        spent = escalation_lane(LaneParams())
+        asked_while_spent = len(stub.requests)
+
+        lane_budget["usd"] = 1.0
+        (config / "budgets.yaml").write_text(yaml.safe_dump(budgets))
+        refilled = escalation_lane(LaneParams())
+
+    # 105 is hot (urgent): it goes on over budget; the 4 others wait, nothing is lost
+    decided = lane_home.read("decisions").filter(pl.col("workflow") == "escalation-lane")
+    # chunk 1 (105 hot, 101): 105 asked twice (refusals), 101 deferred; chunk 2: all deferred,
+    # so the lane stops there
+    assert spent.stopped_early and spent.judged == 4 and spent.deferred == 4
+    assert asked_while_spent == 2
+    assert refilled.pending == 4 and refilled.deferred == 0
+    assert sorted(decided["item_id"]) == ["101", "102", "103", "104", "105"]
+    trail = AuditTrail(load_settings().audit_dir).entries()
+    alerts = [e for e in trail if e["kind"] == "budget_exhausted"]
+    assert {a["action"] for a in alerts} == {"defer", "continue_over_budget"}

@@ -1,0 +1,92 @@
+"""Large-model calls paid once and within budget: the journal on real SQLite, calls to a real
+loopback server, budgets in the supervisor's real SQLite store."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import yaml
+
+from models.llm import ChatResult
+from models.llm.openai_http import OpenAICompatibleLLM
+from tasks.io.audit import AuditTrail
+from tasks.io.call_journal import CallJournal, call_key
+from tasks.settings import load_settings
+from tasks.steps.paid_calls import BudgetDeferred, SupervisedLLM, journal
+from tests.openai_stub import OpenAIStub, Reply, verdict_json
+
+MESSAGES = [{"role": "system", "content": "judge"}, {"role": "user", "content": "Title: x"}]
+
+
+def test_journal_keeps_answers_across_connections_and_never_overwrites(tmp_path):
+    path = tmp_path / "calls.sqlite"
+    first = ChatResult("{}", 120, 40, "m", "stop", None, "local-qwen")
+    key = call_key("local-qwen", MESSAGES, {"type": "object"}, 384)
+    now = datetime(2026, 11, 22, tzinfo=UTC)
+    CallJournal(path).put(key, first, now)
+    CallJournal(path).put(key, ChatResult("other", 1, 1, "m"), now)  # the same call again
+
+    reopened = CallJournal(path)
+    assert reopened.get(key) == first
+    assert reopened.count() == 1
+    assert reopened.get(call_key("local-qwen", MESSAGES, {"type": "object"}, 385)) is None
+    assert reopened.get(call_key("local-smollm2", MESSAGES, {"type": "object"}, 384)) is None
+    assert reopened.prune(now + timedelta(days=1), keep=timedelta(days=2)) == 0
+    assert reopened.prune(now + timedelta(days=3), keep=timedelta(days=2)) == 1
+    assert reopened.get(key) is None
+
+
+def _config(tmp_path, monkeypatch, *, budget_usd: float) -> None:
+    """The repo's configs with a tiny escalation-lane budget, in PHARMALANE_HOME=tmp_path."""
+    from tests.flows.test_escalation_lane import REPO
+
+    config = tmp_path / "configs"
+    config.mkdir()
+    for f in (REPO / "configs").glob("*.yaml"):
+        (config / f.name).write_text(f.read_text())
+    budgets = yaml.safe_load((config / "budgets.yaml").read_text())
+    for b in budgets["budgets"]:
+        if b["workflow"] == "escalation-lane":
+            b["usd"] = budget_usd
+    (config / "budgets.yaml").write_text(yaml.safe_dump(budgets))
+    monkeypatch.setenv("PHARMALANE_CONFIG_DIR", str(config))
+    monkeypatch.setenv("PHARMALANE_HOME", str(tmp_path / "home"))
+
+
+def _served(url: str) -> OpenAICompatibleLLM:
+    return OpenAICompatibleLLM(url, "stub", name="local-smollm2", timeout_s=5, max_retries=0)
+
+
+def test_an_answered_question_is_replayed_not_paid_again(tmp_path, monkeypatch):
+    _config(tmp_path, monkeypatch, budget_usd=1.0)
+    settings = load_settings()
+    with OpenAIStub(lambda _: Reply(verdict_json(True))) as stub:
+        first = SupervisedLLM(_served(stub.base_url), settings, workflow="escalation-lane")
+        answer = first.chat(MESSAGES, schema={"type": "object"}, max_tokens=64)
+        # a new process would build a new wrapper: the journal is what remembers
+        again = SupervisedLLM(_served(stub.base_url), settings, workflow="escalation-lane")
+        replay = again.chat(MESSAGES, schema={"type": "object"}, max_tokens=64)
+        other = again.chat(MESSAGES, schema={"type": "object"}, max_tokens=65)
+
+    assert len(stub.requests) == 2
+    assert replay == answer and other.text == answer.text
+    assert (first.called, first.replayed, again.called, again.replayed) == (1, 0, 1, 1)
+    assert journal(settings).count() == 2
+
+
+def test_a_spent_budget_defers_the_call_except_urgent_work_and_raises_an_alert(
+    tmp_path, monkeypatch
+):
+    _config(tmp_path, monkeypatch, budget_usd=0.000001)
+    settings = load_settings()
+    with OpenAIStub(lambda _: Reply(verdict_json(True))) as stub:
+        lane = SupervisedLLM(_served(stub.base_url), settings, workflow="escalation-lane")
+        with pytest.raises(BudgetDeferred, match="budget spent"):
+            lane.for_item(urgent=False).chat(MESSAGES, max_tokens=64)
+        assert stub.requests == []
+        urgent = lane.for_item(urgent=True).chat(MESSAGES, max_tokens=64)
+    assert urgent.input_tokens == 120 and len(stub.requests) == 1
+
+    entries = AuditTrail(settings.audit_dir).entries()
+    alerts = [e for e in entries if e["kind"] == "budget_exhausted"]
+    assert [a["action"] for a in alerts] == ["defer", "continue_over_budget"]
+    assert {a["workflow"] for a in alerts} == {"escalation-lane"}
