@@ -42,12 +42,13 @@ class CalibrationSummary(BaseModel):
 
 
 @flow(name="calibrate-ladder", log_prints=False)
-def calibrate_ladder() -> CalibrationSummary:
+def calibrate_ladder(limit: int | None = None) -> CalibrationSummary:
+    """Choose and store the cascade's ``low``; ``limit``: only the first items (quick checks)."""
     settings = load_settings()
     run_id, now = str(flow_run.get_id() or uuid.uuid4()), utcnow()
     citations, _ = load_citations(source_files(None), settings.cache_dir)
     rows = tools_and_route(
-        validate(select(citations, None, None, "calibration", None), settings).valid, settings
+        validate(select(citations, None, None, "calibration", limit), settings).valid, settings
     )
     scored = small_scores(rows.sort("item_id"), settings, workflow=WORKFLOW, run_id=run_id, now=now)
     in_scope = (scored["products"].list.len() > 0).to_numpy()

@@ -133,6 +133,16 @@ def train() -> None:
 def evaluate(
     split: Annotated[EvalSplit, typer.Option(help="labelled split")] = EvalSplit.test,
     limit: Annotated[int | None, typer.Option(min=1)] = None,
+    ladder: Annotated[
+        bool,
+        typer.Option(
+            help="then all-small vs all-large vs cascade (`ladder-eval`): needs the large model "
+            "(or its stored verdicts)"
+        ),
+    ] = False,
+    serve: Annotated[
+        str | None, typer.Option(help="with --ladder: start a local model first: smollm2 | qwen")
+    ] = None,
 ) -> None:
     """Recall, precision and path shares against the MeSH label; written to bench/results/."""
     _prefect_defaults()
@@ -156,6 +166,10 @@ def evaluate(
     }
     console.print(_table(f"evaluate-scan ({split})", rows))
     console.print(f"written: bench/results/eval_{split}.json")
+    if ladder:
+        from flows.cli_ladder import ladder_eval_command
+
+        ladder_eval_command(split=split.value, sample=None, serve=serve)
 
 
 @app.command()

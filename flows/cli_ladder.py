@@ -89,10 +89,29 @@ def ladder_eval_command(
 
     with _serving(serve):
         result = ladder_eval(LadderEvalParams(split=split, sample=sample))
-    paths = result.pop("paths")
-    result.pop("curve")
-    _print("ladder-eval", result)
-    table = Table(title="paths")
+    print_ladder_result(result)
+
+
+def print_ladder_result(result: dict[str, object]) -> None:
+    """The side-by-side tables of a ladder-eval result (as written to ladder_eval.json)."""
+    shown = {k: v for k, v in result.items() if k not in ("curve", "estimated_all_in_scope")}
+    measured = shown.pop("measured_sample", {})
+    _print("ladder-eval", shown)
+    _paths_table(
+        "every in-scope item (large path on estimated tokens, verdicts assumed right)",
+        result["estimated_all_in_scope"],
+    )
+    if isinstance(measured, dict) and measured.get("paths"):
+        served = ", ".join(measured.get("served_by", []))
+        _paths_table(
+            f"sample of {measured['sample']} judged by {served} (measured tokens and verdicts)",
+            measured["paths"],
+        )
+
+
+def _paths_table(title: str, paths: object) -> None:
+    assert isinstance(paths, dict)
+    table = Table(title=title)
     columns = ["recall", "precision", "usd_per_1k_items", "usd_per_positive_found", "flagged"]
     table.add_column("path")
     for col in columns:

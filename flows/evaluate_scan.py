@@ -18,7 +18,7 @@ from prefect.artifacts import create_table_artifact
 from prefect.runtime import flow_run
 
 from tasks.core.evaluation import screening_metrics
-from tasks.policy.planner import Thresholds, plan
+from tasks.policy.planner import plan
 from tasks.settings import load_settings
 from tasks.steps import resources
 from tasks.steps.scan import load_citations, select, source_files, tools_and_route, utcnow, validate
@@ -41,7 +41,8 @@ def evaluate_scan(
     rows = tools_and_route(checked.valid, settings).sort("item_id")
     vectors = embed_split(rows, settings, workflow=WORKFLOW, run_id=run_id, now=now)
     scorer = resources.scorer(settings)
-    thresholds = Thresholds(scorer.meta.threshold_low, scorer.meta.threshold_high)
+    chosen = resources.thresholds(settings)  # the ones the nightly scan's planner uses
+    thresholds = chosen.thresholds
     scored = rows.with_columns(pl.Series("probability", scorer.probabilities(vectors)))
     # The scan only scores in-scope items; out-of-scope ones take the tool path whatever p is.
     planned = plan(
@@ -52,7 +53,12 @@ def evaluate_scan(
     ).with_columns(scored["probability"])
     metrics = {
         "split": split,
-        "thresholds": {"low": thresholds.low, "high": thresholds.high},
+        "thresholds": {
+            "low": thresholds.low,
+            "high": thresholds.high,
+            "from": chosen.source,
+            "note": chosen.note,
+        },
         "scorer": scorer.meta.training,
         **screening_metrics(planned, low=thresholds.low, high=thresholds.high),
     }

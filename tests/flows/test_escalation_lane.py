@@ -1,6 +1,7 @@
 """The escalation lane end to end: real lake in tmp_path, Prefect harness, a loopback server."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -95,9 +96,7 @@ def lane_home(isolated_home, tmp_path, monkeypatch):
 
 def point_lane_at(url, tmp_path, monkeypatch, *, chunk_size=2, timeout_s=5):
     config = tmp_path / f"configs-{free_port()}"
-    config.mkdir()
-    for f in (REPO / "configs").glob("*.yaml"):
-        (config / f.name).write_text(f.read_text())
+    shutil.copytree(REPO / "configs", config)
     base = yaml.safe_load((config / "base.yaml").read_text())
     base["llm"]["model"] = "local-smollm2"
     base["llm"]["chunk_size"] = chunk_size
