@@ -32,12 +32,15 @@ SYSTEM_PROMPT = (
     "abstract reports an adverse drug event: a harmful reaction that a drug caused or is "
     "suspected to have caused in humans or animals (including toxicity and drug-induced "
     "disease). A study of a drug's benefit with no harm reported is not an adverse event "
-    "report. Answer only with a JSON object with these fields: "
-    '"is_adverse_drug_event" (true or false), "suspect_drugs" (drug names as written), '
-    '"reactions" (adverse reactions as written; empty when there is no adverse event), '
-    '"seriousness" (any of death, life_threatening, hospitalisation, disability, '
-    "congenital_anomaly, other_medically_important, none_stated), "
-    '"summary" (one short paragraph).'
+    "report. Answer with only one JSON object of exactly this shape:\n"
+    '{"is_adverse_drug_event": true, "suspect_drugs": ["drug name as written"], '
+    '"reactions": ["reaction as written"], "seriousness": ["hospitalisation"], '
+    '"summary": "one or two sentences"}\n'
+    "is_adverse_drug_event is true or false. suspect_drugs, reactions and seriousness are "
+    "always lists, possibly empty; reactions is empty when there is no adverse event. "
+    "seriousness lists any of: death, life_threatening, hospitalisation, disability, "
+    'congenital_anomaly, other_medically_important, none_stated (["none_stated"] when no '
+    "criterion is stated)."
 )
 
 
@@ -108,6 +111,7 @@ class InvalidVerdict(DataContractError):
     def __init__(self, kind: str, message: str, *, record: str, field: str | None = None):
         super().__init__(f"{kind}: {message}", record=record, field=field)
         self.kind = kind
+        self.problem = f"{kind}: {field + ': ' if field else ''}{message}"
 
 
 def parse_verdict(text: str, *, record: str, refusal: str | None = None) -> Verdict:

@@ -90,7 +90,7 @@ def judge(
             verdict = parse_verdict(result.text, record=item_id, refusal=result.refusal)
         except InvalidVerdict as exc:
             failures.append(str(exc))
-            messages = retry_messages(first, result.text, exc.kind)
+            messages = retry_messages(first, result.text, exc.problem)
             continue
         return Judgement(item_id, verdict, calls, failures)
     return Judgement(item_id, None, calls, failures)

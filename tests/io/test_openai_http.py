@@ -86,7 +86,7 @@ def test_a_malformed_answer_is_asked_once_more_and_a_good_second_answer_wins():
     retry = stub.requests[1]["messages"]
     assert retry[:2] == stub.requests[0]["messages"]
     assert retry[2] == {"role": "assistant", "content": '{"is_adverse_drug_event": "yes"'}
-    assert "rejected (invalid_json)" in retry[3]["content"]
+    assert "rejected (invalid_json: not JSON" in retry[3]["content"]
 
 
 @pytest.mark.parametrize(
