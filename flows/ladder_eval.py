@@ -19,8 +19,9 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
-from tasks.core.ladder import compare_paths, sweep
+from tasks.core.ladder import compare_paths, large_recall_record, recall_validated, sweep
 from tasks.core.pricing import call_cost
+from tasks.core.verdict import PROMPT_SHA256
 from tasks.io.reports import cost_recall_png, write_json
 from tasks.settings import REPO_ROOT, load_models, load_settings
 from tasks.steps import resources
@@ -92,6 +93,23 @@ def ladder_eval(params: LadderEvalParams | None = None) -> dict[str, Any]:
             "measured_large_usd_on_sample": float(large_usd.sum()),
             "paths": _paths(data, says, large_usd, low, high),
         }
+        # what the lane's policy reads: may this model's "no" close an item on its own?
+        model_key = resources.llm(settings).name
+        record = large_recall_record(
+            measured,
+            model=model_key,
+            prompt_sha256=PROMPT_SHA256,
+            split=params.split,
+            measured_at=now.isoformat(),
+        )
+        write_json(record, settings.ladder.large_recall_dir / f"{model_key}.json")
+        measured["validated_to_close"] = recall_validated(
+            record,
+            model=model_key,
+            prompt_sha256=PROMPT_SHA256,
+            target_recall=settings.ladder.target_recall,
+            min_positives=settings.ladder.min_validation_positives,
+        )
 
     curve = [
         {**c, "usd_per_1k": 1000 * c["cost_usd"] / max(scored.height, 1)}

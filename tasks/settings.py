@@ -155,6 +155,13 @@ class LadderSettings(_Strict):
     prompt_overhead_tokens: int = Field(260, ge=0, description="system prompt + chat template")
     output_tokens: int = Field(120, ge=1, description="expected verdict length when calibrating")
     sample: int = Field(200, ge=1, description="in-scope test items the large model judges")
+    large_recall_dir: Path = Field(
+        REPO_ROOT / "models" / "artifacts" / "ladder" / "large_models",
+        description="`ladder-eval`'s measured recall per served large model (one JSON each)",
+    )
+    min_validation_positives: int = Field(
+        20, ge=1, description="positives a large model's recall must be measured on to count"
+    )
     seed: int = 20261122
 
 

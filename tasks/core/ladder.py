@@ -185,3 +185,43 @@ def sweep(
         )["cascade"]
         rows.append({"low": float(low), "recall": m["recall"], "cost_usd": m["cost_usd"]})
     return rows
+
+
+def large_recall_record(
+    measured: dict[str, Any], *, model: str, prompt_sha256: str, split: str, measured_at: str
+) -> dict[str, Any]:
+    """What `ladder-eval` measured of the served large model, as kept for the lane's policy."""
+    all_large = measured["paths"]["all_large"]
+    return {
+        "model": model,
+        "prompt_sha256": prompt_sha256,
+        "split": split,
+        "sample": measured["sample"],
+        "positives": all_large["positives"],
+        "recall": all_large["recall"],
+        "precision": all_large["precision"],
+        "human_review": measured["human_review"],
+        "measured_at": measured_at,
+    }
+
+
+def recall_validated(
+    record: dict[str, Any] | None,
+    *,
+    model: str,
+    prompt_sha256: str,
+    target_recall: float,
+    min_positives: int,
+) -> bool:
+    """Whether the model's "no adverse event" may close an item without a human.
+
+    Only when its recall on labelled positives was measured, for this model and this prompt, on
+    at least ``min_positives`` positives, and reached ``target_recall``. Anything else (no
+    measurement, another prompt, too few positives, recall short) is not validated.
+    """
+    if not record or record.get("model") != model or record.get("prompt_sha256") != prompt_sha256:
+        return False
+    recall = record.get("recall")
+    if not isinstance(recall, int | float) or math.isnan(recall):
+        return False
+    return int(record.get("positives", 0)) >= min_positives and recall >= target_recall

@@ -9,6 +9,7 @@ then sends to human review. Nothing here ever turns a bad answer into a decision
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -42,6 +43,9 @@ SYSTEM_PROMPT = (
     'congenital_anomaly, other_medically_important, none_stated (["none_stated"] when no '
     "criterion is stated)."
 )
+
+PROMPT_SHA256 = hashlib.sha256(SYSTEM_PROMPT.encode()).hexdigest()
+PROMPT_VERSION = PROMPT_SHA256[:12]  # in call ids and stored verdicts: a new prompt asks anew
 
 
 class Verdict(BaseModel):

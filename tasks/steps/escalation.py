@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -12,11 +13,14 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.core.chunks import chunk_id, stable_id
+from tasks.core.ladder import recall_validated
 from tasks.core.pricing import call_cost
-from tasks.core.verdict import decision_of, product_among_suspects
+from tasks.core.verdict import PROMPT_SHA256, PROMPT_VERSION, decision_of, product_among_suspects
 from tasks.io.judge import Judgement, judge
+from tasks.io.reports import read_json
+from tasks.policy.engine import decide
 from tasks.schemas import CASE, DECISION, LEDGER
-from tasks.settings import ModelPrice, Settings, load_models
+from tasks.settings import ModelPrice, PolicyRule, Settings, load_models, load_policies
 from tasks.steps import resources
 from tasks.steps.paid_calls import SupervisedLLM
 from tasks.steps.resources import VERDICT_TASK
@@ -93,7 +97,17 @@ def judge_chunk(
         lake.append_new(
             "ledger", pl.DataFrame(ledger), LEDGER, keys=["call_id"], partition_by="day", stem=cid
         )
-    decided, cases = _decision_rows(chunk, judgements, costs, model.name, run_id, cid, now)
+    decided, cases = _decision_rows(
+        chunk,
+        judgements,
+        costs,
+        model.name,
+        run_id,
+        cid,
+        now,
+        rules=load_policies(settings).rules,
+        validated=large_model_validated(settings, model.name),
+    )
     cases_written = lake.append_new(
         "cases", cases, CASE, keys=LANE_KEYS, partition_by="pub_month", stem=cid
     )
@@ -145,7 +159,9 @@ def _ledger_rows(
             key = f"{item['item_id']}:{item['content_hash']}"
             rows.append(
                 {
-                    "call_id": stable_id([key, call.served_by, f"attempt-{call.attempt}"], "call"),
+                    "call_id": stable_id(
+                        [key, call.served_by, f"attempt-{call.attempt}", PROMPT_VERSION], "call"
+                    ),
                     "workflow": WORKFLOW,
                     "run_id": run_id,
                     "chunk_id": cid,
@@ -165,6 +181,48 @@ def _ledger_rows(
     return rows, costs
 
 
+def lane_decision(
+    judged: Judgement, products: list[str], *, rules: Sequence[PolicyRule], validated: bool
+) -> tuple[str, str]:
+    """(decision, reason of record) for an answered item, through the supervisor's policy.
+
+    A rejected answer goes to a human. An adverse event becomes a case candidate (a human
+    processes every case). A "no adverse event" closes the item only when policy allows it
+    without review: the model's recall must be validated (`ladder-eval`) and nothing it said
+    may look serious; otherwise a human decides. Every matching rule is in the reason.
+    """
+    if judged.verdict is None:
+        policy = decide({"verdict_valid": False}, rules, workflow=WORKFLOW)
+        why = "; ".join(judged.failures)[:400]
+        decision, reason = "human_review", f"large-model answer rejected twice: {why}"
+    else:
+        v = judged.verdict
+        facts = {
+            "verdict_valid": True,
+            "adverse_event": v.is_adverse_drug_event,
+            "serious": any(s != "none_stated" for s in v.seriousness),
+            "severity": None if v.is_adverse_drug_event else 0,  # no event: nothing to grade
+            "large_recall_validated": validated,
+        }
+        policy = decide(facts, rules, workflow=WORKFLOW)
+        decision, reason = decision_of(v, products)
+        if decision == "closed_negative" and not policy.auto_accept:
+            decision = "human_review"
+            reason = "large model: no adverse drug event, but policy needs a human to close it"
+    return decision, f"{reason} [policy: {', '.join(policy.codes)}]"
+
+
+def large_model_validated(settings: Settings, model_key: str) -> bool:
+    """Whether `ladder-eval` measured this model (and prompt) at the target recall."""
+    return recall_validated(
+        read_json(settings.ladder.large_recall_dir / f"{model_key}.json"),
+        model=model_key,
+        prompt_sha256=PROMPT_SHA256,
+        target_recall=settings.ladder.target_recall,
+        min_positives=settings.ladder.min_validation_positives,
+    )
+
+
 def _decision_rows(
     chunk: pl.DataFrame,
     judgements: list[Judgement],
@@ -173,6 +231,9 @@ def _decision_rows(
     run_id: str,
     cid: str,
     now: datetime,
+    *,
+    rules: Sequence[PolicyRule],
+    validated: bool,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     decisions, cases = [], []
     for item, judged in zip(chunk.iter_rows(named=True), judgements, strict=True):
@@ -180,11 +241,7 @@ def _decision_rows(
             continue  # stays in lake/escalations; the next run asks again
         products = item["products"] or []
         served = judged.calls[-1].served_by if judged.calls else model_key
-        if judged.verdict is None:
-            why = "; ".join(judged.failures)[:400]
-            decision, reason = "human_review", f"large-model answer rejected twice: {why}"
-        else:
-            decision, reason = decision_of(judged.verdict, products)
+        decision, reason = lane_decision(judged, products, rules=rules, validated=validated)
         decisions.append(
             {
                 **{k: item[k] for k in ("item_id", "content_hash", "pub_date", "pub_month")},

@@ -12,6 +12,7 @@ from prefect.cache_policies import NO_CACHE
 
 from tasks.core.chunks import chunk_id, stable_id
 from tasks.core.pricing import call_cost
+from tasks.core.verdict import PROMPT_VERSION
 from tasks.io.judge import judge
 from tasks.schemas import EVAL_VERDICT, LEDGER
 from tasks.settings import Settings, load_models
@@ -52,9 +53,10 @@ def large_verdicts(
     """
     lake, logger = resources.lake(settings), get_run_logger()
     model = SupervisedLLM(resources.llm(settings), settings, workflow=workflow)
+    tag = f"{model.name}@{PROMPT_VERSION}"  # verdicts of another prompt are not reused
     stored = lake.read("eval_verdicts")
     if not stored.is_empty():
-        stored = stored.filter(pl.col("model") == model.name)
+        stored = stored.filter(pl.col("model") == tag)
     done = set(stored["item_id"].to_list()) if not stored.is_empty() else set()
     todo = sample.filter(~pl.col("item_id").is_in(list(done)))
     prices = load_models(settings).models
@@ -77,7 +79,9 @@ def large_verdicts(
                 price = prices[call.served_by]
                 ledger.append(
                     {
-                        "call_id": stable_id([key, call.served_by, f"eval-{call.attempt}"], "call"),
+                        "call_id": stable_id(
+                            [key, call.served_by, f"eval-{call.attempt}", PROMPT_VERSION], "call"
+                        ),
                         "workflow": workflow,
                         "run_id": run_id,
                         "chunk_id": cid,
@@ -101,7 +105,7 @@ def large_verdicts(
                 {
                     "item_id": row["item_id"],
                     "content_hash": row["content_hash"],
-                    "model": model.name,
+                    "model": tag,
                     "outcome": judged.outcome,
                     "large_says": None if v is None else v.is_adverse_drug_event,
                     "input_tokens": judged.input_tokens,
@@ -129,5 +133,5 @@ def large_verdicts(
             stem=cid,
         )
         logger.info("large verdicts: %d/%d new", start + part.height, todo.height)
-    out = lake.read("eval_verdicts").filter(pl.col("model") == model.name)
+    out = lake.read("eval_verdicts").filter(pl.col("model") == tag)
     return sample.select("item_id").join(out.drop("content_hash"), on="item_id", how="left")

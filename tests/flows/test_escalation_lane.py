@@ -1,5 +1,6 @@
 """The escalation lane end to end: real lake in tmp_path, Prefect harness, a loopback server."""
 
+import json
 import os
 import shutil
 import signal
@@ -16,6 +17,7 @@ from prefect.settings import PREFECT_API_URL
 
 from flows.escalation_lane import LaneParams, escalation_lane
 from models.llm.local import free_port
+from tasks.core.verdict import PROMPT_SHA256
 from tasks.io.audit import AuditTrail
 from tasks.io.lake import Lake
 from tasks.schemas import DECISION, ESCALATION
@@ -79,6 +81,7 @@ def escalations() -> pl.DataFrame:
 @pytest.fixture
 def lane_home(isolated_home, tmp_path, monkeypatch):
     """A lake holding the scan's escalations (and its own decisions for them)."""
+    monkeypatch.setenv("PHARMALANE_LADDER__LARGE_RECALL_DIR", str(tmp_path / "large_models"))
     lake = Lake(isolated_home / "lake")
     frame = escalations()
     lake.write("escalations", frame, ESCALATION, partition_by="pub_month", stem="scan")
@@ -92,6 +95,13 @@ def lane_home(isolated_home, tmp_path, monkeypatch):
     )
     lake.write("decisions", scan_rows, DECISION, partition_by="pub_month", stem="scan")
     return lake
+
+
+def validated_recall(folder: Path, model: str, *, recall: float) -> None:
+    """What `ladder-eval` leaves after measuring ``model`` with the current prompt."""
+    folder.mkdir(parents=True, exist_ok=True)
+    record = {"model": model, "prompt_sha256": PROMPT_SHA256, "positives": 40, "recall": recall}
+    (folder / f"{model}.json").write_text(json.dumps(record))
 
 
 def point_lane_at(url, tmp_path, monkeypatch, *, chunk_size=2, timeout_s=5):
@@ -111,6 +121,7 @@ def point_lane_at(url, tmp_path, monkeypatch, *, chunk_size=2, timeout_s=5):
 def test_lane_decides_every_item_never_accepts_bad_answers_and_pays_once(
     lane_home, tmp_path, monkeypatch
 ):
+    validated_recall(tmp_path / "large_models", "local-smollm2", recall=1.0)
     with OpenAIStub(responder_for()) as stub:
         point_lane_at(stub.base_url, tmp_path, monkeypatch)
         first = escalation_lane(LaneParams())
@@ -235,3 +246,16 @@ def test_a_spent_lane_budget_decides_urgent_items_and_defers_the_rest(
     trail = AuditTrail(load_settings().audit_dir).entries()
     alerts = [e for e in trail if e["kind"] == "budget_exhausted"]
     assert {a["action"] for a in alerts} == {"defer", "continue_over_budget"}
+
+
+@pytest.mark.slow
+def test_a_model_whose_recall_is_not_validated_cannot_close_items(lane_home, tmp_path, monkeypatch):
+    validated_recall(tmp_path / "large_models", "local-smollm2", recall=0.9)  # under 0.95
+    with OpenAIStub(responder_for()) as stub:
+        point_lane_at(stub.base_url, tmp_path, monkeypatch)
+        escalation_lane(LaneParams())
+    lane = lane_home.read("decisions").filter(pl.col("workflow") == "escalation-lane")
+    no_event = lane.filter(pl.col("item_id") == "102")
+    assert no_event["decision"].to_list() == ["human_review"]
+    assert "UNVALIDATED_MODEL_CANNOT_CLOSE" in no_event["reason"][0]
+    assert "closed_negative" not in lane["decision"].to_list()

@@ -12,6 +12,7 @@ import pytest
 
 from flows.calibrate_ladder import calibrate_ladder
 from flows.ladder_eval import LadderEvalParams, ladder_eval
+from tasks.core.verdict import PROMPT_SHA256
 from tasks.settings import load_settings
 from tasks.steps import resources
 from tests.flows.test_escalation_lane import point_lane_at
@@ -24,6 +25,7 @@ SAMPLE = 10
 @pytest.fixture
 def ladder_home(isolated_home, tmp_path, monkeypatch):
     monkeypatch.setenv("PHARMALANE_LADDER__CHOICE_FILE", str(tmp_path / "calibration.json"))
+    monkeypatch.setenv("PHARMALANE_LADDER__LARGE_RECALL_DIR", str(tmp_path / "large_models"))
     return isolated_home
 
 
@@ -76,6 +78,10 @@ def test_ladder_eval_with_a_model_that_always_flags(ladder_home, tmp_path, monke
         <= paths["all_large"]["cost_usd"] + (paths["all_small"]["cost_usd"])
     )
     assert measured["measured_large_usd_on_sample"] > 0
+    # its recall is kept for the lane's policy, but 10 items are too few to let it close any
+    record = json.loads((tmp_path / "large_models" / "local-smollm2.json").read_text())
+    assert record["prompt_sha256"] == PROMPT_SHA256 and record["sample"] == SAMPLE
+    assert measured["validated_to_close"] is False
 
     # stored verdicts are reused: a re-run asks nothing and reports the same
     assert again["measured_sample"] == measured

@@ -75,3 +75,17 @@ def test_paths_are_compared_on_the_same_items_and_prices():
     assert cascade["escalated"] == 5
     assert cascade["cost_usd"] == pytest.approx(0.1 + 5.0)
     assert cascade["usd_per_positive_found"] == pytest.approx(5.1 / 2)
+
+
+def test_a_large_model_may_close_items_only_when_measured_at_target_for_this_prompt():
+    from tasks.core.ladder import recall_validated
+
+    record = {"model": "m", "prompt_sha256": "p1", "positives": 25, "recall": 0.96}
+    ok = {"model": "m", "prompt_sha256": "p1", "target_recall": 0.95, "min_positives": 20}
+    assert recall_validated(record, **ok)
+    assert not recall_validated(None, **ok)
+    assert not recall_validated({**record, "recall": 0.94}, **ok)
+    assert not recall_validated({**record, "recall": float("nan")}, **ok)
+    assert not recall_validated({**record, "positives": 19}, **ok)
+    assert not recall_validated({**record, "prompt_sha256": "p0"}, **ok)  # another prompt
+    assert not recall_validated({**record, "model": "other"}, **ok)
