@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
+from datetime import timedelta
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
@@ -21,6 +22,7 @@ from flows.progress import report
 from tasks.core.chunks import iter_chunks
 from tasks.settings import load_settings
 from tasks.steps.escalation import WORKFLOW, judge_chunk, pending_escalations
+from tasks.steps.paid_calls import journal
 from tasks.steps.scan import utcnow
 
 
@@ -66,6 +68,13 @@ def escalation_lane(params: LaneParams | None = None) -> LaneSummary:
             logger.warning("backend unavailable for a whole chunk: stopping; items stay pending")
             break
 
+    pruned = journal(settings).prune(now, keep=timedelta(days=settings.llm.journal_keep_days))
+    if pruned:
+        logger.info(
+            "paid-call journal: %d answers older than %d days dropped",
+            pruned,
+            settings.llm.journal_keep_days,
+        )
     outcomes: Counter[str] = Counter()
     decisions: Counter[str] = Counter()
     for r in results:

@@ -137,6 +137,9 @@ class LLMSettings(_Strict):
     )
     chunk_size: int = Field(16, ge=1, le=10_000, description="escalations per checkpointed chunk")
     max_tokens: int = Field(384, ge=16, le=8192, description="output tokens per verdict")
+    journal_keep_days: int = Field(
+        14, ge=1, le=3650, description="paid answers are kept this long for replays after a kill"
+    )
     endpoints: dict[str, LLMEndpoint] = Field(default_factory=dict)
 
 
