@@ -16,6 +16,7 @@ from rich.table import Table
 
 from flows import cli_supervisor
 from flows.cli_knowledge import app as knowledge_app
+from flows.cli_ladder import ServeOption
 from flows.cli_ladder import app as ladder_app
 
 REPO = Path(__file__).resolve().parents[1]
@@ -140,9 +141,7 @@ def evaluate(
             "(or its stored verdicts)"
         ),
     ] = False,
-    serve: Annotated[
-        str | None, typer.Option(help="with --ladder: start a local model first: smollm2 | qwen")
-    ] = None,
+    serve: ServeOption = None,
 ) -> None:
     """Recall, precision and path shares against the MeSH label; written to bench/results/."""
     _prefect_defaults()

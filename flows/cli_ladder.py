@@ -17,6 +17,9 @@ LocalModel = Literal["smollm2", "qwen"]
 ENDPOINT_OF = {"smollm2": "local-smollm2", "qwen": "local-qwen"}
 
 
+ServeOption = Annotated[str | None, typer.Option(help="start a local model first: smollm2 | qwen")]
+
+
 def _defaults() -> None:
     from flows.cli import _prefect_defaults
 
@@ -53,9 +56,7 @@ def _print(title: str, rows: dict[str, object]) -> None:
 @app.command()
 def escalate(
     limit: Annotated[int | None, typer.Option(min=1, help="at most N escalations")] = None,
-    serve: Annotated[
-        str | None, typer.Option(help="start a local model first: smollm2 | qwen")
-    ] = None,
+    serve: ServeOption = None,
 ) -> None:
     """Run the escalation lane: large-model verdicts on the scan's escalations."""
     _defaults()
@@ -79,9 +80,7 @@ def calibrate() -> None:
 def ladder_eval_command(
     split: Annotated[str, typer.Option(help="test | calibration")] = "test",
     sample: Annotated[int | None, typer.Option(min=0, help="items the large model judges")] = None,
-    serve: Annotated[
-        str | None, typer.Option(help="start a local model first: smollm2 | qwen")
-    ] = None,
+    serve: ServeOption = None,
 ) -> None:
     """All-small vs all-large vs cascade: recall, precision, cost; JSON and PNG in bench/results."""
     _defaults()

@@ -6,24 +6,23 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import polars as pl
 import pyarrow as pa
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.core.chunks import chunk_id, stable_id
+from tasks.core.chunks import chunk_id
 from tasks.core.ladder import recall_validated
-from tasks.core.pricing import call_cost
-from tasks.core.verdict import PROMPT_SHA256, PROMPT_VERSION, decision_of, product_among_suspects
-from tasks.io.judge import Judgement, judge
+from tasks.core.verdict import PROMPT_SHA256, decision_of, product_among_suspects
+from tasks.io.judge import Judgement
 from tasks.io.reports import read_json
 from tasks.policy.engine import decide
 from tasks.schemas import CASE, DECISION, LEDGER
-from tasks.settings import ModelPrice, PolicyRule, Settings, load_models, load_policies
+from tasks.settings import PolicyRule, Settings, load_policies
 from tasks.steps import resources
-from tasks.steps.paid_calls import SupervisedLLM
-from tasks.steps.resources import VERDICT_TASK
+from tasks.steps.paid_calls import SupervisedLLM, judge_row, ledger_rows
 from tasks.steps.retry import retry_transient_only
 
 WORKFLOW = "escalation-lane"
@@ -77,22 +76,28 @@ def judge_chunk(
     what it paid for; the ledger (keyed by call) is written before decisions and cases.
     """
     cid, lake = chunk_id(chunk), resources.lake(settings)
-    prices = load_models(settings).models
     model = SupervisedLLM(resources.llm(settings), settings, workflow=WORKFLOW)
     judgements, replayed = [], 0
+    ledger: list[dict[str, Any]] = []
+    costs: dict[str, float] = {}
     for row in chunk.iter_rows(named=True):
         asked = model.for_item(urgent=row["route"] == "hot")
-        judged = judge(
-            asked,
-            item_id=row["item_id"],
-            title=row["title"],
-            abstract=row["abstract"],
-            products=row["products"] or [],
-            max_tokens=settings.llm.max_tokens,
-        )
+        judged = judge_row(asked, row, settings)
         judgements.append(judged)
         replayed += asked.replayed
-    ledger, costs = _ledger_rows(chunk, judgements, prices, run_id, cid, now)
+        calls = ledger_rows(
+            row,
+            judged,
+            model.prices,
+            workflow=WORKFLOW,
+            pattern=f"escalation/{PATH}",
+            attempt_tag="attempt",
+            run_id=run_id,
+            chunk=cid,
+            now=now,
+        )
+        ledger += calls
+        costs[row["item_id"]] = sum(c["cost_usd"] for c in calls)
     if ledger:
         lake.append_new(
             "ledger", pl.DataFrame(ledger), LEDGER, keys=["call_id"], partition_by="day", stem=cid
@@ -135,50 +140,6 @@ def judge_chunk(
         cases_written,
         replayed,
     )
-
-
-def _ledger_rows(
-    chunk: pl.DataFrame,
-    judgements: list[Judgement],
-    prices: dict[str, ModelPrice],
-    run_id: str,
-    cid: str,
-    now: datetime,
-) -> tuple[list[dict[str, object]], dict[str, float]]:
-    rows: list[dict[str, object]] = []
-    costs: dict[str, float] = {}
-    for item, verdict in zip(chunk.iter_rows(named=True), judgements, strict=True):
-        for call in verdict.calls:
-            price = prices[call.served_by]
-            cost = call_cost(
-                price,
-                input_tokens=call.input_tokens,
-                output_tokens=call.output_tokens,
-            )
-            costs[item["item_id"]] = costs.get(item["item_id"], 0.0) + cost
-            key = f"{item['item_id']}:{item['content_hash']}"
-            rows.append(
-                {
-                    "call_id": stable_id(
-                        [key, call.served_by, f"attempt-{call.attempt}", PROMPT_VERSION], "call"
-                    ),
-                    "workflow": WORKFLOW,
-                    "run_id": run_id,
-                    "chunk_id": cid,
-                    "task": VERDICT_TASK,
-                    "model": call.served_by,
-                    "backend": price.backend,
-                    "pattern": f"escalation/{PATH}",
-                    "n_items": 1,
-                    "input_tokens": call.input_tokens,
-                    "output_tokens": call.output_tokens,
-                    "gpu_seconds": 0.0,
-                    "cost_usd": cost,
-                    "created_at": now,
-                    "day": now.date().isoformat(),
-                }
-            )
-    return rows, costs
 
 
 def lane_decision(

@@ -10,16 +10,14 @@ import pyarrow as pa
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.core.chunks import chunk_id, stable_id
+from tasks.core.chunks import chunk_id
 from tasks.core.pricing import call_cost
 from tasks.core.verdict import PROMPT_VERSION
-from tasks.io.judge import judge
 from tasks.schemas import EVAL_VERDICT, LEDGER
 from tasks.settings import Settings, load_models
 from tasks.steps import resources
 from tasks.steps.embedding import SCREEN_TASK, texts_of
-from tasks.steps.paid_calls import SupervisedLLM
-from tasks.steps.resources import VERDICT_TASK
+from tasks.steps.paid_calls import SupervisedLLM, judge_row, ledger_rows
 from tasks.steps.training import embed_split
 
 
@@ -59,47 +57,24 @@ def large_verdicts(
         stored = stored.filter(pl.col("model") == tag)
     done = set(stored["item_id"].to_list()) if not stored.is_empty() else set()
     todo = sample.filter(~pl.col("item_id").is_in(list(done)))
-    prices = load_models(settings).models
     for start in range(0, todo.height, 16):
         part = todo.slice(start, 16)
         cid, ledger, verdicts = chunk_id(part), [], []
         for row in part.iter_rows(named=True):
-            judged = judge(
-                model,
-                item_id=row["item_id"],
-                title=row["title"],
-                abstract=row["abstract"],
-                products=row["products"] or [],
-                max_tokens=settings.llm.max_tokens,
-            )
+            judged = judge_row(model, row, settings)
             if judged.outcome == "deferred":
                 raise RuntimeError(f"backend unavailable: {judged.failures[-1]}")
-            for call in judged.calls:
-                key = f"{row['item_id']}:{row['content_hash']}"
-                price = prices[call.served_by]
-                ledger.append(
-                    {
-                        "call_id": stable_id(
-                            [key, call.served_by, f"eval-{call.attempt}", PROMPT_VERSION], "call"
-                        ),
-                        "workflow": workflow,
-                        "run_id": run_id,
-                        "chunk_id": cid,
-                        "task": VERDICT_TASK,
-                        "model": call.served_by,
-                        "backend": price.backend,
-                        "pattern": "eval/large",
-                        "n_items": 1,
-                        "input_tokens": call.input_tokens,
-                        "output_tokens": call.output_tokens,
-                        "gpu_seconds": 0.0,
-                        "cost_usd": call_cost(
-                            price, input_tokens=call.input_tokens, output_tokens=call.output_tokens
-                        ),
-                        "created_at": now,
-                        "day": now.date().isoformat(),
-                    }
-                )
+            ledger += ledger_rows(
+                row,
+                judged,
+                model.prices,
+                workflow=workflow,
+                pattern="eval/large",
+                attempt_tag="eval",
+                run_id=run_id,
+                chunk=cid,
+                now=now,
+            )
             v = judged.verdict
             verdicts.append(
                 {

@@ -22,9 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from models.llm import LLM, ChatMessage, ChatResult, LLMUnavailable
+from tasks.core.chunks import stable_id
 from tasks.core.pricing import call_cost
+from tasks.core.verdict import PROMPT_VERSION
 from tasks.io.call_journal import CallJournal, call_key
+from tasks.io.judge import Judgement, judge
 from tasks.settings import ModelPrice, Settings, load_models
+from tasks.steps.resources import VERDICT_TASK
 from tasks.steps.supervisor import admit, settle, throttle
 
 CHARS_PER_TOKEN = 3  # conservative: English runs ~4 characters per token
@@ -62,6 +66,7 @@ class SupervisedLLM:
         *,
         workflow: str,
         urgent: bool | None = False,
+        prices: Mapping[str, ModelPrice] | None = None,
     ):
         self.inner = inner
         self.settings = settings
@@ -69,7 +74,7 @@ class SupervisedLLM:
         self.urgent = urgent
         self.replayed = 0
         self.called = 0
-        self._prices = load_models(settings).models
+        self.prices = prices if prices is not None else load_models(settings).models
 
     @property
     def name(self) -> str:
@@ -77,7 +82,9 @@ class SupervisedLLM:
 
     def for_item(self, *, urgent: bool | None) -> SupervisedLLM:
         """The same wrapper for an item of another urgency (counters are not shared)."""
-        return SupervisedLLM(self.inner, self.settings, workflow=self.workflow, urgent=urgent)
+        return SupervisedLLM(
+            self.inner, self.settings, workflow=self.workflow, urgent=urgent, prices=self.prices
+        )
 
     def chat(
         self,
@@ -92,7 +99,7 @@ class SupervisedLLM:
         if kept is not None:
             self.replayed += 1
             return kept
-        price = self._prices[self.inner.name]
+        price = self.prices[self.inner.name]
         now = datetime.now(UTC)
         ticket = admit(
             self.settings,
@@ -117,9 +124,68 @@ class SupervisedLLM:
         store.put(key, result, datetime.now(UTC))
         self.called += 1
         actual = call_cost(
-            self._prices.get(served, price),
+            self.prices.get(served, price),
             input_tokens=result.input_tokens,
             output_tokens=result.output_tokens,
         )
         settle(self.settings, ticket, actual, now=datetime.now(UTC))
         return result
+
+
+def judge_row(llm: LLM, row: Mapping[str, Any], settings: Settings) -> Judgement:
+    """The large model's judgement of one lake row (item_id, title, abstract, products)."""
+    return judge(
+        llm,
+        item_id=row["item_id"],
+        title=row["title"],
+        abstract=row["abstract"],
+        products=row["products"] or [],
+        max_tokens=settings.llm.max_tokens,
+    )
+
+
+def ledger_rows(
+    row: Mapping[str, Any],
+    judged: Judgement,
+    prices: Mapping[str, ModelPrice],
+    *,
+    workflow: str,
+    pattern: str,
+    attempt_tag: str,
+    run_id: str,
+    chunk: str,
+    now: datetime,
+) -> list[dict[str, Any]]:
+    """One priced LEDGER row per answered call of ``judged``.
+
+    The call id is derived from the item, its content, the model, the attempt (tagged per
+    workflow) and the prompt version, so a replayed call is booked once.
+    """
+    key = f"{row['item_id']}:{row['content_hash']}"
+    rows: list[dict[str, Any]] = []
+    for call in judged.calls:
+        price = prices[call.served_by]
+        rows.append(
+            {
+                "call_id": stable_id(
+                    [key, call.served_by, f"{attempt_tag}-{call.attempt}", PROMPT_VERSION], "call"
+                ),
+                "workflow": workflow,
+                "run_id": run_id,
+                "chunk_id": chunk,
+                "task": VERDICT_TASK,
+                "model": call.served_by,
+                "backend": price.backend,
+                "pattern": pattern,
+                "n_items": 1,
+                "input_tokens": call.input_tokens,
+                "output_tokens": call.output_tokens,
+                "gpu_seconds": 0.0,
+                "cost_usd": call_cost(
+                    price, input_tokens=call.input_tokens, output_tokens=call.output_tokens
+                ),
+                "created_at": now,
+                "day": now.date().isoformat(),
+            }
+        )
+    return rows
