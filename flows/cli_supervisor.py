@@ -83,27 +83,44 @@ def audit_verify() -> None:
 
 @budget_app.command("status")
 def budget_status() -> None:
-    """Spend, open reservations and headroom of every budget in the current period."""
+    """Spend, holds, urgent overrides, overages and headroom of every budget this period.
+
+    Exits 1 when any budget went over its limit (overrides or overages): finance must look.
+    """
     from tasks.settings import load_budgets, load_settings
     from tasks.steps import resources
 
     settings = load_settings()
     store, now = resources.budgets(settings), datetime.now(UTC)
     table = Table(title=f"budgets at {now:%Y-%m-%d %H:%M} UTC")
-    for column in ("workflow", "period", "limit", "settled", "reserved", "remaining", "exhausted"):
+    columns = ("workflow", "period", "limit", "settled", "reserved", "lapsed", "override",
+               "overage", "remaining", "on exhaustion")  # fmt: skip
+    for column in columns:
         table.add_column(column)
+    over = []
     for budget in load_budgets(settings).budgets:
         spend = store.spend(budget, now)
+        if spend.overrides or spend.overages:
+            over.append(budget.workflow)
         table.add_row(
             budget.workflow,
             f"{budget.period} from {spend.period_start:%Y-%m-%d}",
             f"${budget.usd:.2f}",
             f"${spend.settled_usd:.6f}",
-            f"${spend.reserved_usd:.6f}",
+            f"${spend.reserved_usd:.6f} ({spend.open_reservations})",
+            f"${spend.lapsed_usd:.6f} ({spend.lapsed_reservations})",
+            f"${spend.override_usd:.6f} ({spend.overrides})",
+            f"${spend.overage_usd:.6f} ({spend.overages})",
             f"${spend.remaining_usd:.6f}",
             budget.on_exhaustion,
         )
     console.print(table)
+    if over:
+        console.print(
+            f"[red]ALERT[/red] spend past the limit this period (urgent overrides or overages; "
+            f"see the audit trail's budget_exhausted / budget_overage entries): {', '.join(over)}"
+        )
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:

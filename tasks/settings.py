@@ -55,7 +55,11 @@ class TrainSettings(_Strict):
 
 class SupervisorSettings(_Strict):
     reservation_ttl_seconds: int = Field(
-        900, ge=1, le=86_400, description="an unsettled reservation is released after this long"
+        900,
+        ge=1,
+        le=86_400,
+        description="an unsettled reservation then lapses: its caller is presumed dead and its "
+        "estimate presumed spent (never freed; a late settle books the actual)",
     )
     burst_factor: float = Field(
         3.0, gt=1, description="an hour spending more than factor x trailing mean is a burst"

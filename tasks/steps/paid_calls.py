@@ -5,17 +5,21 @@ evaluation ask through it exactly as they would ask the model:
 
 1. a question already answered (same model, messages, schema, max_tokens) is replayed from the
    paid-call journal: no call, no cost, no reservation: a resumed run never pays twice;
-2. otherwise the supervisor reserves the worst-case cost (prompt tokens estimated from its
-   characters, ``max_tokens`` out) against the workflow's budget; a refusal raises
+2. otherwise the supervisor reserves the worst case, a true upper bound: every token the call
+   may use (one per UTF-8 byte of the prompt and schema, plus template overhead, and
+   ``max_tokens`` out) at the price of the most expensive model it may end on (the primary or
+   any fallback), against the workflow's budget; a refusal raises
    ``BudgetDeferred``, an ``LLMUnavailable``, so the item stays pending for the next window
    (urgent items go on when policy says so), and an alert goes to the audit trail;
 3. it waits for a throttle slot, calls, commits the answer to the journal, then settles the
-   reservation at the cost of the tokens actually used.
+   reservation at the cost of the tokens actually used, priced at the model that answered. A
+   call that failed may still have been billed: it settles at its estimate.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,13 +29,15 @@ from models.llm import LLM, ChatMessage, ChatResult, LLMUnavailable
 from tasks.core.chunks import stable_id
 from tasks.core.pricing import call_cost
 from tasks.core.verdict import PROMPT_VERSION
+from tasks.errors import ConfigError
 from tasks.io.call_journal import CallJournal, call_key
 from tasks.io.judge import Judgement, judge
 from tasks.settings import ModelPrice, Settings, load_models
 from tasks.steps.resources import VERDICT_TASK
 from tasks.steps.supervisor import admit, settle, throttle
 
-CHARS_PER_TOKEN = 3  # conservative: English runs ~4 characters per token
+MESSAGE_OVERHEAD_TOKENS = 16  # chat-template tokens around each message (role, separators)
+PROMPT_OVERHEAD_TOKENS = 128  # template head (a default system prompt) and the assistant turn
 
 
 class BudgetDeferred(LLMUnavailable):
@@ -48,12 +54,37 @@ def journal(settings: Settings) -> CallJournal:
     return _journal(str(settings.supervisor_dir / "llm_calls.sqlite"))
 
 
+def input_token_bound(
+    messages: Sequence[Mapping[str, Any]], schema: Mapping[str, Any] | None = None
+) -> int:
+    """The most prompt tokens any tokenizer can make of ``messages`` (and a schema it is sent).
+
+    Byte-level BPE emits at most one token per UTF-8 byte and WordPiece at most one per
+    character, so the byte count bounds every tokenizer here; a characters-per-token guess does
+    not (non-English text, emoji and digits run well under 3 characters per token).
+    """
+    body = sum(len(str(m.get("content") or "").encode("utf-8")) for m in messages)
+    schema_bytes = len(json.dumps(schema).encode("utf-8")) if schema else 0
+    return body + schema_bytes + MESSAGE_OVERHEAD_TOKENS * len(messages) + PROMPT_OVERHEAD_TOKENS
+
+
 def estimate_usd(
-    price: ModelPrice, messages: Sequence[Mapping[str, Any]], max_tokens: int
+    prices: Sequence[ModelPrice],
+    messages: Sequence[Mapping[str, Any]],
+    max_tokens: int,
+    schema: Mapping[str, Any] | None = None,
 ) -> float:
-    """The most this call can cost: prompt tokens estimated high, every output token used."""
-    chars = sum(len(str(m.get("content") or "")) for m in messages)
-    return call_cost(price, input_tokens=chars // CHARS_PER_TOKEN + 64, output_tokens=max_tokens)
+    """The most this call can cost: every token it may use, on the dearest model it may end on."""
+    tokens = input_token_bound(messages, schema)
+    return max(call_cost(p, input_tokens=tokens, output_tokens=max_tokens) for p in prices)
+
+
+def chain_names(llm: LLM) -> tuple[str, ...]:
+    """The model keys a call through ``llm`` may end on: a fallback chain's every backend."""
+    backends = getattr(llm, "backends", None)
+    if not backends:
+        return (llm.name,)
+    return tuple(name for backend in backends for name in chain_names(backend))
 
 
 class SupervisedLLM:
@@ -75,6 +106,10 @@ class SupervisedLLM:
         self.replayed = 0
         self.called = 0
         self.prices = prices if prices is not None else load_models(settings).models
+        self.may_serve = chain_names(inner)
+        unpriced = [m for m in self.may_serve if m not in self.prices]
+        if unpriced:
+            raise ConfigError(f"models {unpriced} have no price in models.yaml: add them")
 
     @property
     def name(self) -> str:
@@ -99,37 +134,36 @@ class SupervisedLLM:
         if kept is not None:
             self.replayed += 1
             return kept
-        price = self.prices[self.inner.name]
         now = datetime.now(UTC)
-        ticket = admit(
-            self.settings,
-            self.workflow,
-            estimate_usd(price, messages, max_tokens),
-            urgent=self.urgent,
-            now=now,
+        estimate = estimate_usd(
+            [self.prices[m] for m in self.may_serve], messages, max_tokens, schema
         )
+        ticket = admit(self.settings, self.workflow, estimate, urgent=self.urgent, now=now)
         if not ticket.admission.runs:
             raise BudgetDeferred(f"{self.workflow}: budget spent ({ticket.admission.action})")
         try:
             throttle(self.settings, self.workflow)
         except TimeoutError as exc:
-            settle(self.settings, ticket, 0.0, now=datetime.now(UTC))
+            settle(self.settings, ticket, 0.0, now=datetime.now(UTC))  # nothing was sent
             raise LLMUnavailable(str(exc)) from exc
         try:
             result = self.inner.chat(messages, schema=schema, max_tokens=max_tokens)
         except Exception:
-            settle(self.settings, ticket, 0.0, now=datetime.now(UTC))
+            settle(self.settings, ticket, estimate, now=datetime.now(UTC))  # may have been billed
             raise
-        served = result.served_by or self.inner.name
         store.put(key, result, datetime.now(UTC))
         self.called += 1
-        actual = call_cost(
-            self.prices.get(served, price),
-            input_tokens=result.input_tokens,
-            output_tokens=result.output_tokens,
-        )
-        settle(self.settings, ticket, actual, now=datetime.now(UTC))
+        settle(self.settings, ticket, self._actual(result, estimate), now=datetime.now(UTC))
         return result
+
+    def _actual(self, result: ChatResult, estimate: float) -> float:
+        """The answer's cost at the model that gave it; an unpriced one counts as the estimate."""
+        price = self.prices.get(result.served_by or self.inner.name)
+        if price is None:
+            return estimate
+        return call_cost(
+            price, input_tokens=result.input_tokens, output_tokens=result.output_tokens
+        )
 
 
 def judge_row(llm: LLM, row: Mapping[str, Any], settings: Settings) -> Judgement:

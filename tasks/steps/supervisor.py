@@ -6,6 +6,10 @@
         ... the model call ...
         settle(settings, ticket, actual_usd, now=later)
 
+Spend goes past a budget only through an urgent-safety override (a reservation of kind
+``override``, alerted) or an actual above its estimate (an ``overage`` row, alerted); see
+``tasks/io/budget.py`` for the invariant.
+
 Throttles use a Prefect global concurrency limit (``rate_limit``, slots decaying at
 calls_per_minute / 60 per second) when a Prefect API is configured, and the same token bucket
 in the budget SQLite file when running embedded.
@@ -16,6 +20,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
@@ -28,14 +33,16 @@ from prefect.logging import get_logger
 from prefect.settings import get_current_settings
 
 from tasks.errors import BudgetExceeded
-from tasks.io.budget import Reservation
+from tasks.io.budget import Reservation, Settlement
 from tasks.policy.supervisor import Admission, on_exhausted
-from tasks.settings import Settings, load_budgets, load_policies
+from tasks.settings import Budget, PolicyRule, Settings, load_budgets, load_policies
 from tasks.steps import resources
 
 
 @dataclass(frozen=True)
 class Ticket:
+    """The admission of one call and its hold (kind ``grant`` or ``override``), if any."""
+
     admission: Admission
     reservation: Reservation | None
 
@@ -47,17 +54,55 @@ def admit(
     budget = load_budgets(settings).budget(workflow)
     if budget is None:
         return Ticket(Admission("run", (), alert=False), None)
+    return admit_within(
+        settings, budget, load_policies(settings).rules, estimate_usd, urgent=urgent, now=now
+    )
+
+
+def admit_within(
+    settings: Settings,
+    budget: Budget,
+    rules: Sequence[PolicyRule],
+    estimate_usd: float,
+    *,
+    urgent: bool | None,
+    now: datetime,
+) -> Ticket:
+    """``admit`` with the budget and policy already loaded (the triage hot path).
+
+    The policy's answer for a spent budget is known before the reservation, so the store can
+    decide grant or override in one transaction. An override is booked as a reservation of
+    kind ``override`` (its estimate held, its actual settled like any other) and alerted; a
+    refusal is alerted too. Nothing goes over budget unbooked.
+    """
+    if_spent = on_exhausted(budget, rules, urgent=urgent)
+    codes = [r.code for r in if_spent.reasons] if if_spent.runs else []
     try:
-        reservation = resources.budgets(settings).reserve(budget, estimate_usd, now)
+        reservation = resources.budgets(settings).reserve(budget, estimate_usd, now, override=codes)
     except BudgetExceeded:
-        admission = on_exhausted(budget, load_policies(settings).rules, urgent=urgent)
-        _alert(settings, budget.workflow, estimate_usd, admission, now)
-        return Ticket(admission, None)
+        _alert(settings, budget.workflow, estimate_usd, if_spent, now)
+        return Ticket(if_spent, None)
+    if reservation.kind == "override":
+        _alert(settings, budget.workflow, estimate_usd, if_spent, now, reservation=reservation.id)
+        return Ticket(if_spent, reservation)
     return Ticket(Admission("run", (), alert=False), reservation)
 
 
+def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return get_logger("pharmalane.supervisor")
+
+
 def _alert(
-    settings: Settings, workflow: str, estimate_usd: float, admission: Admission, now: datetime
+    settings: Settings,
+    workflow: str,
+    estimate_usd: float,
+    admission: Admission,
+    now: datetime,
+    *,
+    reservation: str = "",
 ) -> None:
     """A spent budget is an alert (WARNING log) and a reason of record in the audit trail."""
     codes = [r.code for r in admission.reasons]
@@ -69,26 +114,54 @@ def _alert(
                 "action": admission.action,
                 "reason_codes": codes,
                 "estimate_usd": estimate_usd,
+                "reservation": reservation,
             }
         ],
         now=now,
     )
-    try:
-        logger: logging.Logger | logging.LoggerAdapter[logging.Logger] = get_run_logger()
-    except MissingContextError:
-        logger = get_logger("pharmalane.supervisor")
-    logger.warning(
-        "ALERT budget exhausted: %s -> %s (%s), estimate $%.6f",
+    _logger().warning(
+        "ALERT budget exhausted: %s -> %s (%s), estimate $%.6f %s",
         workflow,
         admission.action,
         ",".join(codes),
         estimate_usd,
+        reservation,
+    )
+
+
+def _alert_overage(
+    settings: Settings, reservation: Reservation, settled: Settlement, now: datetime
+) -> None:
+    """An actual above its estimate broke the estimate's promise: alert, the period is shut."""
+    resources.audit(settings).append(
+        [
+            {
+                "kind": "budget_overage",
+                "workflow": reservation.workflow,
+                "reservation": reservation.id,
+                "estimate_usd": reservation.estimate_usd,
+                "overage_usd": settled.overage_usd,
+            }
+        ],
+        now=now,
+    )
+    _logger().warning(
+        "ALERT budget overage: %s call %s cost $%.6f above its estimate of $%.6f; no more "
+        "grants this period: fix the estimate",
+        reservation.workflow,
+        reservation.id,
+        settled.overage_usd,
+        reservation.estimate_usd,
     )
 
 
 def settle(settings: Settings, ticket: Ticket, actual_usd: float, *, now: datetime) -> None:
-    if ticket.reservation is not None:
-        resources.budgets(settings).settle(ticket.reservation, actual_usd, now)
+    """Book what the call cost; an actual above the estimate is booked as an alerted overage."""
+    if ticket.reservation is None:
+        return
+    settled = resources.budgets(settings).settle(ticket.reservation, actual_usd, now)
+    if settled.overage_usd > 0:
+        _alert_overage(settings, ticket.reservation, settled, now)
 
 
 def prefect_server_configured() -> bool:

@@ -13,11 +13,22 @@ from typing import Any
 
 from models.narrative import NarrativeFlagger, NarrativeVerdict
 from tasks.core.pricing import call_cost
+from tasks.errors import ConfigError
 from tasks.io.triage_store import TriageStore
 from tasks.policy.engine import decide
+from tasks.policy.supervisor import on_exhausted
 from tasks.schemas import IcsrCase, TriageDecision
-from tasks.settings import ModelPrice, PolicyRule, Settings, load_models, load_policies
+from tasks.settings import (
+    Budget,
+    ModelPrice,
+    PolicyRule,
+    Settings,
+    load_budgets,
+    load_models,
+    load_policies,
+)
 from tasks.steps import resources
+from tasks.steps.supervisor import admit_within, settle
 from tasks.tools import icsr
 
 WORKFLOW = "urgent-ae-triage"
@@ -26,6 +37,36 @@ NARRATIVE_TASK = "triage-narrative"
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def narrative_token_bound(narrative: str) -> int:
+    """The most tokens the narrative model can read of ``narrative``: the triage reservation.
+
+    WordPiece makes at most one token per character, plus two special tokens per embedded
+    piece of at least 8 characters; twice the length (and a floor) also covers pieces that
+    overlap. An actual above it is still booked, as an alerted overage.
+    """
+    return 2 * len(narrative) + 64
+
+
+def triage_budget(settings: Settings, rules: Sequence[PolicyRule]) -> Budget:
+    """The triage lane's budget, which must let urgent work go on when spent.
+
+    Triage is urgent safety work: a case is never dropped or delayed for money, so a spent
+    budget must lead to the alerted urgent-safety override, never to a deferral.
+
+    Raises:
+        ConfigError: no budget for the lane, or the policy would defer urgent work on it.
+    """
+    budget = load_budgets(settings).budget(WORKFLOW)
+    if budget is None:
+        raise ConfigError(f"configs/budgets.yaml has no budget for {WORKFLOW}: add one")
+    if on_exhausted(budget, rules, urgent=True).action != "continue_over_budget":
+        raise ConfigError(
+            f"{WORKFLOW} is urgent safety work: its budget needs on_exhaustion: "
+            "continue_if_urgent and a policy rule that lets urgent work go on"
+        )
+    return budget
 
 
 class Triager:
@@ -45,6 +86,7 @@ class Triager:
         self.settings, self.store, self.flagger = settings, store, flagger
         self.rules, self.price, self.model_key, self.clock = rules, price, model_key, clock
         self.slots = threading.BoundedSemaphore(settings.triage.max_in_flight)
+        self.budget = triage_budget(settings, rules)
 
     @classmethod
     def build(cls, settings: Settings, store: TriageStore | None = None) -> Triager:
@@ -85,6 +127,25 @@ class Triager:
                 settled.append(decision)
         return settled
 
+    def _assess_within_budget(self, narrative: str) -> NarrativeVerdict:
+        """The narrative model's reading, reserved and settled against the triage budget.
+
+        Urgent: a spent budget goes on through the alerted override reservation. A reading
+        that failed may have cost its estimate, so it settles at the estimate.
+        """
+        estimate = call_cost(self.price, input_tokens=narrative_token_bound(narrative))
+        ticket = admit_within(
+            self.settings, self.budget, self.rules, estimate, urgent=True, now=self.clock()
+        )
+        try:
+            verdict = self.flagger.assess(narrative)
+        except BaseException:
+            settle(self.settings, ticket, estimate, now=self.clock())
+            raise
+        actual = call_cost(self.price, input_tokens=verdict.input_tokens)
+        settle(self.settings, ticket, actual, now=self.clock())
+        return verdict
+
     def _decide(self, case: IcsrCase, *, may_defer: bool) -> tuple[TriageDecision, str]:
         missing = icsr.missing_minimum_criteria(case)
         criteria = icsr.seriousness(case.outcome)
@@ -106,7 +167,7 @@ class Triager:
         verdict: NarrativeVerdict | None = None
         if self.slots.acquire(blocking=bool(criteria) or not may_defer):
             try:
-                verdict = self.flagger.assess(case.narrative)
+                verdict = self._assess_within_budget(case.narrative)
             finally:
                 self.slots.release()
         facts: dict[str, Any] = {

@@ -1,16 +1,18 @@
 """Large-model calls paid once and within budget: the journal on real SQLite, calls to a real
 loopback server, budgets in the supervisor's real SQLite store."""
 
+import socket
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import yaml
 
-from models.llm import ChatResult
-from models.llm.openai_http import OpenAICompatibleLLM
+from models.llm import ChatResult, LLMUnavailable
+from models.llm.openai_http import FallbackLLM, OpenAICompatibleLLM
+from tasks.errors import ConfigError
 from tasks.io.audit import AuditTrail
 from tasks.io.call_journal import CallJournal, call_key
-from tasks.settings import load_settings
+from tasks.settings import load_budgets, load_settings
 from tasks.steps.paid_calls import BudgetDeferred, SupervisedLLM, journal
 from tests.openai_stub import OpenAIStub, Reply, verdict_json
 
@@ -90,3 +92,68 @@ def test_a_spent_budget_defers_the_call_except_urgent_work_and_raises_an_alert(
     alerts = [e for e in entries if e["kind"] == "budget_exhausted"]
     assert [a["action"] for a in alerts] == ["defer", "continue_over_budget"]
     assert {a["workflow"] for a in alerts} == {"escalation-lane"}
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _escalation_spend(settings):
+    from tasks.steps import resources
+
+    budget = load_budgets(settings).budget("escalation-lane")
+    return resources.budgets(settings).spend(budget, datetime.now(UTC))
+
+
+def test_a_fallback_chain_is_reserved_at_its_dearest_model(tmp_path, monkeypatch):
+    # the attack: the estimate used the cheap primary's price, the call ended on the dear
+    # fallback and was booked at its own rate: more than was reserved, past the budget
+    _config(tmp_path, monkeypatch, budget_usd=0.01)
+    settings = load_settings()
+    down = OpenAICompatibleLLM(
+        f"http://127.0.0.1:{_closed_port()}/v1",
+        "stub",
+        name="local-smollm2",
+        timeout_s=5,
+        max_retries=0,
+    )
+    answered = deferred = 0
+    with OpenAIStub(lambda _: Reply(verdict_json(True))) as stub:
+        up = OpenAICompatibleLLM(stub.base_url, "stub", name="large-hosted", max_retries=0)
+        lane = SupervisedLLM(FallbackLLM([down, up]), settings, workflow="escalation-lane")
+        assert lane.may_serve == ("local-smollm2", "large-hosted")
+        for i in range(20):
+            question = [*MESSAGES, {"role": "user", "content": f"item {i}"}]
+            try:
+                assert lane.chat(question, max_tokens=64).served_by == "large-hosted"
+                answered += 1
+            except BudgetDeferred:
+                deferred += 1
+    spend = _escalation_spend(settings)
+    assert spend.committed_usd <= 0.01  # before: 15 calls answered, $0.0105 on $0.01
+    assert answered == len(stub.requests) and answered > 0 and deferred > 0
+    # 120 prompt + 40 completion tokens at the hosted price, each call settled in full
+    assert spend.settled_usd == pytest.approx(answered * (0.120 * 0.0025 + 0.040 * 0.01))
+    assert (spend.overages, spend.overrides) == (0, 0)
+
+
+def test_a_failed_call_may_have_been_billed_so_it_settles_at_its_estimate(tmp_path, monkeypatch):
+    _config(tmp_path, monkeypatch, budget_usd=1.0)
+    settings = load_settings()
+    down = OpenAICompatibleLLM(
+        f"http://127.0.0.1:{_closed_port()}/v1", "stub", name="large-hosted", max_retries=0
+    )
+    with pytest.raises(LLMUnavailable):
+        SupervisedLLM(down, settings, workflow="escalation-lane").chat(MESSAGES, max_tokens=64)
+    spend = _escalation_spend(settings)
+    assert spend.settled_usd > 0.064 * 0.01  # at least every output token at the hosted price
+    assert spend.reserved_usd == 0.0
+
+
+def test_a_model_without_a_price_is_refused_before_any_call(tmp_path, monkeypatch):
+    _config(tmp_path, monkeypatch, budget_usd=1.0)
+    unpriced = OpenAICompatibleLLM("http://127.0.0.1:9/v1", "stub", name="no-such-model")
+    with pytest.raises(ConfigError, match="no-such-model"):
+        SupervisedLLM(unpriced, load_settings(), workflow="escalation-lane")

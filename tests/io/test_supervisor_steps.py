@@ -9,7 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from tasks.io.audit import AuditTrail
-from tasks.settings import DEFAULT_CONFIG_DIR, load_settings
+from tasks.settings import DEFAULT_CONFIG_DIR, load_budgets, load_settings
+from tasks.steps import resources
 from tasks.steps.supervisor import admit, settle, throttle
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -23,38 +24,85 @@ throttles:
 
 
 @pytest.fixture
-def settings(tmp_path, isolated_home):
+def settings(tmp_path, isolated_home, monkeypatch):
     config = tmp_path / "configs"
     shutil.copytree(DEFAULT_CONFIG_DIR, config)
     (config / "budgets.yaml").write_text(BUDGETS)
+    monkeypatch.setenv("PHARMALANE_CONFIG_DIR", str(config))
     return load_settings(config_dir=config)
+
+
+def _entries(settings, kind):
+    return [e for e in AuditTrail(settings.audit_dir).entries() if e["kind"] == kind]
 
 
 def test_admit_reserves_then_policy_decides_on_exhaustion(settings):
     ticket = admit(settings, "urgent-ae-triage", 0.8, urgent=False, now=NOW)
-    assert ticket.admission.action == "run" and ticket.reservation is not None
+    assert ticket.admission.action == "run" and ticket.reservation.kind == "grant"
     over = admit(settings, "urgent-ae-triage", 0.5, urgent=False, now=NOW)
     assert over.admission.action == "defer" and over.reservation is None
     assert over.admission.alert
     urgent = admit(settings, "urgent-ae-triage", 0.5, urgent=True, now=NOW)
     assert urgent.admission.action == "continue_over_budget"
     assert urgent.admission.reasons[0].code == "BUDGET_EXHAUSTED_URGENT_SAFETY_CONTINUES"
-    # the first call cost less than estimated: settling frees room for the next one
+    # going on over budget is booked: an override reservation, held like any other
+    assert urgent.reservation.kind == "override"
+    # the first call cost less than estimated: settling frees room, the override still holds
     settle(settings, ticket, 0.3, now=NOW)
-    assert admit(settings, "urgent-ae-triage", 0.5, urgent=False, now=NOW).admission.runs
+    assert not admit(settings, "urgent-ae-triage", 0.5, urgent=False, now=NOW).admission.runs
+    assert admit(settings, "urgent-ae-triage", 0.2, urgent=False, now=NOW).admission.runs
     scan = admit(settings, "nightly-literature-scan", 1.5, urgent=None, now=NOW)
     assert scan.admission.action == "route_down"
     assert admit(settings, "no-budget-workflow", 99.0, urgent=None, now=NOW).admission.runs
-    # every exhaustion is a reason of record in the audit trail
-    alerts = [
-        e for e in AuditTrail(settings.audit_dir).entries() if e["kind"] == "budget_exhausted"
-    ]
+    # every exhaustion is a reason of record in the audit trail; an override names its row
+    alerts = _entries(settings, "budget_exhausted")
     assert [(e["workflow"], e["action"]) for e in alerts] == [
         ("urgent-ae-triage", "defer"),
         ("urgent-ae-triage", "continue_over_budget"),
+        ("urgent-ae-triage", "defer"),
         ("nightly-literature-scan", "route_down"),
     ]
-    assert alerts[2]["reason_codes"] == ["BUDGET_EXHAUSTED_ROUTED_DOWN"]
+    assert alerts[3]["reason_codes"] == ["BUDGET_EXHAUSTED_ROUTED_DOWN"]
+    overrides = resources.budgets(settings).overrides("urgent-ae-triage")
+    assert overrides == [(urgent.reservation.id, "BUDGET_EXHAUSTED_URGENT_SAFETY_CONTINUES")]
+    assert [e["reservation"] for e in alerts if e["action"] == "continue_over_budget"] == [
+        urgent.reservation.id
+    ]
+
+
+def test_an_actual_above_its_estimate_is_an_alerted_overage_and_shuts_the_period(settings):
+    ticket = admit(settings, "nightly-literature-scan", 0.4, urgent=None, now=NOW)
+    settle(settings, ticket, 0.8, now=NOW)  # twice the estimate
+    [overage] = _entries(settings, "budget_overage")
+    assert overage["reservation"] == ticket.reservation.id
+    assert (overage["estimate_usd"], overage["overage_usd"]) == (0.4, 0.4)
+    spend = resources.budgets(settings).spend(
+        load_budgets(settings).budget(overage["workflow"]), NOW
+    )
+    assert (spend.settled_usd, spend.overage_usd, spend.overages) == (0.4, 0.4, 1)
+    # $0.20 of headroom by the numbers, but the estimates lied: nothing more this period
+    assert admit(
+        settings, "nightly-literature-scan", 0.1, urgent=None, now=NOW
+    ).admission.action == ("route_down")
+
+
+def test_budget_status_shows_overrides_and_overages_apart_and_exits_1(settings):
+    from flows.cli import app
+
+    runner = CliRunner()
+    calm = runner.invoke(app, ["budget", "status"])
+    assert calm.exit_code == 0, calm.output
+    now = datetime.now(UTC)
+    admit(settings, "urgent-ae-triage", 1.0, urgent=True, now=now)
+    settle(settings, admit(settings, "urgent-ae-triage", 0.3, urgent=True, now=now), 0.6, now=now)
+    result = runner.invoke(app, ["budget", "status"], env={"COLUMNS": "250"})
+    assert result.exit_code == 1
+    row = next(line for line in result.output.splitlines() if "│ urgent-ae-triage" in line)
+    cells = [c.strip() for c in row.split("│")[1:-1]]
+    # reserved (the $1.00 grant in flight), lapsed, override, overage, remaining
+    assert cells[4:9] == ["$1.000000 (1)", "$0.000000 (0)", "$0.300000 (1)", "$0.300000 (1)",
+                          "$-0.600000"]  # fmt: skip
+    assert result.output.rstrip().endswith("urgent-ae-triage")
 
 
 def test_embedded_throttle_gives_the_rate_then_times_out(settings):
