@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from tasks.io.audit import AuditTrail
 from tasks.settings import DEFAULT_CONFIG_DIR, load_settings
+from tasks.steps import resources
 from tasks.steps.supervisor import admit, settle, throttle
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -70,7 +71,7 @@ def test_embedded_throttle_gives_the_rate_then_times_out(settings):
 def test_cli_audit_verify_names_the_first_bad_entry(isolated_home):
     from flows.cli import app
 
-    trail = AuditTrail(load_settings().audit_dir)
+    trail = resources.audit(load_settings())
     trail.append(
         [{"key": f"k{i}", "item_id": f"pmid-{i}", "decision": "escalated"} for i in range(4)],
         now=NOW,
