@@ -32,6 +32,9 @@ start() {
   for pool in batch stream; do
     "$bin/prefect" work-pool create "$pool" --type process --overwrite >/dev/null
   done
+  # the triage lane holds this limit strictly: without it every lane run fails (never unlimited)
+  "$bin/prefect" gcl inspect urgent-ae-triage >/dev/null 2>&1 \
+    || "$bin/prefect" gcl create urgent-ae-triage --limit 1 >/dev/null
   (cd "$repo" && "$bin/prefect" --no-prompt deploy --all) >"$state/deploy.log" 2>&1 \
     || { echo "deploy failed; see $state/deploy.log"; exit 1; }
   for pool in batch stream; do

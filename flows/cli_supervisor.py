@@ -65,18 +65,26 @@ def finops(
 
 @audit_app.command("verify")
 def audit_verify() -> None:
-    """Recompute the hash chain; exit 1 and name the first bad entry if anything was altered."""
-    from tasks.io.audit import AuditTrail
+    """Check chain, MACs, head and anchors; exit 1 naming what was altered, cut or deleted."""
+    from tasks.errors import ConfigError
     from tasks.settings import load_settings
+    from tasks.steps.audit import verify
 
-    trail = AuditTrail(load_settings().audit_dir)
-    result = trail.verify()
+    try:
+        check = verify(load_settings())
+    except ConfigError as exc:
+        console.print(f"[red]ConfigError: {exc}[/red]")
+        raise typer.Exit(2) from exc
+    result = check.verification
     if result.ok:
-        console.print(f"audit trail intact: {result.entries} entries in {trail.trail}")
+        console.print(
+            f"audit trail intact: {result.entries} entries in {check.trail}, "
+            f"{check.anchors} anchors hold"
+        )
         return
     console.print(
         f"[red]audit trail BROKEN at entry {result.first_bad}: {result.problem}[/red] "
-        f"({result.entries} entries verified before it, {trail.trail})"
+        f"({result.entries} entries verified, {check.trail})"
     )
     raise typer.Exit(1)
 

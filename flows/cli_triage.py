@@ -1,7 +1,9 @@
 """CLI of the urgent AE triage lane: `serve`, `triage submit|replay|hash-key|lane`, `review`.
 
 API keys for the client commands come from ``PHARMALANE_API_KEY`` (never a flag, so they stay
-out of shell history); the server's salt from ``PHARMALANE_TRIAGE__KEY_SALT``.
+out of shell history); the server's salt from ``PHARMALANE_TRIAGE__KEY_SALT``. `review
+accept|reject` checks the reviewer's key against ``triage.api_keys`` like the HTTP app does and
+records the key id, not a typed name.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import json
 import os
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -18,6 +20,7 @@ from rich.table import Table
 
 if TYPE_CHECKING:
     from tasks.io.triage_store import TriageStore
+    from tasks.settings import Settings
 
 console = Console()
 triage_app = typer.Typer(help="Urgent AE triage: submit and replay cases.", no_args_is_help=True)
@@ -102,6 +105,9 @@ def lane(
 
     _prefect_defaults()
     from flows.urgent_ae_triage import LaneParams, urgent_ae_triage
+    from tasks.steps.triage_lane import ensure_lane_limit
+
+    ensure_lane_limit()
 
     console.print(urgent_ae_triage(LaneParams(idle_stop_seconds=idle_stop_seconds)).model_dump())
 
@@ -131,33 +137,71 @@ def review_list() -> None:
     console.print(table)
 
 
-def _verdict(case_id: str, verdict: str, reason: str, reviewer: str) -> None:
-    from tasks.errors import DataContractError
+def _reviewer_key_id(settings: Settings) -> str:
+    """Authenticate the reviewer as the HTTP app does; the key id is the reviewer of record.
 
+    The key comes from ``PHARMALANE_API_KEY`` or a hidden prompt, never a flag (``ps`` and the
+    shell history would show it). Unknown, revoked or non-reviewer keys exit 1.
+    """
+    from tasks.steps.triage_api import lookup_key
+
+    if settings.triage.key_salt is None:
+        _refuse("set PHARMALANE_TRIAGE__KEY_SALT: API keys are hashed with it")
+    presented = os.environ.get("PHARMALANE_API_KEY") or typer.prompt(
+        "reviewer API key", hide_input=True, default="", show_default=False
+    )
+    if not presented:
+        _refuse("a review needs a reviewer API key: set PHARMALANE_API_KEY or type it")
+    salt = settings.triage.key_salt.get_secret_value()
+    key = lookup_key(settings.triage.api_keys, salt, presented)
+    if key is None:
+        _refuse("unknown API key: nothing recorded")
+    if key.revoked:
+        _refuse(f"API key {key.key_id} is revoked: nothing recorded")
+    if key.role != "reviewer":
+        _refuse(f"API key {key.key_id} has role {key.role}; a review needs a reviewer key")
+    return key.key_id
+
+
+def _refuse(message: str) -> NoReturn:
+    console.print(f"[red]{message}[/red]")
+    raise typer.Exit(1)
+
+
+def _verdict(case_id: str, verdict: str, reason: str) -> None:
+    from tasks.errors import DataContractError
+    from tasks.settings import load_settings
+    from tasks.steps.triage_lane import record_review
+
+    settings = load_settings()
+    reviewer = _reviewer_key_id(settings)
     try:
-        decision = _store().review(
-            case_id, verdict=verdict, reviewer=reviewer, reason=reason, at=datetime.now(UTC)
+        decision = record_review.fn(
+            settings,
+            case_id,
+            verdict=verdict,
+            reviewer=reviewer,
+            reason=reason,
+            at=datetime.now(UTC),
         )
     except DataContractError as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(1) from exc
+        _refuse(str(exc))
     console.print(f"{decision.case_id}: {decision.status} by {reviewer}")
 
 
 Reason = Annotated[str, typer.Option(help="the reason of record (audit trail)")]
-Reviewer = Annotated[str, typer.Option(help="who decides", envvar="USER")]
 
 
 @review_app.command()
-def accept(case_id: str, reason: Reason, reviewer: Reviewer) -> None:
-    """Accept a held case (the lane writes the verdict to the audit trail)."""
-    _verdict(case_id, "accepted", reason, reviewer)
+def accept(case_id: str, reason: Reason) -> None:
+    """Accept a held case as the reviewer whose key is in PHARMALANE_API_KEY (or prompted)."""
+    _verdict(case_id, "accepted", reason)
 
 
 @review_app.command()
-def reject(case_id: str, reason: Reason, reviewer: Reviewer) -> None:
-    """Reject a held case (the lane writes the verdict to the audit trail)."""
-    _verdict(case_id, "rejected", reason, reviewer)
+def reject(case_id: str, reason: Reason) -> None:
+    """Reject a held case as the reviewer whose key is in PHARMALANE_API_KEY (or prompted)."""
+    _verdict(case_id, "rejected", reason)
 
 
 def register(app: typer.Typer) -> None:

@@ -21,6 +21,8 @@ from pydantic import BaseModel, Field
 from flows.progress import report
 from tasks.core.chunks import iter_chunks
 from tasks.settings import load_settings
+from tasks.steps import resources
+from tasks.steps.audit import head_label
 from tasks.steps.escalation import WORKFLOW, judge_chunk, pending_escalations
 from tasks.steps.paid_calls import journal
 from tasks.steps.scan import utcnow
@@ -108,7 +110,10 @@ def escalation_lane(params: LaneParams | None = None) -> LaneSummary:
     )
     create_table_artifact(
         key=WORKFLOW,
-        table=[{"measure": k, "value": str(v)} for k, v in summary.model_dump().items()],
+        table=[
+            *({"measure": k, "value": str(v)} for k, v in summary.model_dump().items()),
+            {"measure": "audit_head", "value": head_label(resources.audit(settings).last())},
+        ],
         description="Counts and cost of one escalation-lane run",
     )
     return summary

@@ -20,6 +20,7 @@ from flows.progress import report
 from tasks.core.chunks import iter_chunks
 from tasks.settings import load_settings
 from tasks.steps import resources
+from tasks.steps.audit import head_label
 from tasks.steps.scan import (
     load_citations,
     materialise_digest,
@@ -147,7 +148,10 @@ def nightly_literature_scan(params: ScanParams | None = None) -> ScanSummary:
     )
     create_table_artifact(
         key="nightly-literature-scan",
-        table=[{"measure": k, "value": str(v)} for k, v in summary.model_dump().items()],
+        table=[
+            *({"measure": k, "value": str(v)} for k, v in summary.model_dump().items()),
+            {"measure": "audit_head", "value": head_label(resources.audit(settings).last())},
+        ],
         description="Counts and cost of one nightly literature scan run",
     )
     return summary

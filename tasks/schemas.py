@@ -335,3 +335,17 @@ EVAL_VERDICT = pa.schema(
         ("created_at", TS),
     ]
 )
+
+# Heads of the audit trail recorded beside the decisions they cover (append-only, one row per
+# distinct head): `pharmalane audit verify` checks the trail still holds every one of them.
+AUDIT_ANCHOR = pa.schema(
+    [
+        pa.field("anchor_id", pa.string()),
+        pa.field("seq", pa.int64()),
+        pa.field("hash", pa.string()),
+        pa.field("workflow", pa.string()),
+        pa.field("run_id", pa.string()),
+        ("anchored_at", TS),
+        pa.field("day", pa.string()),
+    ]
+)

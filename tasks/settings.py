@@ -191,6 +191,11 @@ class Settings(BaseSettings):
     llm: LLMSettings = LLMSettings()
     ladder: LadderSettings = LadderSettings()
     llm_api_key: SecretStr | None = None
+    audit_key: SecretStr | None = Field(
+        None,
+        description="PHARMALANE_AUDIT_KEY only: HMAC key of the audit trail; required outside "
+        "env dev, where a generated key file under home/secrets/ stands in",
+    )
 
     @property
     def lake_dir(self) -> Path:
@@ -212,6 +217,11 @@ class Settings(BaseSettings):
     @property
     def audit_dir(self) -> Path:
         return self.home / "audit"
+
+    @property
+    def audit_dev_key_file(self) -> Path:
+        """env dev only: the generated audit key (mode 0600); never a production key."""
+        return self.home / "secrets" / "audit-dev.key"
 
     @property
     def reports_dir(self) -> Path:

@@ -1,10 +1,16 @@
-"""Audit entries of record for screening decisions: codes and ids only, never free text. Pure."""
+"""Audit entries of record (screening and triage decisions, reviews, anchors): codes and ids only,
+never free text. Pure."""
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Mapping, Sequence
+from datetime import date, datetime
 from typing import Any
 
 import polars as pl
+
+from tasks.core.chunks import stable_id
 
 
 def decision_entries(decided: pl.DataFrame) -> list[dict[str, Any]]:
@@ -35,3 +41,49 @@ def decision_entries(decided: pl.DataFrame) -> list[dict[str, Any]]:
         pl.col("cost_usd").round(12),
     )
     return frame.to_dicts()
+
+
+def triage_entries(events: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Chain entries of the triage lane's audit events (decided, reviewed): codes only.
+
+    The entry's key is the event's stable id, so the lane and the review command writing the
+    same review append it once. A reviewer's reason of record is free text that may quote the
+    case: the chain keeps its sha256, the intake store keeps the text.
+    """
+    entries = []
+    for event in events:
+        entry: dict[str, Any] = {
+            "key": f"triage:{event['event_id']}",
+            "kind": f"triage_{event['event']}",
+            "workflow": "urgent-ae-triage",
+            "case_id": event["case_id"],
+            "status": event["status"],
+            "actor": event["actor"],
+            "reason_codes": list(event["reasons"]),
+            "due_date": _iso(event["due_date"]),
+            "at": _iso(event["at"]),
+        }
+        if event["event"] == "reviewed":
+            text = str(event["reason_of_record"])
+            entry["reason_sha256"] = hashlib.sha256(text.encode("utf-8")).hexdigest()
+        entries.append(entry)
+    return entries
+
+
+def _iso(value: object) -> str | None:
+    return value.isoformat() if isinstance(value, date) else None
+
+
+def anchor_row(
+    seq: int, digest: str, *, workflow: str, run_id: str, now: datetime
+) -> dict[str, Any]:
+    """One AUDIT_ANCHOR row; its id depends only on the head, so a head is recorded once."""
+    return {
+        "anchor_id": stable_id([str(seq), digest], "anchor"),
+        "seq": seq,
+        "hash": digest,
+        "workflow": workflow,
+        "run_id": run_id,
+        "anchored_at": now,
+        "day": now.date().isoformat(),
+    }

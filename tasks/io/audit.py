@@ -1,12 +1,25 @@
-"""The audit trail: append-only JSON lines, each entry hash-chained to the one before.
+"""The audit trail: append-only JSON lines, each entry hash-chained to the one before and MAC'd.
 
     hash_n = sha256(hash_{n-1} + canonical_json({"seq": n, "at": ..., "entry": {...}}))
+    mac_n  = HMAC-SHA256(key, "entry:" + hash_n)
+    head   = {"seq": n, "hash": hash_n, "mac": HMAC-SHA256(key, "head:" + n + ":" + hash_n)}
 
-A ``head.json`` beside the trail records the last sequence number and hash, so deleting
-entries at the end is caught as well as any edit, deletion, insertion or reordering inside.
-Appends hold an exclusive ``flock`` (threads and processes), write the whole batch in one
-``O_APPEND`` write, fsync, then replace the head atomically. An append carrying ``key`` fields
-skips keys already in the trail, so a retried step does not write the same decision twice.
+Invariants ``verify`` proves, given the key:
+
+* no entry was edited, removed, inserted or moved (the sha256 chain);
+* no entry was appended by anyone without the key (every entry carries its MAC, so a forged
+  entry with a perfectly recomputed chain still fails);
+* the tail was not cut off: ``head.json`` names the last entry, and its MAC cannot be derived
+  from an entry's (the two MACs are domain-separated), so a truncated trail cannot get a
+  matching head without the key;
+* every *anchor* (a head recorded elsewhere, e.g. in the lake beside the decisions it covers)
+  still matches: a trail rolled back to an older head, or deleted and rebuilt, is caught there.
+
+Whoever holds the key can still rewrite everything; that is why anchors live outside the trail
+and why the key comes from the environment. Appends hold an exclusive ``flock`` (threads and
+processes), re-verify the trail (O(n), correct first), write the whole batch in one ``O_APPEND``
+write, fsync, then replace the head atomically. An append carrying ``key`` fields skips keys
+already in the trail, so a retried step does not write the same decision twice.
 
 Entries are reasons of record, not documents: values are scalars or lists of scalars, and a
 string longer than ``MAX_TEXT`` is refused so that free text cannot leak in by accident.
@@ -16,8 +29,10 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import hmac
 import json
 import os
+import secrets
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,10 +40,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from tasks.errors import DataContractError
+from tasks.errors import ConfigError, DataContractError
 
 GENESIS = "0" * 64
 MAX_TEXT = 200
+MIN_KEY_BYTES = 32
 _SCALARS = (str, int, float, bool, type(None))
 
 
@@ -40,12 +56,67 @@ def chain_hash(previous: str, body: Mapping[str, Any]) -> str:
     return hashlib.sha256((previous + canonical_json(body)).encode("utf-8")).hexdigest()
 
 
+def entry_mac(key: bytes, digest: str) -> str:
+    return hmac.new(key, f"entry:{digest}".encode(), hashlib.sha256).hexdigest()
+
+
+def head_mac(key: bytes, seq: int, digest: str) -> str:
+    return hmac.new(key, f"head:{seq}:{digest}".encode(), hashlib.sha256).hexdigest()
+
+
+@dataclass(frozen=True)
+class Head:
+    """The last entry the trail holds: what an anchor records."""
+
+    seq: int
+    hash: str
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """A head recorded outside the trail; ``label`` names where (workflow, run) for errors."""
+
+    seq: int
+    hash: str
+    label: str
+
+
 @dataclass(frozen=True)
 class Verification:
     ok: bool
     entries: int
     first_bad: int | None = None  # 1-based line number of the first entry that fails
     problem: str = ""
+
+
+def dev_key(path: Path) -> bytes:
+    """A random key kept in ``path`` (mode 0600), created on first use. For dev only.
+
+    Anyone who can read the file can forge entries, so production sets the key in the
+    environment instead. Created by writing a temp file and hard-linking it into place, so two
+    processes starting at once agree on one key.
+
+    Raises:
+        ConfigError: the file is readable by others than its owner.
+    """
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, secrets.token_hex(MIN_KEY_BYTES).encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # another process won the race; its key is the key
+        finally:
+            tmp.unlink()
+    if path.stat().st_mode & 0o077:
+        raise ConfigError(f"{path} is readable by other users: chmod 600 {path}")
+    return path.read_bytes().strip()
 
 
 def _check_entry(entry: Mapping[str, Any]) -> None:
@@ -68,12 +139,25 @@ def _check_entry(entry: Mapping[str, Any]) -> None:
 
 
 class AuditTrail:
-    """The trail in ``folder``: ``trail.jsonl``, ``head.json`` and a lock file."""
+    """The trail in ``folder``: ``trail.jsonl``, ``head.json`` and a lock file.
 
-    def __init__(self, folder: Path):
+    Reading entries needs no key; appending and verifying do (``ConfigError`` without one).
+    """
+
+    def __init__(self, folder: Path, key: bytes | None = None):
         self.folder = folder
         self.trail = folder / "trail.jsonl"
         self.head = folder / "head.json"
+        self._key = key
+
+    @property
+    def key(self) -> bytes:
+        if not self._key:
+            raise ConfigError(
+                "the audit trail needs its key: set PHARMALANE_AUDIT_KEY "
+                f"(at least {MIN_KEY_BYTES} characters)"
+            )
+        return self._key
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
@@ -92,37 +176,42 @@ class AuditTrail:
         """Append ``entries`` (skipping keys already present); return how many were written.
 
         Raises:
+            ConfigError: no key.
             DataContractError: an entry holds a non-scalar value or free text; the trail
                 itself is broken (run ``pharmalane audit verify``).
         """
+        key = self.key
         for entry in entries:
             _check_entry(entry)
         with self._locked():
-            state = self._verify_lines(self._lines())
+            lines = self._lines()
+            state = self._verify_lines(lines, key)
             if not state.ok:
                 raise DataContractError(
                     f"the audit trail is broken at entry {state.first_bad}: {state.problem}",
                     record=str(self.trail),
                 )
-            seen = self._keys()
+            seen = self._keys(lines)
             previous, seq = self._tail()
             out: list[str] = []
             for entry in entries:
-                key = entry.get("key")
-                if key is not None:
-                    if key in seen:
+                entry_key = entry.get("key")
+                if entry_key is not None:
+                    if entry_key in seen:
                         continue
-                    seen.add(key)
+                    seen.add(entry_key)
                 seq += 1
                 body = {"seq": seq, "at": now.isoformat(), "entry": dict(entry)}
                 digest = chain_hash(previous, body)
-                out.append(canonical_json({**body, "prev": previous, "hash": digest}))
+                mac = entry_mac(key, digest)
+                out.append(canonical_json({**body, "prev": previous, "hash": digest, "mac": mac}))
                 previous = digest
             if not out:
                 return 0
             self._write(out)
+            head = {"seq": seq, "hash": previous, "mac": head_mac(key, seq, previous)}
             tmp = self.head.with_name(f".head.json.tmp-{os.getpid()}")
-            tmp.write_text(canonical_json({"seq": seq, "hash": previous}), encoding="utf-8")
+            tmp.write_text(canonical_json(head), encoding="utf-8")
             tmp.replace(self.head)
             return len(out)
 
@@ -135,50 +224,128 @@ class AuditTrail:
         finally:
             os.close(fd)
 
-    def _tail(self) -> tuple[str, int]:
+    def _head_record(self) -> dict[str, Any] | None:
         if not self.head.is_file():
-            return GENESIS, 0
-        head = json.loads(self.head.read_text(encoding="utf-8"))
-        return str(head["hash"]), int(head["seq"])
+            return None
+        try:
+            record = json.loads(self.head.read_text(encoding="utf-8"))
+        except ValueError:
+            return {}
+        return record if isinstance(record, dict) else {}
 
-    def _keys(self) -> set[Any]:
-        return {json.loads(line)["entry"].get("key") for line in self._lines() if line.strip()} - {
-            None
-        }
+    def _tail(self) -> tuple[str, int]:
+        record = self._head_record()
+        if not record:
+            return GENESIS, 0
+        return str(record.get("hash", "")), int(record.get("seq", -1))
+
+    @staticmethod
+    def _keys(lines: list[bytes]) -> set[Any]:
+        return {json.loads(line)["entry"].get("key") for line in lines if line.strip()} - {None}
 
     def entries(self) -> list[dict[str, Any]]:
         return [json.loads(line)["entry"] for line in self._lines()]
 
-    def verify(self) -> Verification:
-        """Recompute the chain; name the first entry that was edited, removed, added or moved."""
+    def last(self) -> Head | None:
+        """The head as ``head.json`` records it (None for an empty trail), for anchoring."""
         with self._locked():
-            return self._verify_lines(self._lines())
+            previous, seq = self._tail()
+        return Head(seq, previous) if seq > 0 else None
 
-    def _verify_lines(self, lines: list[bytes]) -> Verification:
-        previous = GENESIS
-        for number, line in enumerate(lines, start=1):
-            try:
-                record = json.loads(line)
-                body = {"seq": record["seq"], "at": record["at"], "entry": record["entry"]}
-                stored = record["hash"]
-            except (ValueError, KeyError, TypeError) as exc:
-                return Verification(False, number - 1, number, f"unreadable entry: {exc}")
-            if record["seq"] != number:
-                return Verification(
-                    False, number - 1, number, f"sequence {record['seq']} where {number} belongs"
-                )
-            if record.get("prev") != previous:
-                return Verification(False, number - 1, number, "chain broken: entry moved or lost")
-            previous = chain_hash(previous, body)
-            if stored != previous:
-                return Verification(False, number - 1, number, "hash mismatch: entry altered")
+    def verify(self, anchors: Sequence[Anchor] = ()) -> Verification:
+        """Check chain, MACs, head and ``anchors``; name the first thing that does not hold.
+
+        Raises:
+            ConfigError: no key.
+        """
+        key = self.key
+        with self._locked():
+            lines = self._lines()
+            result = self._verify_lines(lines, key, anchors)
+        return result
+
+    def _verify_lines(
+        self, lines: list[bytes], key: bytes, anchors: Sequence[Anchor] = ()
+    ) -> Verification:
+        wanted = {a.seq for a in anchors}
+        broken, previous, hashes = _verify_chain(lines, key, wanted)
+        if broken is not None:
+            return broken
+        n = len(lines)
+        record = self._head_record()
+        if record is not None and not record:
+            return Verification(False, n, n + 1, "head.json is unreadable")
         last, seq = self._tail()
-        if seq != len(lines) or last != previous:
+        if seq != n or last != previous:
             return Verification(
                 False,
-                len(lines),
-                min(seq, len(lines)) + 1,
-                f"head records {seq} entries, the trail holds {len(lines)}: "
+                n,
+                max(0, min(seq, n)) + 1,
+                f"head records {seq} entries, the trail holds {n}: "
                 "entries were removed or added outside pharmalane",
             )
-        return Verification(True, len(lines))
+        signed = str((record or {}).get("mac", ""))
+        if n and not hmac.compare_digest(signed, head_mac(key, n, last)):
+            return Verification(
+                False,
+                n,
+                n,
+                "head.json is not signed with the audit key: rewritten outside pharmalane "
+                "(or the key changed)",
+            )
+        return _check_anchors(anchors, hashes, n) or Verification(True, n)
+
+
+def _verify_chain(
+    lines: list[bytes], key: bytes, wanted: set[int]
+) -> tuple[Verification | None, str, dict[int, str]]:
+    """Recompute the chain and every entry's MAC; keep the hashes at ``wanted`` seqs."""
+    previous, hashes = GENESIS, dict[int, str]()
+    for number, line in enumerate(lines, start=1):
+        done = number - 1
+        try:
+            record = json.loads(line)
+            body = {"seq": record["seq"], "at": record["at"], "entry": record["entry"]}
+            stored, mac = record["hash"], record.get("mac")
+        except (ValueError, KeyError, TypeError) as exc:
+            return Verification(False, done, number, f"unreadable entry: {exc}"), previous, hashes
+        if record["seq"] != number:
+            problem = f"sequence {record['seq']} where {number} belongs"
+            return Verification(False, done, number, problem), previous, hashes
+        if record.get("prev") != previous:
+            problem = "chain broken: entry moved or lost"
+            return Verification(False, done, number, problem), previous, hashes
+        previous = chain_hash(previous, body)
+        if stored != previous:
+            problem = "hash mismatch: entry altered"
+            return Verification(False, done, number, problem), previous, hashes
+        if not isinstance(mac, str) or not hmac.compare_digest(mac, entry_mac(key, previous)):
+            problem = "MAC mismatch: entry not written with the audit key (forged or re-hashed)"
+            return Verification(False, done, number, problem), previous, hashes
+        if number in wanted:
+            hashes[number] = previous
+    return None, previous, hashes
+
+
+def _check_anchors(
+    anchors: Sequence[Anchor], hashes: Mapping[int, str], entries: int
+) -> Verification | None:
+    """The first anchor the trail no longer matches (beyond its end, or another hash)."""
+    for anchor in sorted(anchors, key=lambda a: (a.seq, a.label)):
+        if anchor.seq > entries:
+            return Verification(
+                False,
+                entries,
+                entries + 1,
+                f"anchor {anchor.label} records entry {anchor.seq}, the trail holds {entries}: "
+                "entries were removed (trail cut back or rebuilt)",
+            )
+        if not hmac.compare_digest(hashes.get(anchor.seq, ""), anchor.hash):
+            return Verification(
+                False,
+                entries,
+                anchor.seq,
+                f"anchor {anchor.label} records another hash for entry {anchor.seq}: "
+                "the trail was rewritten",
+            )
+    return None

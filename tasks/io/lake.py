@@ -3,13 +3,17 @@
 Every write goes to a temp name that does not end in ``.parquet`` and is renamed into place, so
 a reader (or a run killed mid-write) never sees half a file. ``append_new`` is the idempotent
 write used by every dataset: rows whose key is already in the lake are not written again, so a
-re-run or a resumed run adds nothing twice.
+re-run or a resumed run adds nothing twice. Its read-then-write holds an exclusive ``flock`` on
+``root/.locks/<dataset>.lock``, so two processes appending overlapping keys to one dataset write
+each key once (without it, two lanes duplicated thousands of keys).
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
@@ -47,6 +51,18 @@ class Lake:
 
     def dataset_dir(self, dataset: str) -> Path:
         return self.root / dataset
+
+    @contextmanager
+    def locked(self, dataset: str) -> Iterator[None]:
+        """Hold the dataset's exclusive lock (processes and threads) for a read-then-write."""
+        folder = self.root / ".locks"
+        folder.mkdir(parents=True, exist_ok=True)
+        with (folder / f"{dataset.replace('/', '__')}.lock").open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
 
     def files(self, dataset: str) -> list[Path]:
         folder = self.dataset_dir(dataset)
@@ -110,12 +126,13 @@ class Lake:
         """
         if frame.is_empty():
             return 0
-        existing = self.read(dataset, columns=list(keys))
         fresh = frame.unique(subset=list(keys), keep="first", maintain_order=True)
-        if not existing.is_empty():
-            existing = existing.cast({k: frame.schema[k] for k in keys}).unique()
-            fresh = fresh.join(existing, on=list(keys), how="anti", nulls_equal=True)
-        self.write(dataset, fresh, schema, partition_by=partition_by, stem=stem)
+        with self.locked(dataset):
+            existing = self.read(dataset, columns=list(keys))
+            if not existing.is_empty():
+                existing = existing.cast({k: frame.schema[k] for k in keys}).unique()
+                fresh = fresh.join(existing, on=list(keys), how="anti", nulls_equal=True)
+            self.write(dataset, fresh, schema, partition_by=partition_by, stem=stem)
         return fresh.height
 
     def query(self, sql: str, params: Sequence[object] = ()) -> pl.DataFrame:

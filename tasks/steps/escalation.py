@@ -13,6 +13,7 @@ import pyarrow as pa
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from tasks.core.audit_entries import decision_entries
 from tasks.core.chunks import chunk_id
 from tasks.core.ladder import recall_validated
 from tasks.core.verdict import PROMPT_SHA256, decision_of, product_among_suspects
@@ -22,6 +23,7 @@ from tasks.policy.engine import decide
 from tasks.schemas import CASE, DECISION, LEDGER
 from tasks.settings import PolicyRule, Settings, load_policies
 from tasks.steps import resources
+from tasks.steps.audit import anchor
 from tasks.steps.paid_calls import SupervisedLLM, judge_row, ledger_rows
 from tasks.steps.retry import retry_transient_only
 
@@ -113,12 +115,16 @@ def judge_chunk(
         rules=load_policies(settings).rules,
         validated=large_model_validated(settings, model.name),
     )
+    # the reason of record goes to the audit trail first: no decision exists without one
+    if decided.height:
+        resources.audit(settings).append(decision_entries(decided), now=now)
     cases_written = lake.append_new(
         "cases", cases, CASE, keys=LANE_KEYS, partition_by="pub_month", stem=cid
     )
     lake.append_new(
         "decisions", decided, DECISION, keys=LANE_KEYS, partition_by="pub_month", stem=cid
     )
+    anchor(settings, workflow=WORKFLOW, run_id=run_id, now=now)
     outcomes = Counter(j.outcome for j in judgements)
     get_run_logger().info(
         "chunk %s: %d items, outcomes %s, %d calls (%d replayed from the journal)",

@@ -13,7 +13,7 @@ from models.llm import LLM
 from models.llm.openai_http import FallbackLLM, OpenAICompatibleLLM
 from models.scorer import LogisticScorer
 from tasks.errors import ConfigError
-from tasks.io.audit import AuditTrail
+from tasks.io.audit import MIN_KEY_BYTES, AuditTrail, dev_key
 from tasks.io.budget import BudgetStore
 from tasks.io.lake import Lake
 from tasks.io.reports import read_json
@@ -80,8 +80,33 @@ def vectors(settings: Settings) -> VectorStore:
     return VectorStore(settings.vectors_dir)
 
 
+def audit_key(settings: Settings, *, create: bool = True) -> bytes | None:
+    """The audit trail's HMAC key: ``PHARMALANE_AUDIT_KEY``, or in env dev a generated key file.
+
+    ``create=False`` (verifying) never makes a dev key: it returns None when there is none.
+
+    Raises:
+        ConfigError: the key is too short, or no key is set outside env dev.
+    """
+    if settings.audit_key is not None:
+        key = settings.audit_key.get_secret_value().encode("utf-8")
+        if len(key) < MIN_KEY_BYTES:
+            raise ConfigError(f"PHARMALANE_AUDIT_KEY needs at least {MIN_KEY_BYTES} characters")
+        return key
+    if settings.env != "dev":
+        raise ConfigError(
+            f"env {settings.env} writes an audit trail: set PHARMALANE_AUDIT_KEY "
+            f"(at least {MIN_KEY_BYTES} random characters, e.g. `openssl rand -hex 32`)"
+        )
+    path = settings.audit_dev_key_file
+    if not create and not path.is_file():
+        return None
+    return dev_key(path)
+
+
 def audit(settings: Settings) -> AuditTrail:
-    return AuditTrail(settings.audit_dir)
+    """The trail with its key (ConfigError without one, see ``audit_key``)."""
+    return AuditTrail(settings.audit_dir, audit_key(settings))
 
 
 @functools.cache

@@ -23,6 +23,7 @@ from tasks.policy.router import route
 from tasks.schemas import DECISION, ESCALATION, PRODUCT_DIGEST, QUARANTINE
 from tasks.settings import Settings, load_products, load_routing
 from tasks.steps import resources
+from tasks.steps.audit import anchor
 from tasks.steps.embedding import embed_paying_once, matrix
 from tasks.steps.retry import retry_transient_only
 from tasks.tools.products import match_products
@@ -212,6 +213,7 @@ def screen_chunk(
         partition_by="pub_month",
         stem=cid,
     )
+    anchor(settings, workflow=WORKFLOW, run_id=run_id, now=now)
     get_run_logger().info(
         "chunk %s: %d items, %d embedded, %d deferred, %d decisions, %d escalations",
         cid,

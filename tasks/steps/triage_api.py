@@ -10,7 +10,7 @@ import hashlib
 import hmac
 import threading
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Response
@@ -31,6 +31,15 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 def hash_key(salt: str, key: str) -> str:
     """How a key is stored: sha256 of the per-deployment salt and the key, hex."""
     return hashlib.sha256((salt + key).encode("utf-8")).hexdigest()
+
+
+def lookup_key(keys: Iterable[ApiKey], salt: str, presented: str) -> ApiKey | None:
+    """The configured key ``presented`` hashes to (compared in constant time), or None.
+
+    Revocation and role are the caller's checks: the HTTP app and the review CLI share this.
+    """
+    digest = hash_key(salt, presented)
+    return next((k for k in keys if hmac.compare_digest(k.sha256, digest)), None)
 
 
 class BodyLimit:
@@ -130,7 +139,7 @@ def create_app(
             "(hash with `pharmalane triage hash-key`)"
         )
     salt = settings.triage.key_salt.get_secret_value()
-    keys = {k.sha256: k for k in settings.triage.api_keys}
+    keys = settings.triage.api_keys
     engine = triager or Triager.build(settings)
     limiter = RateLimiter(settings.triage.rate_per_minute, rate_clock)
 
@@ -144,8 +153,7 @@ def create_app(
     def caller(x_api_key: Annotated[str | None, Header()] = None) -> ApiKey:
         if not x_api_key:
             raise HTTPException(401, "missing X-API-Key header")
-        digest = hash_key(salt, x_api_key)
-        match = next((k for h, k in keys.items() if hmac.compare_digest(h, digest)), None)
+        match = lookup_key(keys, salt, x_api_key)
         if match is None:
             raise HTTPException(401, "unknown API key")
         if match.revoked:

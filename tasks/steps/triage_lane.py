@@ -7,13 +7,17 @@ a lane killed between the two re-books nothing twice.
 
 from __future__ import annotations
 
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
 
 import polars as pl
-from prefect import task
+from prefect import get_client, task
 from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
+from tasks.core.audit_entries import triage_entries
 from tasks.core.chunks import stable_id
 from tasks.core.triage_rows import (
     audit_event,
@@ -23,10 +27,13 @@ from tasks.core.triage_rows import (
     machine_status,
 )
 from tasks.errors import DataContractError
+from tasks.io.audit import AuditTrail
 from tasks.io.lake import Lake
 from tasks.io.triage_store import TriageStore
 from tasks.schemas import LEDGER, TRIAGE_AUDIT, TRIAGE_DECISION, TriageDecision
 from tasks.settings import Settings, load_models
+from tasks.steps import resources
+from tasks.steps.audit import anchor
 from tasks.steps.retry import retry_transient_only
 from tasks.steps.triage import NARRATIVE_TASK, WORKFLOW, Triager
 
@@ -43,13 +50,17 @@ class Booked:
     cost_usd: float
 
 
-def write_triage_audit(lake: Lake, events: list[dict[str, object]], stem: str) -> int:
-    """Append audit events (append-only, idempotent by event id).
+def write_triage_audit(
+    trail: AuditTrail, lake: Lake, events: list[dict[str, object]], stem: str, now: datetime
+) -> int:
+    """Append audit events: to the hash chain first (codes only), then to the lake dataset.
 
-    The one place the lane writes its audit trail: point it at the shared audit chain later.
+    Both are idempotent by event id, so a retried batch or a review booked twice (by the
+    review command and by the lane) is written once.
     """
     if not events:
         return 0
+    trail.append(triage_entries(events), now=now)
     return lake.append_new(
         AUDIT_DATASET,
         audit_frame(events),
@@ -69,11 +80,16 @@ def write_triage_audit(lake: Lake, events: list[dict[str, object]], stem: str) -
 def book_batch(settings: Settings, run_id: str, now: datetime) -> Booked:
     """Decisions, audit and ledger for the oldest unbooked cases, then the human reviews."""
     store, lake = TriageStore(settings.triage_db), Lake(settings.lake_dir)
+    trail = resources.audit(settings)
     decisions = store.pending(settings.triage.lane_batch_size)
     cost = 0.0
     if decisions:
         ids = [d.case_id for d in decisions]
         stem = stable_id(ids, "triage")
+        # the reason of record goes to the audit trail first: no decision exists without one
+        write_triage_audit(
+            trail, lake, decision_audit(decisions, actor="triage-service"), stem, now
+        )
         lake.append_new(
             DECISION_DATASET,
             decision_rows(decisions),
@@ -82,7 +98,6 @@ def book_batch(settings: Settings, run_id: str, now: datetime) -> Booked:
             partition_by="day",
             stem=stem,
         )
-        write_triage_audit(lake, decision_audit(decisions, actor="triage-service"), stem)
         cost = sum(d.cost_usd for d in decisions)
         catalog = load_models(settings)
         model_key = catalog.tasks[NARRATIVE_TASK]
@@ -114,22 +129,12 @@ def book_batch(settings: Settings, run_id: str, now: datetime) -> Booked:
         store.mark_bookkept(ids)
     reviews = store.reviews_pending()
     if reviews:
-        events = [
-            audit_event(
-                case_id=r["case_id"],
-                event="reviewed",
-                status=r["status"],
-                actor=r["reviewer"],
-                reasons=[f"HUMAN_{r['status'].upper()}"],
-                reason_of_record=r["review_reason"],
-                due_date=None,
-                at=datetime.fromisoformat(r["reviewed_at"]),
-            )
-            for r in reviews
-        ]
-        ids = [r["case_id"] for r in reviews]
-        write_triage_audit(lake, events, stable_id([e["event_id"] for e in events], "review"))  # type: ignore[misc]
-        store.mark_reviews_bookkept(ids)
+        events = [review_event(r) for r in reviews]
+        stem = stable_id([str(e["event_id"]) for e in events], "review")
+        write_triage_audit(trail, lake, events, stem, now)
+        store.mark_reviews_bookkept([r["case_id"] for r in reviews])
+    if decisions or reviews:
+        anchor(settings, workflow=WORKFLOW, run_id=run_id, now=now)
     return Booked(
         cases=len(decisions),
         reviews=len(reviews),
@@ -137,6 +142,36 @@ def book_batch(settings: Settings, run_id: str, now: datetime) -> Booked:
         deferred=sum(d.status == "deferred" for d in decisions),
         cost_usd=cost,
     )
+
+
+def review_event(review: dict[str, str]) -> dict[str, object]:
+    """The audit event of a stored review (a row of ``TriageStore.reviews_pending``)."""
+    return audit_event(
+        case_id=review["case_id"],
+        event="reviewed",
+        status=review["status"],
+        actor=review["reviewer"],
+        reasons=[f"HUMAN_{review['status'].upper()}"],
+        reason_of_record=review["review_reason"],
+        due_date=None,
+        at=datetime.fromisoformat(review["reviewed_at"]),
+    )
+
+
+def ensure_lane_limit(limit: int = 1) -> None:
+    """Create the lane's global concurrency limit unless the Prefect server has it.
+
+    The lane acquires it strictly, so a server without it fails the lane; `make ui` creates it
+    with ``prefect gcl create``, the in-process `pharmalane triage lane` with this.
+    """
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_global_concurrency_limit_by_name(WORKFLOW)
+        except ObjectNotFound:
+            with suppress(ObjectAlreadyExists):  # another lane created it first
+                client.create_global_concurrency_limit(
+                    GlobalConcurrencyLimitCreate(name=WORKFLOW, limit=limit)
+                )
 
 
 @task(
@@ -173,7 +208,20 @@ def held_case(settings: Settings, case_id: str) -> TriageDecision:
 def record_review(
     settings: Settings, case_id: str, *, verdict: str, reviewer: str, reason: str, at: datetime
 ) -> TriageDecision:
-    """Store a human verdict; the lane writes it to the audit trail."""
-    return TriageStore(settings.triage_db).review(
+    """Store a human verdict and write it to the audit chain at once (the lane books the rest).
+
+    Stored first: a review the chain misses (a crash between the two) is still booked by the
+    lane, while a chain entry for a review the store refused would be a false record.
+    """
+    decision = TriageStore(settings.triage_db).review(
         case_id, verdict=verdict, reviewer=reviewer, reason=reason, at=at
     )
+    row = {
+        "case_id": case_id,
+        "status": verdict,
+        "reviewer": reviewer,
+        "review_reason": reason,
+        "reviewed_at": at.isoformat(),
+    }
+    resources.audit(settings).append(triage_entries([review_event(row)]), now=at)
+    return decision

@@ -9,10 +9,11 @@ import pytest
 from prefect import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
-from tasks.io.audit import AuditTrail
 from tasks.io.lake import Lake
 from tasks.schemas import DECISION, LEDGER
 from tasks.settings import DEFAULT_CONFIG_DIR, load_settings
+from tasks.steps import resources
+from tasks.steps.audit import verify
 from tasks.steps.supervisor import limit_name, prefect_server_configured, throttle
 from tests.conftest import real_medline_records, write_medline
 from tests.io.test_finops import _decisions, _ledger
@@ -65,7 +66,7 @@ def test_scan_writes_one_audit_entry_per_decision_and_none_twice(tmp_path, isola
     params = ScanParams(sources=[str(source)])
     first = nightly_literature_scan(params)
     settings = load_settings()
-    trail = AuditTrail(settings.audit_dir)
+    trail = resources.audit(settings)
     entries = trail.entries()
     assert len(entries) == first.screened > 0
     assert trail.verify().ok
@@ -76,3 +77,14 @@ def test_scan_writes_one_audit_entry_per_decision_and_none_twice(tmp_path, isola
     nightly_literature_scan(params)
     assert len(trail.entries()) == len(entries)
     assert trail.verify().ok
+    # each chunk anchored the head it reached; the second run added no entry, so no new head
+    check = verify(settings)
+    assert check.verification.ok and check.anchors >= 1
+    anchors = Lake(settings.lake_dir).read("audit_anchors")
+    assert anchors["seq"].max() == len(entries)
+    head = trail.last()
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["nightly-literature-scan"]))
+        )
+    assert any(f"{head.seq}:{head.hash}" in str(a.data) for a in artifacts)

@@ -6,12 +6,23 @@ from datetime import UTC, datetime
 
 import polars as pl
 import pytest
+from prefect import get_client
+from prefect.concurrency.asyncio import ConcurrencySlotAcquisitionError
 
 from flows.urgent_ae_triage import LaneParams, urgent_ae_triage
 from tasks.io.lake import Lake
 from tasks.schemas import IcsrCase
 from tasks.settings import load_settings
-from tasks.steps.triage import Triager
+from tasks.steps import resources
+from tasks.steps.audit import verify
+from tasks.steps.triage import WORKFLOW, Triager
+from tasks.steps.triage_lane import ensure_lane_limit
+
+
+@pytest.fixture(autouse=True)
+def lane_limit() -> None:
+    """The lane's global concurrency limit, as `make ui` creates it (the lane needs it)."""
+    ensure_lane_limit()
 
 
 def case(i: int, **fields) -> IcsrCase:
@@ -78,3 +89,24 @@ def test_lane_books_decisions_audit_and_ledger_once(isolated_home):
     assert (again.cases, again.reviews) == (0, 0)
     assert lake.read("triage_decisions").height == 4
     assert lake.read("triage_audit").height == 5
+
+    # every decision and review of the lake is in the keyed chain too, with the same facts
+    chain = resources.audit(settings).entries()
+    events = lake.read("triage_audit").select("event", "case_id", "status", "actor").rows()
+    assert len(chain) == 5
+    assert sorted((e["kind"], e["case_id"], e["status"], e["actor"]) for e in chain) == sorted(
+        (f"triage_{event}", case_id, status, actor) for event, case_id, status, actor in events
+    )
+    check = verify(settings)
+    assert check.verification.ok and check.anchors >= 1
+
+
+def test_without_its_concurrency_limit_the_lane_fails_instead_of_running_unlimited(isolated_home):
+    with get_client(sync_client=True) as client:
+        client.delete_global_concurrency_limit_by_name(WORKFLOW)
+    try:
+        with pytest.raises(ConcurrencySlotAcquisitionError, match="must be created"):
+            urgent_ae_triage(LaneParams(max_batches=1, idle_stop_seconds=0))
+        assert not Lake(load_settings().lake_dir).files("triage_decisions")
+    finally:
+        ensure_lane_limit()

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from tasks.errors import DataContractError
-from tasks.io.audit import AuditTrail
+from tasks.errors import ConfigError, DataContractError
+from tasks.io.audit import Anchor, AuditTrail, chain_hash, dev_key
 
 NOW = datetime(2026, 11, 22, 1, 0, tzinfo=UTC)
+KEY = b"k" * 32
 
 
 def _entry(i: int) -> dict[str, object]:
@@ -28,7 +29,7 @@ def _entry(i: int) -> dict[str, object]:
 
 @pytest.fixture
 def trail(tmp_path: Path) -> AuditTrail:
-    audit = AuditTrail(tmp_path / "audit")
+    audit = AuditTrail(tmp_path / "audit", KEY)
     assert audit.append([_entry(i) for i in range(1, 6)], now=NOW) == 5
     return audit
 
@@ -76,8 +77,6 @@ def test_tampering_is_detected_at_the_first_bad_entry(trail, tamper, first_bad, 
 
 
 def test_recomputing_one_hash_does_not_hide_an_edit(trail):
-    from tasks.io.audit import chain_hash
-
     lines = trail.trail.read_text(encoding="utf-8").splitlines()
     record = json.loads(lines[1])
     record["entry"]["decision"] = "case_candidate"
@@ -85,8 +84,8 @@ def test_recomputing_one_hash_does_not_hide_an_edit(trail):
     record["hash"] = chain_hash(record["prev"], body)
     _rewrite(trail, [lines[0], json.dumps(record), *lines[2:]])
     result = trail.verify()
-    assert (result.ok, result.first_bad) == (False, 3)
-    assert "chain broken" in result.problem
+    assert (result.ok, result.first_bad) == (False, 2)  # its MAC needs the key
+    assert "MAC mismatch" in result.problem
 
 
 @pytest.mark.parametrize(
@@ -98,12 +97,14 @@ def test_recomputing_one_hash_does_not_hide_an_edit(trail):
 )
 def test_free_text_and_nested_values_are_refused(tmp_path, entry, field):
     with pytest.raises(DataContractError, match=f"record pmid-1, field {field}"):
-        AuditTrail(tmp_path).append([entry], now=NOW)
+        AuditTrail(tmp_path, KEY).append([entry], now=NOW)
     assert not (tmp_path / "trail.jsonl").exists()
 
 
 def _append_block(folder: str, start: int) -> int:
-    return AuditTrail(Path(folder)).append([_entry(i) for i in range(start, start + 10)], now=NOW)
+    return AuditTrail(Path(folder), KEY).append(
+        [_entry(i) for i in range(start, start + 10)], now=NOW
+    )
 
 
 def test_concurrent_appenders_keep_one_valid_chain(tmp_path):
@@ -113,5 +114,90 @@ def test_concurrent_appenders_keep_one_valid_chain(tmp_path):
         futures = [procs.submit(_append_block, folder, s) for s in (0, 10)]
         futures += [threads.submit(_append_block, folder, s) for s in range(20, 80, 10)]
         assert sum(f.result() for f in futures) == 80
-    result = AuditTrail(Path(folder)).verify()
+    result = AuditTrail(Path(folder), KEY).verify()
     assert (result.ok, result.entries) == (True, 80)
+
+
+# --- attacks that passed `audit verify` before the MACs and anchors ---------------------------
+
+
+def _lines(audit: AuditTrail) -> list[str]:
+    return audit.trail.read_text(encoding="utf-8").splitlines()
+
+
+def _head(audit: AuditTrail) -> dict[str, object]:
+    return json.loads(audit.head.read_text(encoding="utf-8"))
+
+
+def test_truncation_with_a_rewritten_head_is_caught(trail):
+    """Delete the last two entries and write head.json for the three that remain."""
+    kept = _lines(trail)[:3]
+    third = json.loads(kept[2])
+    _rewrite(trail, kept)
+    trail.head.write_text(json.dumps({"seq": 3, "hash": third["hash"]}))  # no key: no MAC
+    result = trail.verify()
+    assert (result.ok, result.first_bad) == (False, 3)
+    assert "head.json is not signed with the audit key" in result.problem
+    # nor can the entry's own MAC be reused as the head's: the two are domain-separated
+    trail.head.write_text(json.dumps({"seq": 3, "hash": third["hash"], "mac": third["mac"]}))
+    assert "not signed" in trail.verify().problem
+
+
+def test_a_forged_entry_with_a_valid_chain_is_caught(trail):
+    """Append an entry whose prev, hash and seq are all right; only the key is missing."""
+    lines = _lines(trail)
+    last = json.loads(lines[-1])
+    body = {"seq": 6, "at": NOW.isoformat(), "entry": _entry(66) | {"decision": "closed_negative"}}
+    digest = chain_hash(last["hash"], body)
+    forged = {**body, "prev": last["hash"], "hash": digest, "mac": "0" * 64}
+    _rewrite(trail, [*lines, json.dumps(forged)])
+    trail.head.write_text(json.dumps({"seq": 6, "hash": digest}))
+    result = trail.verify()
+    assert (result.ok, result.first_bad) == (False, 6)
+    assert "MAC mismatch" in result.problem
+    with pytest.raises(DataContractError, match="broken at entry 6"):
+        trail.append([_entry(7)], now=NOW)
+
+
+def test_another_key_does_not_verify_and_no_key_refuses(trail):
+    result = AuditTrail(trail.folder, b"x" * 32).verify()
+    assert (result.ok, result.first_bad) == (False, 1)
+    assert "MAC mismatch" in result.problem
+    with pytest.raises(ConfigError, match="PHARMALANE_AUDIT_KEY"):
+        AuditTrail(trail.folder).append([_entry(9)], now=NOW)
+    with pytest.raises(ConfigError, match="PHARMALANE_AUDIT_KEY"):
+        AuditTrail(trail.folder).verify()
+    assert len(AuditTrail(trail.folder).entries()) == 5  # reading needs no key
+
+
+def test_a_saved_head_restored_after_truncation_is_caught_by_an_anchor(trail):
+    """An old head.json carries a valid MAC; the anchor recorded later does not match it."""
+    old_lines, old_head = _lines(trail)[:5], trail.head.read_text()
+    trail.append([_entry(i) for i in range(6, 9)], now=NOW)
+    later = trail.last()
+    assert later is not None and later.seq == 8
+    anchor = Anchor(later.seq, later.hash, "urgent-ae-triage/run-7")
+    assert trail.verify([anchor]).ok
+    _rewrite(trail, old_lines)
+    trail.head.write_text(old_head)
+    assert trail.verify().ok  # alone, the trail cannot tell: that is what anchors are for
+    result = trail.verify([anchor])
+    assert (result.ok, result.first_bad) == (False, 6)
+    assert "anchor urgent-ae-triage/run-7 records entry 8, the trail holds 5" in result.problem
+
+
+def test_an_anchor_with_another_hash_names_the_rewritten_entry(trail):
+    anchor = Anchor(3, "f" * 64, "nightly-literature-scan/run-1")
+    result = trail.verify([anchor])
+    assert (result.ok, result.first_bad) == (False, 3)
+    assert "anchor nightly-literature-scan/run-1 records another hash for entry 3" in result.problem
+
+
+def test_dev_key_is_private_stable_and_refused_when_readable(tmp_path):
+    path = tmp_path / "secrets" / "audit-dev.key"
+    first = dev_key(path)
+    assert len(first) == 64 and dev_key(path) == first
+    assert (path.stat().st_mode & 0o777, path.parent.stat().st_mode & 0o777) == (0o600, 0o700)
+    path.chmod(0o644)
+    with pytest.raises(ConfigError, match="chmod 600"):
+        dev_key(path)

@@ -1,4 +1,6 @@
+import multiprocessing
 from datetime import UTC, datetime
+from pathlib import Path
 
 import polars as pl
 import pyarrow as pa
@@ -98,3 +100,40 @@ def test_timestamps_round_trip_in_utc(tmp_path):
         stem="s",
     )
     assert Lake(tmp_path).read("t")["at"].item() == now
+
+
+def _append_overlapping(root: str, worker: int, rounds: int, start) -> None:
+    """One process: ``rounds`` appends of 60 keys, each overlapping the next round's by 30."""
+    lake = Lake(Path(root))
+    start.wait()  # every process begins together, so their read-then-write steps interleave
+    for r in range(rounds):
+        ids = [f"k{i:05d}" for i in range(r * 30, r * 30 + 60)]
+        lake.append_new(
+            "shared",
+            _rows(ids, ["m"] * len(ids), [float(worker)] * len(ids)),
+            SCHEMA,
+            keys=["id"],
+            partition_by="month",
+            stem=f"w{worker}-r{r}",
+        )
+
+
+@pytest.mark.parametrize("attempt", range(3))
+def test_processes_appending_overlapping_keys_write_each_key_once(tmp_path, attempt):
+    """The attack: two lanes appending overlapping keys duplicated 7,500 of 45,000 keys."""
+    spawn = multiprocessing.get_context("spawn")
+    workers, rounds = 4, 12
+    start = spawn.Barrier(workers)
+    procs = [
+        spawn.Process(target=_append_overlapping, args=(str(tmp_path), w, rounds, start))
+        for w in range(workers)
+    ]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(timeout=300)
+    assert [p.exitcode for p in procs] == [0] * workers
+    ids = Lake(tmp_path).read("shared")["id"]
+    expected = {f"k{i:05d}" for i in range((rounds - 1) * 30 + 60)}
+    assert ids.n_unique() == ids.len(), f"{ids.len() - ids.n_unique()} duplicate keys"
+    assert set(ids) == expected

@@ -118,7 +118,7 @@ def test_embedded_throttle_gives_the_rate_then_times_out(settings):
 def test_cli_audit_verify_names_the_first_bad_entry(isolated_home):
     from flows.cli import app
 
-    trail = AuditTrail(load_settings().audit_dir)
+    trail = resources.audit(load_settings())
     trail.append(
         [{"key": f"k{i}", "item_id": f"pmid-{i}", "decision": "escalated"} for i in range(4)],
         now=NOW,

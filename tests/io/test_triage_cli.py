@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime
 
+import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
 from tasks.io.triage_store import TriageStore
 from tasks.schemas import IcsrCase, TriageDecision
 from tasks.settings import load_settings
+from tasks.steps import resources
+from tasks.steps.triage_api import hash_key
 from tasks.tools import icsr
 
 
@@ -28,25 +32,84 @@ def store_case(store: TriageStore, case_id: str, status: str) -> None:
     store.accept(case, icsr.duplicate_fingerprint(case), decision)
 
 
-def test_review_commands(isolated_home):
+SALT = "cli-test-salt"
+KEYS = {"rev-key": "dr-x", "sub-key": "lab-1", "old-key": "dr-old"}
+
+
+@pytest.fixture
+def reviewer_keys(isolated_home, monkeypatch):
+    """A reviewer, a submitter and a revoked reviewer key, hashed with the salt as deployed."""
+    keys = [
+        {"key_id": "dr-x", "sha256": hash_key(SALT, "rev-key"), "role": "reviewer"},
+        {"key_id": "lab-1", "sha256": hash_key(SALT, "sub-key"), "role": "submitter"},
+        {"key_id": "dr-old", "sha256": hash_key(SALT, "old-key"), "role": "reviewer",
+         "revoked": True},
+    ]  # fmt: skip
+    monkeypatch.setenv("PHARMALANE_TRIAGE__KEY_SALT", SALT)
+    monkeypatch.setenv("PHARMALANE_TRIAGE__API_KEYS", json.dumps(keys))
+    monkeypatch.delenv("PHARMALANE_API_KEY", raising=False)
+    return monkeypatch
+
+
+def test_review_commands(reviewer_keys):
     store = TriageStore(load_settings().triage_db)
     store_case(store, "H-1", "held_for_review")
     store_case(store, "A-1", "auto_accepted")
     runner = CliRunner()
+    reviewer_keys.setenv("PHARMALANE_API_KEY", "rev-key")
 
     listed = runner.invoke(app, ["review", "list"])
     assert listed.exit_code == 0 and "H-1" in listed.output and "A-1" not in listed.output
 
-    no_reason = runner.invoke(app, ["review", "accept", "H-1", "--reviewer", "dr-x"])
+    no_reason = runner.invoke(app, ["review", "accept", "H-1"])
     assert no_reason.exit_code != 0 and store.get("H-1").decision.status == "held_for_review"
 
-    args = ["review", "reject", "H-1", "--reason", "duplicate of H-0", "--reviewer", "dr-x"]
-    assert runner.invoke(app, args).exit_code == 0
+    args = ["review", "reject", "H-1", "--reason", "duplicate of H-0"]
+    done = runner.invoke(app, args)
+    assert done.exit_code == 0 and "rejected by dr-x" in done.output
     stored = store.get("H-1")
     assert (stored.decision.status, stored.reviewer, stored.review_reason) == (
         "rejected", "dr-x", "duplicate of H-0",
     )  # fmt: skip
+    chained = resources.audit(load_settings()).entries()
+    assert [(e["kind"], e["case_id"], e["actor"]) for e in chained] == [
+        ("triage_reviewed", "H-1", "dr-x")
+    ]
     again = runner.invoke(app, args)
     assert again.exit_code == 1 and "not held for review" in again.output
-    not_held = runner.invoke(app, ["review", "accept", "A-1", "--reason", "ok", "--reviewer", "x"])
+    not_held = runner.invoke(app, ["review", "accept", "A-1", "--reason", "ok"])
     assert not_held.exit_code == 1
+
+
+@pytest.mark.parametrize(
+    ("key", "message"),
+    [
+        (None, "a review needs a reviewer API key"),
+        ("guessed-key", "unknown API key"),
+        ("sub-key", "API key lab-1 has role submitter"),
+        ("old-key", "API key dr-old is revoked"),
+    ],
+    ids=["missing", "wrong", "submitter", "revoked"],
+)
+def test_a_review_without_a_valid_reviewer_key_records_nothing(reviewer_keys, key, message):
+    store = TriageStore(load_settings().triage_db)
+    store_case(store, "H-1", "held_for_review")
+    if key is not None:
+        reviewer_keys.setenv("PHARMALANE_API_KEY", key)
+    result = CliRunner().invoke(app, ["review", "accept", "H-1", "--reason", "ok"], input="\n")
+    assert result.exit_code == 1
+    assert message in " ".join(result.output.split())
+    assert store.get("H-1").decision.status == "held_for_review"
+    assert store.reviews_pending() == []
+    assert not load_settings().audit_dir.joinpath("trail.jsonl").exists()
+
+
+def test_the_key_can_be_typed_hidden_and_a_typed_name_is_no_longer_accepted(reviewer_keys):
+    store = TriageStore(load_settings().triage_db)
+    store_case(store, "H-1", "held_for_review")
+    runner = CliRunner()
+    named = ["review", "accept", "H-1", "--reason", "ok", "--reviewer", "dr-x"]
+    assert runner.invoke(app, named).exit_code == 2  # no such option: a name proves nothing
+    typed = runner.invoke(app, ["review", "accept", "H-1", "--reason", "ok"], input="rev-key\n")
+    assert typed.exit_code == 0 and "rev-key" not in typed.output
+    assert store.get("H-1").reviewer == "dr-x"
