@@ -162,14 +162,19 @@ class Reaction(_Intake):
 
 
 class Outcome(_Intake):
-    """ICH E2A seriousness criteria as reported in structured fields."""
+    """ICH E2A seriousness criteria as reported in structured fields.
 
-    death: bool = False
-    life_threatening: bool = False
-    hospitalisation: bool = False
-    disability: bool = False
-    congenital_anomaly: bool = False
-    medically_important: bool = False
+    A flag the report leaves out is None: *unknown*, not "no". Only an explicit ``false`` says a
+    criterion is not met; unknown criteria must be ruled out by the narrative analysis before a
+    report may be auto-accepted.
+    """
+
+    death: bool | None = None
+    life_threatening: bool | None = None
+    hospitalisation: bool | None = None
+    disability: bool | None = None
+    congenital_anomaly: bool | None = None
+    medically_important: bool | None = None
 
 
 class IcsrCase(_Intake):
@@ -198,8 +203,14 @@ class TriageDecision(BaseModel):
     lane: Literal["hot", "deferred"]
     valid: bool
     missing: list[str]
-    seriousness: list[str]
-    serious: bool
+    seriousness: list[str] = Field(description="criteria met by the structured fields")
+    serious: bool | None = Field(
+        description="true: a criterion is met; false: non-seriousness established; null: neither"
+    )
+    possible_seriousness: list[str] = Field(
+        default_factory=list,
+        description="criteria not ruled out (the clock assumes them); empty when established",
+    )
     severity: int | None
     narrative_flags: list[str]
     narrative_score: float | None

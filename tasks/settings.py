@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, YamlConfigSettingsSource
 
 from tasks.errors import ConfigError
@@ -81,6 +81,19 @@ class TriageSettings(_Strict):
     narrative_threshold: float = Field(
         0.55, gt=0, le=1, description="exemplar similarity that flags a narrative criterion"
     )
+    clear_below: float = Field(
+        0.40,
+        gt=0,
+        le=1,
+        description="every exemplar similarity must be below this for the narrative to rule "
+        "seriousness out (measured in docs/triage.md); between it and the threshold: held",
+    )
+    max_narrative_windows: int = Field(
+        64,
+        ge=1,
+        le=10_000,
+        description="pieces the narrative model reads at most; a longer narrative is held unread",
+    )
     duplicate_window_days: int = Field(30, ge=0, le=3650)
     max_body_bytes: int = Field(65_536, ge=1024, le=10_000_000)
     rate_per_minute: int = Field(600, ge=1, le=1_000_000, description="requests per key")
@@ -90,6 +103,12 @@ class TriageSettings(_Strict):
     lane_batch_size: int = Field(200, ge=1, le=10_000, description="cases per lane micro-batch")
     api_keys: list[ApiKey] = Field(default_factory=list)
     key_salt: SecretStr | None = Field(None, description="PHARMALANE_TRIAGE__KEY_SALT only")
+
+    @model_validator(mode="after")
+    def _clear_below_the_flag(self) -> TriageSettings:
+        if self.clear_below > self.narrative_threshold:
+            raise ValueError("triage.clear_below must not exceed triage.narrative_threshold")
+        return self
 
 
 class QueryClassSettings(_Strict):

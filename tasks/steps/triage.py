@@ -15,7 +15,7 @@ from models.narrative import NarrativeFlagger, NarrativeVerdict
 from tasks.core.pricing import call_cost
 from tasks.errors import ConfigError
 from tasks.io.triage_store import TriageStore
-from tasks.policy.engine import decide
+from tasks.policy.engine import Decision, decide
 from tasks.policy.supervisor import on_exhausted
 from tasks.schemas import IcsrCase, TriageDecision
 from tasks.settings import (
@@ -30,6 +30,7 @@ from tasks.settings import (
 from tasks.steps import resources
 from tasks.steps.supervisor import admit_within, settle
 from tasks.tools import icsr
+from tasks.tools.text import check_english, normalise_text
 
 WORKFLOW = "urgent-ae-triage"
 NARRATIVE_TASK = "triage-narrative"
@@ -95,7 +96,12 @@ class Triager:
         return cls(
             settings,
             store or TriageStore(settings.triage_db),
-            NarrativeFlagger(resources.embedder(), settings.triage.narrative_threshold),
+            NarrativeFlagger(
+                resources.embedder(),
+                settings.triage.narrative_threshold,
+                clear_below=settings.triage.clear_below,
+                max_windows=settings.triage.max_narrative_windows,
+            ),
             rules=load_policies(settings).rules,
             price=catalog.models[model_key],
             model_key=model_key,
@@ -146,17 +152,35 @@ class Triager:
         settle(self.settings, ticket, actual, now=self.clock())
         return verdict
 
+    def _read(
+        self, case: IcsrCase, *, wait: bool
+    ) -> tuple[NarrativeVerdict | None, icsr.NarrativeReading]:
+        """The narrative model's reading of the whole normalised narrative, or None when every
+        slot is busy and ``wait`` is False (deferred). A narrative the analysis does not support
+        (not plainly English, or too long to read whole) is read for flags but clears nothing.
+        """
+        text = normalise_text(case.narrative)
+        if not text:
+            return self.flagger.assess(text), "empty"  # no model call
+        if not self.slots.acquire(blocking=wait):
+            return None, "not_read"
+        try:
+            verdict = self._assess_within_budget(text)
+        finally:
+            self.slots.release()
+        if verdict.assessment == "too_long":
+            return verdict, "too_long"
+        if not check_english(text).supported:
+            return verdict, "unsupported_language"
+        return verdict, verdict.assessment
+
     def _decide(self, case: IcsrCase, *, may_defer: bool) -> tuple[TriageDecision, str]:
+        """Tools, the narrative reading and the policy. Non-seriousness must be established for
+        an auto-accept; anything short of that is held, on the clock of every criterion left
+        open (``icsr.establish_seriousness``)."""
         missing = icsr.missing_minimum_criteria(case)
         criteria = icsr.seriousness(case.outcome)
         grade = icsr.severity(case)
-        clock = icsr.regulatory_clock(
-            case.received_at,
-            site_timezone=self.settings.triage.site_timezone,
-            criteria=criteria,
-            study_case=case.study_case,
-            expected=case.expected,
-        )
         fingerprint = icsr.duplicate_fingerprint(case)
         duplicate_of = icsr.find_duplicate(
             case,
@@ -164,35 +188,58 @@ class Triager:
             self.store.recent(fingerprint),
             window_days=self.settings.triage.duplicate_window_days,
         )
-        verdict: NarrativeVerdict | None = None
-        if self.slots.acquire(blocking=bool(criteria) or not may_defer):
-            try:
-                verdict = self._assess_within_budget(case.narrative)
-            finally:
-                self.slots.release()
+        verdict, reading = self._read(case, wait=bool(criteria) or not may_defer)
+        finding = icsr.establish_seriousness(
+            case.outcome, reading=reading, cleared=verdict.cleared if verdict else ()
+        )
+        clock = icsr.regulatory_clock(
+            case.received_at,
+            site_timezone=self.settings.triage.site_timezone,
+            criteria=finding.possible,
+            study_case=case.study_case,
+            expected=case.expected,
+        )
         facts: dict[str, Any] = {
             "severity": grade,
-            "serious": bool(criteria),
+            "serious": finding.serious,  # None (not established) fails safe: held
+            "seriousness_basis": finding.basis,
             "valid": not missing,
             "narrative_flagged": None if verdict is None else bool(verdict.flags),
             "duplicate": duplicate_of is not None,
             "verdict_valid": True,  # no large-model verdict on this path: nothing failed
         }
         policy = decide(facts, self.rules, workflow=WORKFLOW)
+        decision = self._decision(
+            case, verdict, finding, clock, policy, missing=missing, duplicate_of=duplicate_of
+        )
+        return decision, fingerprint
+
+    def _decision(
+        self,
+        case: IcsrCase,
+        verdict: NarrativeVerdict | None,
+        finding: icsr.SeriousnessFinding,
+        clock: icsr.Clock,
+        policy: Decision,
+        *,
+        missing: list[str],
+        duplicate_of: str | None,
+    ) -> TriageDecision:
         tokens = verdict.input_tokens if verdict else 0
         if verdict is None:
             status = "deferred"
         else:
             status = "auto_accepted" if policy.auto_accept else "held_for_review"
-        decision = TriageDecision(
+        return TriageDecision(
             case_id=case.case_id,
             status=status,
             lane="hot" if verdict is not None else "deferred",
             valid=not missing,
             missing=missing,
-            seriousness=criteria,
-            serious=bool(criteria),
-            severity=grade,
+            seriousness=icsr.seriousness(case.outcome),
+            serious=finding.serious,
+            possible_seriousness=finding.possible,
+            severity=icsr.severity(case),
             narrative_flags=list(verdict.flags) if verdict else [],
             narrative_score=verdict.score if verdict else None,
             duplicate_of=duplicate_of,
@@ -206,4 +253,3 @@ class Triager:
             cost_usd=call_cost(self.price, input_tokens=tokens),
             decided_at=self.clock(),
         )
-        return decision, fingerprint

@@ -8,13 +8,14 @@ only *add* a reason for human review, never remove a structured seriousness crit
 from __future__ import annotations
 
 import hashlib
-import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 from tasks.schemas import IcsrCase, Outcome
+from tasks.tools.text import match_key
 
 # ICH E2A criteria, in the order a report lists them.
 SERIOUSNESS_CRITERIA: tuple[str, ...] = (
@@ -52,7 +53,64 @@ def missing_minimum_criteria(case: IcsrCase) -> list[str]:
 
 def seriousness(outcome: Outcome) -> list[str]:
     """The ICH E2A seriousness criteria met by the structured outcome flags, in E2A order."""
-    return [name for name in SERIOUSNESS_CRITERIA if getattr(outcome, name)]
+    return [name for name in SERIOUSNESS_CRITERIA if getattr(outcome, name) is True]
+
+
+# What the narrative analysis made of a narrative. Only a whole reading in English ("clear",
+# "flagged", "uncertain") can rule a criterion out; "empty" leaves the explicit flags standing.
+NarrativeReading = Literal[
+    "clear", "empty", "flagged", "uncertain", "unsupported_language", "too_long", "not_read"
+]
+
+
+@dataclass(frozen=True)
+class SeriousnessFinding:
+    """What the structured fields and the narrative together establish about seriousness.
+
+    Attributes:
+        serious: True when a structured criterion is met, False only when every criterion is
+            positively ruled out, None otherwise (unknown, which is treated as serious).
+        possible: criteria met or not ruled out, in E2A order: the clock assumes them.
+        basis: ``criterion_met``, ``established``, ``no_information`` (no narrative and some
+            flag not given) or the narrative reading that left a criterion open.
+    """
+
+    serious: bool | None
+    possible: list[str]
+    basis: str
+
+
+def establish_seriousness(
+    outcome: Outcome, *, reading: NarrativeReading, cleared: Iterable[str]
+) -> SeriousnessFinding:
+    """Seriousness with the burden of proof on non-seriousness.
+
+    A criterion is ruled out only by an explicit ``false`` that no narrative contradicts (the
+    narrative is empty) or by a narrative reading that cleared it (read whole, in English, far
+    from every seriousness exemplar). A flag left out is unknown, never "no".
+
+    Args:
+        outcome: the structured flags (None: not given).
+        reading: what the narrative analysis concluded about the whole narrative.
+        cleared: criteria the narrative analysis positively ruled out.
+    """
+    read_whole = reading in ("clear", "flagged", "uncertain")
+    ruled_out = set(cleared) if read_whole else set()
+
+    def left_open(name: str) -> bool:
+        flag = getattr(outcome, name)
+        if flag is True:
+            return True
+        if name in ruled_out:
+            return False
+        return flag is None or reading != "empty"  # a narrative may contradict a "false"
+
+    possible = [name for name in SERIOUSNESS_CRITERIA if left_open(name)]
+    if seriousness(outcome):
+        return SeriousnessFinding(True, possible, "criterion_met")
+    if not possible:
+        return SeriousnessFinding(False, [], "established")
+    return SeriousnessFinding(None, possible, "no_information" if reading == "empty" else reading)
 
 
 def severity(case: IcsrCase) -> int | None:
@@ -108,26 +166,23 @@ def regulatory_clock(
     return Clock(days=days, day_zero=day_zero, due=due, rule=rule)
 
 
-def _norm(text: str) -> str:
-    folded = unicodedata.normalize("NFKC", text).casefold()
-    return " ".join(folded.split())
-
-
 def duplicate_fingerprint(case: IcsrCase) -> str:
     """A key equal for reports of the same patient, drugs and reactions, however spelled.
 
-    Case, accents width and whitespace are normalised; drug and reaction order does not matter.
+    Compared on :func:`tasks.tools.text.match_key`: case, width, invisible characters (a
+    zero-width space in the initials), punctuation and spacing do not count; drug and reaction
+    order does not matter.
     The case id and the narrative are not part of it: a duplicate usually arrives under a new id
     with a reworded story.
     """
     patient = case.patient
     age = "" if patient.age_years is None else str(int(patient.age_years))
     parts = [
-        _norm(patient.initials or ""),
+        match_key(patient.initials or ""),
         age,
         patient.sex or "",
-        "|".join(sorted(_norm(d) for d in case.suspect_drugs if d.strip())),
-        "|".join(sorted(_norm(r.term) for r in case.reactions if r.term.strip())),
+        "|".join(sorted(k for k in map(match_key, case.suspect_drugs) if k)),
+        "|".join(sorted(k for k in (match_key(r.term) for r in case.reactions) if k)),
     ]
     return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:32]
 

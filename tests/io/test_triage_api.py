@@ -104,7 +104,8 @@ def test_narrative_seriousness_missed_by_the_fields_is_held(api):
     client, _ = api
     narrative = "Two days after the first patch she was admitted to hospital with chest pain."
     decision = client.post("/cases", json=report(narrative=narrative), headers=SUB).json()
-    assert decision["serious"] is False
+    assert decision["serious"] is None  # not established: neither met nor ruled out
+    assert decision["clock_days"] == 15  # the clock of the criteria left open, not 90
     assert "hospitalisation" in decision["narrative_flags"]
     assert "NARRATIVE_SERIOUSNESS_NEEDS_HUMAN" in decision["reasons"]
     assert decision["status"] == "held_for_review"
@@ -125,8 +126,9 @@ def test_injection_in_the_narrative_cannot_change_a_rule_based_decision(api, out
     )
     first = client.post("/cases", json=plain, headers=SUB).json()
     second = client.post("/cases", json=injected, headers=SUB).json()
-    keys = ("status", "serious", "seriousness", "clock_days", "due_date", "requires_review")
+    keys = ("status", "serious", "seriousness", "requires_review")
     assert {k: second[k] for k in keys} == {k: first[k] for k in keys}
+    assert second["clock_days"] <= first["clock_days"]  # an unreadable narrative: never later
     assert second["status"] == "held_for_review"
     assert "SERIOUS_CASE_NEEDS_HUMAN" in second["reasons"]
 
@@ -216,7 +218,7 @@ def test_saturated_lane_defers_non_urgent_cases_and_never_drops_them(api):
         "deferred",
         0,
     )
-    assert decision["clock_days"] == 90
+    assert decision["clock_days"] == 15  # unread: non-seriousness not established yet
     assert triager.store.count(status="deferred", pending=True) == 1
 
 

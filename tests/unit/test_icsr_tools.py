@@ -132,3 +132,72 @@ def test_find_duplicate_inside_the_window_only_and_earliest_first():
     assert icsr.find_duplicate(new, fp, recent, window_days=30) == "OLD-1"
     assert icsr.find_duplicate(new, fp, recent, window_days=5) == "OLD-2"
     assert icsr.find_duplicate(new, fp, recent[3:], window_days=30) is None
+
+
+def test_a_flag_left_out_is_unknown_not_false():
+    assert Outcome().death is None
+    assert Outcome(death=False).death is False
+    assert icsr.seriousness(Outcome(death=False, hospitalisation=None)) == []
+
+
+EVERY_FALSE = dict.fromkeys(icsr.SERIOUSNESS_CRITERIA, False)
+ALL = list(icsr.SERIOUSNESS_CRITERIA)
+
+
+@pytest.mark.parametrize(
+    ("flags", "reading", "cleared", "serious", "possible", "basis"),
+    [
+        # the narrative, read whole in English, rules every criterion out: established
+        ({}, "clear", ALL, False, [], "established"),
+        (EVERY_FALSE, "clear", ALL, False, [], "established"),
+        # explicit "no" on every flag and nothing to contradict it: established
+        (EVERY_FALSE, "empty", ALL, False, [], "established"),
+        # no narrative and flags left out: unknown, every left-out flag stays open
+        ({}, "empty", ALL, None, ALL, "no_information"),
+        ({**EVERY_FALSE, "death": None}, "empty", ALL, None, ["death"], "no_information"),
+        # a narrative that could not be read whole, or in English, clears nothing, and may
+        # contradict an explicit "false"
+        (EVERY_FALSE, "unsupported_language", ALL, None, ALL, "unsupported_language"),
+        ({}, "too_long", (), None, ALL, "too_long"),
+        (EVERY_FALSE, "not_read", (), None, ALL, "not_read"),
+        # read whole but close to an example: only what it cleared is ruled out
+        (EVERY_FALSE, "uncertain", ALL[1:], None, ["death"], "uncertain"),
+        ({}, "flagged", ALL[2:], None, ["death", "life_threatening"], "flagged"),
+        # a structured criterion is met: serious, plus whatever the narrative left open
+        ({"hospitalisation": True}, "clear", ALL, True, ["hospitalisation"], "criterion_met"),
+        ({"hospitalisation": True}, "empty", ALL, True, ALL, "criterion_met"),
+    ],
+)
+def test_non_seriousness_must_be_established(flags, reading, cleared, serious, possible, basis):
+    finding = icsr.establish_seriousness(Outcome(**flags), reading=reading, cleared=cleared)
+    assert (finding.serious, finding.possible, finding.basis) == (serious, possible, basis)
+
+
+def test_the_clock_of_an_unestablished_case_is_the_shortest_it_might_need():
+    unknown = icsr.establish_seriousness(Outcome(), reading="uncertain", cleared=())
+    assert clock(RECEIVED, unknown.possible).days == 15
+    assert clock(RECEIVED, unknown.possible, study=True).days == 7  # death not ruled out
+    assert clock(RECEIVED, unknown.possible, study=True, expected=True).days == 15
+    no_death = icsr.establish_seriousness(
+        Outcome(), reading="uncertain", cleared=["death", "life_threatening"]
+    )
+    assert clock(RECEIVED, no_death.possible, study=True).days == 15
+
+
+@pytest.mark.parametrize(
+    "initials", ["A\u200bB", "A\u200cB", "\ufeffAB", "A.B.", "ａｂ", "A\u00adB"]
+)
+def test_invisible_characters_in_the_initials_do_not_hide_a_duplicate(initials):
+    plain = case()
+    hidden = case(case_id="C-2", patient={"initials": initials, "age_years": 54, "sex": "F"})
+    assert icsr.duplicate_fingerprint(hidden) == icsr.duplicate_fingerprint(plain)
+
+
+def test_invisible_characters_in_drug_and_reaction_do_not_hide_a_duplicate():
+    plain = case()
+    hidden = case(
+        case_id="C-2",
+        suspect_drugs=["Xano\u200bmeline", "\u200b"],
+        reactions=[{"term": "R\u2060ash"}],
+    )
+    assert icsr.duplicate_fingerprint(hidden) == icsr.duplicate_fingerprint(plain)
