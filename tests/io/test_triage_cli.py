@@ -25,7 +25,7 @@ def store_case(store: TriageStore, case_id: str, status: str) -> None:
         reasons=["SERIOUS_CASE_NEEDS_HUMAN"], model=None, input_tokens=0, cost_usd=0.0,
         decided_at=datetime(2026, 3, 2, 9, 1, tzinfo=UTC),
     )  # fmt: skip
-    store.accept(case, icsr.duplicate_fingerprint(case), decision)
+    store.accept(case, icsr.duplicate_fingerprint(case), decision, submitter="k-sub")
 
 
 def test_review_commands(isolated_home):
