@@ -3,6 +3,7 @@
     PharmalaneError
     ├── ConfigError          a settings or config file is missing or wrong
     ├── DataContractError    input breaks its schema; carries the record and field
+    │   └── CaseConflict     a case id already names a different report (or submitter)
     ├── PolicyDenied         the supervisor refused an action; carries the reason code
     ├── BudgetExceeded       a reservation would overspend a workflow budget
     └── BackendUnavailable   a model backend or store cannot be reached
@@ -42,6 +43,15 @@ class DataContractError(PharmalaneError):
         super().__init__(f"{where}: {message}" if where else message)
         self.record = record
         self.field = field
+
+
+class CaseConflict(DataContractError):
+    """A case id already names a different report, or another submitter's report.
+
+    Nothing was stored and nothing was overwritten: the sender must send the report again under
+    a new case id. Raised instead of answering with the first report's decision, which would
+    silently drop this one.
+    """
 
 
 class PolicyDenied(PharmalaneError):

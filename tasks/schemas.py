@@ -133,16 +133,51 @@ PRODUCT_DIGEST = pa.schema(
 
 # --- urgent AE triage (issue 4) ---------------------------------------------------------------
 # The intake contract of POST /cases: an ICSR-like report. Unknown fields are refused (422), so
-# a typo cannot silently drop a seriousness flag.
+# a typo cannot silently drop a seriousness flag. Every string is bounded, every number finite,
+# every date plausible: what cannot be stored, hashed or put on a clock is refused at the door
+# with the field named, never a 500 later. Error messages never repeat the value.
 
-from datetime import date, datetime  # noqa: E402
-from typing import Literal  # noqa: E402
+from datetime import UTC, date, datetime, timedelta  # noqa: E402
+from typing import Annotated, Any, Literal  # noqa: E402
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field  # noqa: E402
+from pydantic import (  # noqa: E402
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+)
+
+EARLIEST_RECEIPT = datetime(1990, 1, 1, tzinfo=UTC)
+RECEIPT_FUTURE_SLACK = timedelta(days=1)  # a sender's clock may run a little ahead
+CASE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"  # starts alphanumeric: no '.', '..'
+
+
+# pydantic already refuses an unpaired surrogate (string_unicode) and jiter an escaped one
+ShortText = Annotated[str, StringConstraints(max_length=200)]
+
+
+def plausible_receipt(value: datetime, now: datetime) -> datetime:
+    """``value`` if it lies between 1990-01-01 and ``now`` + 1 day, else ValueError.
+
+    A receipt date is day 0 of a legal clock: year 0001 or 9999 overflows the date arithmetic
+    (a 500 before) and 1900 or 2099 gives an absurd due date.
+    """
+    try:
+        plausible = EARLIEST_RECEIPT <= value <= now + RECEIPT_FUTURE_SLACK
+    except OverflowError:
+        plausible = False
+    if not plausible:
+        raise ValueError("must lie between 1990-01-01 and one day from now (UTC)")
+    return value
 
 
 class _Intake(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, str_strip_whitespace=True, allow_inf_nan=False
+    )
 
 
 class Reporter(_Intake):
@@ -157,7 +192,7 @@ class Patient(_Intake):
 
 
 class Reaction(_Intake):
-    term: str = Field(min_length=1, max_length=500, description="reported or MedDRA PT")
+    term: ShortText = Field(min_length=1, description="reported or MedDRA PT")
     severity_grade: int | None = Field(None, ge=1, le=5, description="CTCAE-like grade 1-5")
 
 
@@ -178,16 +213,36 @@ class Outcome(_Intake):
 
 
 class IcsrCase(_Intake):
-    case_id: str = Field(pattern=r"^[A-Za-z0-9._:-]{1,64}$")
-    received_at: AwareDatetime = Field(description="when the company first received it (day 0)")
+    case_id: str = Field(
+        pattern=CASE_ID_PATTERN,
+        description="the submitter's id: 1-64 of A-Z a-z 0-9 . _ : -, starting alphanumeric",
+    )
+    received_at: AwareDatetime = Field(
+        description="when the company first received it (day 0); 1990-01-01 to now + 1 day"
+    )
     reporter: Reporter | None = None
     patient: Patient = Patient()
-    suspect_drugs: list[str] = Field(default_factory=list, max_length=20)
+    suspect_drugs: list[ShortText] = Field(default_factory=list, max_length=20)
     reactions: list[Reaction] = Field(default_factory=list, max_length=50)
     outcome: Outcome = Outcome()
     study_case: bool = Field(False, description="from a clinical trial (7-day clock may apply)")
     expected: bool | None = Field(None, description="listed in the reference safety information")
     narrative: str = Field("", max_length=20_000)
+
+    @field_validator("case_id", mode="before")
+    @classmethod
+    def _no_stray_whitespace(cls, value: Any) -> Any:
+        # before stripping: " C-1" and "C-1" must not silently become the same case
+        if isinstance(value, str) and value != value.strip():
+            raise ValueError("case_id has leading or trailing whitespace")
+        return value
+
+    @field_validator("received_at")
+    @classmethod
+    def _plausible_receipt(cls, value: datetime, info: ValidationInfo) -> datetime:
+        # the caller may pass its clock as validation context {"now": datetime}
+        now = (info.context or {}).get("now") or datetime.now(UTC)
+        return plausible_receipt(value, now)
 
 
 TriageStatus = Literal["auto_accepted", "held_for_review", "deferred", "accepted", "rejected"]

@@ -96,9 +96,23 @@ class TriageSettings(_Strict):
     )
     duplicate_window_days: int = Field(30, ge=0, le=3650)
     max_body_bytes: int = Field(65_536, ge=1024, le=10_000_000)
-    rate_per_minute: int = Field(600, ge=1, le=1_000_000, description="requests per key")
+    rate_per_minute: int = Field(
+        600, ge=1, le=1_000_000, description="requests per key, shared by every server process"
+    )
+    failed_auth_per_minute: int = Field(
+        20, ge=1, le=1_000_000, description="missing/unknown/revoked-key requests per address"
+    )
     max_in_flight: int = Field(
         4, ge=1, le=256, description="model calls at once; beyond it non-urgent cases defer"
+    )
+    max_in_flight_per_submitter: int = Field(
+        2, ge=1, le=256, description="model calls one API key may hold at once (fairness)"
+    )
+    urgent_slot_wait_s: float = Field(
+        1.0,
+        ge=0,
+        le=60,
+        description="a serious case waits this long for a model slot, then is held for a human",
     )
     lane_batch_size: int = Field(200, ge=1, le=10_000, description="cases per lane micro-batch")
     api_keys: list[ApiKey] = Field(default_factory=list)
@@ -249,6 +263,11 @@ class Settings(BaseSettings):
     @property
     def triage_db(self) -> Path:
         return self.home / "triage" / "cases.sqlite"
+
+    @property
+    def triage_limits_db(self) -> Path:
+        """Request rate buckets shared by every intake process on this home."""
+        return self.home / "triage" / "rate_limits.sqlite"
 
 
 def load_settings(

@@ -17,6 +17,7 @@ from tasks.steps.triage_api import hash_key
 REPO = Path(__file__).resolve().parents[1]
 SALT = "server-test-salt"
 SUBMITTER_KEY = "submitter-secret"
+SUBMITTER_ID = "bench"
 
 
 def free_port() -> int:
@@ -27,7 +28,7 @@ def free_port() -> int:
 
 def start_server(home: Path, port: int, **settings: str) -> subprocess.Popen[bytes]:
     """`pharmalane serve` over ``home``; returns once /healthz answers (or raises)."""
-    keys = [{"key_id": "bench", "sha256": hash_key(SALT, SUBMITTER_KEY), "role": "submitter"}]
+    keys = [{"key_id": SUBMITTER_ID, "sha256": hash_key(SALT, SUBMITTER_KEY), "role": "submitter"}]
     env = (
         os.environ
         | {

@@ -4,10 +4,17 @@ A case is *accepted* when its row is committed (synchronous=FULL: on disk before
 answers). The row is the idempotency key (case id), the decision of record, the human review,
 and the lane's queue: ``bookkept = 0`` rows are what the Prefect lane has not yet written to
 the lake. Nothing is deleted, so a restart (of the API or the lane) loses no accepted case.
+
+Idempotency is per submitter and per payload. Invariant: a case id answers with its stored
+decision only to the submitter who sent it, and only for the same report (sha256 of its
+canonical JSON); any other report under a known id raises CaseConflict and changes nothing,
+so a reused id can never make a real report vanish behind another's decision. The check and
+the insert run in one ``BEGIN IMMEDIATE`` transaction, so two processes cannot both insert.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 from collections.abc import Iterator
@@ -16,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from tasks.errors import DataContractError
+from tasks.errors import CaseConflict, DataContractError
 from tasks.schemas import IcsrCase, TriageDecision
 
 _DDL = """
@@ -32,11 +39,48 @@ CREATE TABLE IF NOT EXISTS cases (
     reviewer       TEXT,
     review_reason  TEXT,
     reviewed_at    TEXT,
-    review_bookkept INTEGER NOT NULL DEFAULT 0
+    review_bookkept INTEGER NOT NULL DEFAULT 0,
+    submitter      TEXT,
+    payload_sha256 TEXT
 );
 CREATE INDEX IF NOT EXISTS cases_fingerprint ON cases (fingerprint);
 CREATE INDEX IF NOT EXISTS cases_pending ON cases (bookkept, accepted_seq);
 """
+_RESUBMISSION_SQL = (
+    "SELECT decision, submitter, payload_sha256, payload FROM cases WHERE case_id = ?"
+)
+
+# Columns added after the first release; a store created before gets them on open. Rows from
+# then have no submitter (NULL): only a reviewer reads them, and an identical report replays.
+_ADDED_COLUMNS = {"submitter": "TEXT", "payload_sha256": "TEXT"}
+
+
+def payload_sha256(case: IcsrCase) -> str:
+    """sha256 of the validated case as sorted JSON: what "the same report" means."""
+    return _canonical_sha256(case.model_dump(mode="json"))
+
+
+def _canonical_sha256(payload: object) -> str:
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _resubmission(
+    row: tuple[str, str | None, str | None, str], case_id: str, submitter: str, digest: str
+) -> TriageDecision:
+    """The stored decision if ``row`` holds this submitter's identical report; else CaseConflict."""
+    decision, stored_submitter, stored_digest, payload = row
+    if stored_digest is None:  # a row from before digests were stored
+        stored_digest = _canonical_sha256(json.loads(payload))
+    if stored_submitter not in (None, submitter) or stored_digest != digest:
+        raise CaseConflict(
+            f"case id {case_id} is already taken by a different report; nothing was stored "
+            "and the first report is unchanged: send this report under a new case id (for a "
+            "follow-up of your own case, a new id such as the old one with a version suffix)",
+            record=case_id,
+            field="case_id",
+        )
+    return TriageDecision.model_validate_json(decision)
 
 
 @dataclass(frozen=True)
@@ -46,6 +90,7 @@ class StoredCase:
     reviewer: str | None
     review_reason: str | None
     reviewed_at: datetime | None
+    submitter: str | None = None
 
 
 class TriageStore:
@@ -57,6 +102,16 @@ class TriageStore:
         with self._connect() as con:
             con.execute("PRAGMA journal_mode=WAL")
             con.executescript(_DDL)
+            self._add_missing_columns(con)
+
+    @staticmethod
+    def _add_missing_columns(con: sqlite3.Connection) -> None:
+        con.execute("BEGIN IMMEDIATE")  # two processes opening an old store migrate it once
+        have = {row[1] for row in con.execute("PRAGMA table_info(cases)")}
+        for name, kind in _ADDED_COLUMNS.items():
+            if name not in have:
+                con.execute(f"ALTER TABLE cases ADD COLUMN {name} {kind}")
+        con.execute("COMMIT")
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -68,10 +123,29 @@ class TriageStore:
         finally:
             con.close()
 
-    def decision(self, case_id: str) -> TriageDecision | None:
+    def decision(self, case_id: str, *, submitter: str | None = None) -> TriageDecision | None:
+        """The decision of record; with ``submitter``, only if that submitter sent the case."""
+        sql, params = "SELECT decision FROM cases WHERE case_id = ?", [case_id]
+        if submitter is not None:
+            sql, params = sql + " AND submitter = ?", [case_id, submitter]
         with self._connect() as con:
-            row = con.execute("SELECT decision FROM cases WHERE case_id = ?", (case_id,)).fetchone()
+            row = con.execute(sql, params).fetchone()
         return TriageDecision.model_validate_json(row[0]) if row else None
+
+    def known(self, case: IcsrCase, submitter: str) -> TriageDecision | None:
+        """The first decision if ``submitter`` already sent this very report; None if the id is new.
+
+        A read-only early answer that spares a resubmission the model; ``accept`` checks again
+        inside its transaction.
+
+        Raises:
+            CaseConflict: the id names a different report or another submitter's report.
+        """
+        with self._connect() as con:
+            row = con.execute(_RESUBMISSION_SQL, (case.case_id,)).fetchone()
+        if row is None:
+            return None
+        return _resubmission(row, case.case_id, submitter, payload_sha256(case))
 
     def recent(self, fingerprint: str) -> list[tuple[str, str, datetime]]:
         """Accepted cases with this duplicate fingerprint: (case_id, fingerprint, received_at)."""
@@ -83,38 +157,59 @@ class TriageStore:
         return [(r[0], r[1], datetime.fromisoformat(r[2])) for r in rows]
 
     def accept(
-        self, case: IcsrCase, fingerprint: str, decision: TriageDecision
+        self, case: IcsrCase, fingerprint: str, decision: TriageDecision, *, submitter: str
     ) -> tuple[TriageDecision, bool]:
-        """Store the case and its decision unless the case id is known.
+        """Store the case, its submitter and its decision unless the case id is known.
 
         Returns:
-            The decision of record and whether this call created it (False: a resubmission,
-            answered with the first decision).
+            The decision of record and whether this call created it (False: the same
+            submitter resent the same report, answered with the first decision).
+
+        Raises:
+            CaseConflict: the id names a different report or another submitter's report;
+                nothing is stored or changed.
         """
+        digest = payload_sha256(case)
         with self._connect() as con:
             con.execute("BEGIN IMMEDIATE")
-            row = con.execute(
-                "SELECT decision FROM cases WHERE case_id = ?", (case.case_id,)
-            ).fetchone()
-            if row:
-                con.execute("COMMIT")
-                return TriageDecision.model_validate_json(row[0]), False
-            seq = con.execute("SELECT coalesce(max(accepted_seq), 0) + 1 FROM cases").fetchone()
-            con.execute(
-                "INSERT INTO cases (case_id, received_at, fingerprint, payload, decision, status,"
-                " accepted_seq) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    case.case_id,
-                    case.received_at.isoformat(),
-                    fingerprint,
-                    case.model_dump_json(),
-                    decision.model_dump_json(),
-                    decision.status,
-                    seq[0],
-                ),
-            )
+            try:
+                row = con.execute(_RESUBMISSION_SQL, (case.case_id,)).fetchone()
+                if row:
+                    known = _resubmission(row, case.case_id, submitter, digest)
+                    con.execute("COMMIT")
+                    return known, False
+                self._insert(con, case, fingerprint, decision, submitter, digest)
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
             con.execute("COMMIT")
         return decision, True
+
+    @staticmethod
+    def _insert(
+        con: sqlite3.Connection,
+        case: IcsrCase,
+        fingerprint: str,
+        decision: TriageDecision,
+        submitter: str,
+        digest: str,
+    ) -> None:
+        seq = con.execute("SELECT coalesce(max(accepted_seq), 0) + 1 FROM cases").fetchone()
+        con.execute(
+            "INSERT INTO cases (case_id, received_at, fingerprint, payload, decision, status,"
+            " accepted_seq, submitter, payload_sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                case.case_id,
+                case.received_at.isoformat(),
+                fingerprint,
+                case.model_dump_json(),
+                decision.model_dump_json(),
+                decision.status,
+                seq[0],
+                submitter,
+                digest,
+            ),
+        )
 
     def pending(self, limit: int) -> list[TriageDecision]:
         """Decisions the lane has not yet booked, oldest first."""
@@ -174,8 +269,8 @@ class TriageStore:
     def get(self, case_id: str) -> StoredCase | None:
         with self._connect() as con:
             row = con.execute(
-                "SELECT payload, decision, reviewer, review_reason, reviewed_at FROM cases"
-                " WHERE case_id = ?",
+                "SELECT payload, decision, reviewer, review_reason, reviewed_at, submitter"
+                " FROM cases WHERE case_id = ?",
                 (case_id,),
             ).fetchone()
         if row is None:
@@ -186,6 +281,7 @@ class TriageStore:
             reviewer=row[2],
             review_reason=row[3],
             reviewed_at=datetime.fromisoformat(row[4]) if row[4] else None,
+            submitter=row[5],
         )
 
     def review(
@@ -200,9 +296,11 @@ class TriageStore:
             raise DataContractError(
                 f"verdict {verdict!r} is not accepted|rejected", field="verdict"
             )
-        if not reason.strip() or not reviewer.strip():
+        if len("".join(reason.split())) < 3 or not reviewer.strip():
             raise DataContractError(
-                f"case {case_id}: a review needs a reviewer and a reason of record", field="reason"
+                f"case {case_id}: a review needs a reviewer and a reason of record (at least "
+                "3 characters that are not spaces)",
+                field="reason",
             )
         with self._connect() as con:
             con.execute("BEGIN IMMEDIATE")

@@ -7,6 +7,8 @@ before it is returned; the Prefect lane (``flows/urgent_ae_triage.py``) books it
 from __future__ import annotations
 
 import threading
+import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -70,6 +72,44 @@ def triage_budget(settings: Settings, rules: Sequence[PolicyRule]) -> Budget:
     return budget
 
 
+LANE_SUBMITTER = "urgent-ae-triage-lane"  # whose model slots the batch lane's settling uses
+
+
+class SlotPool:
+    """At most ``total`` narrative-model calls at once, at most ``per_owner`` for one submitter.
+
+    Why: one key's burst of serious cases must not hold every slot while another submitter's
+    death case waits behind it. Thread-safe; waiting is bounded by the caller's timeout.
+    """
+
+    def __init__(self, total: int, per_owner: int):
+        self.total, self.per_owner = total, min(per_owner, total)
+        self._held: Counter[str] = Counter()
+        self._changed = threading.Condition()
+
+    def _free_for(self, owner: str) -> bool:
+        return self._held.total() < self.total and self._held[owner] < self.per_owner
+
+    def acquire(self, owner: str, timeout: float | None) -> bool:
+        """Take a slot for ``owner``; False if none frees within ``timeout`` s (None: wait)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._changed:
+            while not self._free_for(owner):
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._changed.wait(remaining)
+            self._held[owner] += 1
+            return True
+
+    def release(self, owner: str) -> None:
+        with self._changed:
+            self._held[owner] -= 1
+            if self._held[owner] <= 0:
+                del self._held[owner]
+            self._changed.notify_all()
+
+
 class Triager:
     """Decides one case at a time; thread-safe; the narrative model is shared and bounded."""
 
@@ -86,7 +126,9 @@ class Triager:
     ):
         self.settings, self.store, self.flagger = settings, store, flagger
         self.rules, self.price, self.model_key, self.clock = rules, price, model_key, clock
-        self.slots = threading.BoundedSemaphore(settings.triage.max_in_flight)
+        self.slots = SlotPool(
+            settings.triage.max_in_flight, settings.triage.max_in_flight_per_submitter
+        )
         self.budget = triage_budget(settings, rules)
 
     @classmethod
@@ -107,18 +149,22 @@ class Triager:
             model_key=model_key,
         )
 
-    def triage(self, case: IcsrCase) -> tuple[TriageDecision, bool]:
-        """The decision of record for ``case`` and whether this call made it.
+    def triage(self, case: IcsrCase, submitter: str) -> tuple[TriageDecision, bool]:
+        """The decision of record for ``case`` from ``submitter`` and whether this call made it.
 
-        A known case id returns its first decision and costs nothing. Cases with a structured
-        seriousness criterion always get the narrative model (they wait for a slot); others,
-        when every slot is busy, are deferred to the batch lane: stored, never dropped.
+        The same submitter resending the same report gets its first decision at no cost. Cases
+        with a structured seriousness criterion wait up to ``urgent_slot_wait_s`` for a model
+        slot, then are held for a human unread; others, when no slot is free, are deferred to
+        the batch lane: stored, never dropped.
+
+        Raises:
+            CaseConflict: the case id names a different report or another submitter's.
         """
-        known = self.store.decision(case.case_id)
+        known = self.store.known(case, submitter)
         if known is not None:
             return known, False
-        decision, fingerprint = self._decide(case, may_defer=True)
-        return self.store.accept(case, fingerprint, decision)
+        decision, fingerprint = self._decide(case, submitter=submitter, may_defer=True)
+        return self.store.accept(case, fingerprint, decision, submitter=submitter)
 
     def settle_deferred(self, limit: int) -> list[TriageDecision]:
         """The batch lane's half of a deferral: read the narrative, decide again, store it.
@@ -128,7 +174,7 @@ class Triager:
         """
         settled = []
         for stored in self.store.deferred(limit):
-            decision, _ = self._decide(stored.case, may_defer=False)
+            decision, _ = self._decide(stored.case, submitter=LANE_SUBMITTER, may_defer=False)
             if self.store.settle(decision):
                 settled.append(decision)
         return settled
@@ -153,28 +199,38 @@ class Triager:
         return verdict
 
     def _read(
-        self, case: IcsrCase, *, wait: bool
+        self, case: IcsrCase, *, submitter: str, urgent: bool, may_defer: bool
     ) -> tuple[NarrativeVerdict | None, icsr.NarrativeReading]:
-        """The narrative model's reading of the whole normalised narrative, or None when every
-        slot is busy and ``wait`` is False (deferred). A narrative the analysis does not support
-        (not plainly English, or too long to read whole) is read for flags but clears nothing.
+        """The narrative model's reading of the whole normalised narrative.
+
+        None when no slot came free in time: the lane (``may_defer=False``) waits; an urgent
+        case waits ``urgent_slot_wait_s``; any other case does not wait at all. A narrative the
+        analysis does not support (not plainly English, or too long to read whole) is read for
+        flags but clears nothing.
         """
         text = normalise_text(case.narrative)
         if not text:
             return self.flagger.assess(text), "empty"  # no model call
-        if not self.slots.acquire(blocking=wait):
+        timeout: float | None = 0.0
+        if not may_defer:
+            timeout = None
+        elif urgent:
+            timeout = self.settings.triage.urgent_slot_wait_s
+        if not self.slots.acquire(submitter, timeout):
             return None, "not_read"
         try:
             verdict = self._assess_within_budget(text)
         finally:
-            self.slots.release()
+            self.slots.release(submitter)
         if verdict.assessment == "too_long":
             return verdict, "too_long"
         if not check_english(text).supported:
             return verdict, "unsupported_language"
         return verdict, verdict.assessment
 
-    def _decide(self, case: IcsrCase, *, may_defer: bool) -> tuple[TriageDecision, str]:
+    def _decide(
+        self, case: IcsrCase, *, submitter: str, may_defer: bool
+    ) -> tuple[TriageDecision, str]:
         """Tools, the narrative reading and the policy. Non-seriousness must be established for
         an auto-accept; anything short of that is held, on the clock of every criterion left
         open (``icsr.establish_seriousness``)."""
@@ -188,7 +244,9 @@ class Triager:
             self.store.recent(fingerprint),
             window_days=self.settings.triage.duplicate_window_days,
         )
-        verdict, reading = self._read(case, wait=bool(criteria) or not may_defer)
+        verdict, reading = self._read(
+            case, submitter=submitter, urgent=bool(criteria), may_defer=may_defer
+        )
         finding = icsr.establish_seriousness(
             case.outcome, reading=reading, cleared=verdict.cleared if verdict else ()
         )
@@ -226,14 +284,14 @@ class Triager:
         duplicate_of: str | None,
     ) -> TriageDecision:
         tokens = verdict.input_tokens if verdict else 0
-        if verdict is None:
-            status = "deferred"
+        if verdict is None:  # no slot in time: a serious case goes to a human unread
+            status = "held_for_review" if icsr.seriousness(case.outcome) else "deferred"
         else:
             status = "auto_accepted" if policy.auto_accept else "held_for_review"
         return TriageDecision(
             case_id=case.case_id,
             status=status,
-            lane="hot" if verdict is not None else "deferred",
+            lane="deferred" if status == "deferred" else "hot",
             valid=not missing,
             missing=missing,
             seriousness=icsr.seriousness(case.outcome),

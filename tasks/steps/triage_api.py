@@ -1,22 +1,31 @@
 """The intake service: ``POST /cases`` answers a triage decision in well under a second.
 
 An app factory (``create_app``) so tests and the benchmark build the real app over a store of
-their choice. Order of checks per request: body size (413) -> API key (401, revoked too) ->
-role (403) -> per-key rate limit (429) -> pydantic validation (422: malformed JSON, unknown
-fields) -> idempotency by case id -> triage. Nothing here logs case content.
+their choice. Order of checks per request: body size (413, declared or streamed) -> client
+address throttle on failed keys (429) -> API key (401, revoked too) -> role (403) -> per-key
+rate limit (429, shared by every process on this PHARMALANE_HOME) -> content type and UTF-8
+(415, 400) -> pydantic validation (422: malformed JSON, unknown fields, bad values) ->
+idempotency per submitter and payload (409 for a reused id) -> triage.
+
+The body is read only after the key is checked, so an unauthenticated caller learns nothing
+from parsing. Nothing here logs case content, and no error answer repeats an input value.
 """
 
+import codecs
 import hashlib
 import hmac
-import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
-from typing import Annotated, Any, Literal
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
+from typing import Annotated, Any, Literal, TypeVar
 
-from fastapi import Depends, FastAPI, Header, HTTPException, Response
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import Depends, FastAPI, Header, HTTPException, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from tasks.errors import ConfigError, DataContractError
+from tasks.errors import CaseConflict, ConfigError, DataContractError
+from tasks.io.rate_limit import RequestBuckets, retry_after
 from tasks.schemas import IcsrCase, TriageDecision
 from tasks.settings import ApiKey, Settings
 from tasks.steps.triage import Triager, utcnow
@@ -26,6 +35,7 @@ Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+Body = TypeVar("Body", bound=BaseModel)
 
 
 def hash_key(salt: str, key: str) -> str:
@@ -43,7 +53,11 @@ def lookup_key(keys: Iterable[ApiKey], salt: str, presented: str) -> ApiKey | No
 
 
 class BodyLimit:
-    """ASGI middleware: 413 for a body above ``limit`` bytes, declared or streamed."""
+    """ASGI middleware: 413 for a body above ``limit`` bytes, declared or streamed (chunked).
+
+    The body (bounded by ``limit``) is read in full before the app runs and handed to it
+    whole, so a chunked body that grows too large is answered 413 before anything is parsed.
+    """
 
     def __init__(self, app: ASGIApp, limit: int):
         self.app, self.limit = app, limit
@@ -56,31 +70,30 @@ class BodyLimit:
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
             await _too_large(send, self.limit)
             return
+        chunks: list[bytes] = []
         seen = 0
-        started = False
-
-        async def counted() -> MutableMapping[str, Any]:
-            nonlocal seen
+        while True:
             message = await receive()
-            seen += len(message.get("body", b""))
+            if message["type"] != "http.request":  # the client went away
+                return
+            chunks.append(message.get("body", b""))
+            seen += len(chunks[-1])
             if seen > self.limit:
-                raise _BodyTooLarge
-            return message
-
-        async def tracked(message: MutableMapping[str, Any]) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, counted, tracked)
-        except _BodyTooLarge:
-            if not started:
                 await _too_large(send, self.limit)
+                return
+            if not message.get("more_body", False):
+                break
+        whole: MutableMapping[str, Any] = {"type": "http.request", "body": b"".join(chunks)}
+        handed = False
 
+        async def replay() -> MutableMapping[str, Any]:
+            nonlocal handed
+            if handed:
+                return await receive()  # after the body: wait for a disconnect
+            handed = True
+            return whole
 
-class _BodyTooLarge(Exception):
-    pass
+        await self.app(scope, replay, send)
 
 
 async def _too_large(send: Send, limit: int) -> None:
@@ -89,44 +102,165 @@ async def _too_large(send: Send, limit: int) -> None:
         {
             "type": "http.response.start",
             "status": 413,
-            "headers": [(b"content-type", b"application/json")],
+            "headers": [(b"content-type", b"application/json"), (b"connection", b"close")],
         }
     )
     await send({"type": "http.response.body", "body": body})
 
 
-class RateLimiter:
-    """A token bucket per key: ``per_minute`` requests, refilled continuously."""
-
-    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic):
-        self.capacity, self.rate, self.clock = float(per_minute), per_minute / 60.0, clock
-        self._buckets: dict[str, tuple[float, float]] = {}
-        self._lock = threading.Lock()
-
-    def allow(self, key_id: str) -> bool:
-        with self._lock:
-            now = self.clock()
-            tokens, last = self._buckets.get(key_id, (self.capacity, now))
-            tokens = min(self.capacity, tokens + (now - last) * self.rate)
-            allowed = tokens >= 1.0
-            self._buckets[key_id] = (tokens - 1.0 if allowed else tokens, now)
-            return allowed
-
-
 class ReviewIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     verdict: Literal["accept", "reject"]
     reason: str = Field(min_length=3, max_length=2000, description="the reason of record")
+
+    @field_validator("reason")
+    @classmethod
+    def _has_words(cls, value: str) -> str:
+        if len("".join(value.split())) < 3:
+            raise ValueError("the reason of record needs at least 3 characters that are not spaces")
+        return value
+
+
+def _loc_part(part: Any) -> str | int:
+    # a location names a field; an unknown field's name is input, so it is cut short
+    return part if isinstance(part, int) else str(part)[:64]
+
+
+def safe_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
+    """Validation errors as location, type and message only: never the input or its context."""
+    return [
+        {
+            "loc": [_loc_part(p) for p in error.get("loc", ())],
+            "type": str(error.get("type", "")),
+            "msg": str(error.get("msg", "")),
+        }
+        for error in errors
+    ]
+
+
+async def _validation_problem(_request: Request, exc: Exception) -> JSONResponse:
+    errors = exc.errors() if isinstance(exc, RequestValidationError) else []
+    return JSONResponse(status_code=422, content={"detail": safe_errors(errors)})
+
+
+def _media_type(header: str) -> tuple[str, str]:
+    """(media type, charset) of a Content-Type header, lower-cased; no charset means UTF-8."""
+    media, *params = [part.strip().lower() for part in header.split(";")]
+    charsets = [p.partition("=")[2].strip('"') for p in params if p.startswith("charset=")]
+    return media, (charsets or ["utf-8"])[0]
+
+
+def _json_text(request: Request, body: bytes) -> bytes:
+    """``body`` if it is declared and encoded as UTF-8 JSON; else 415 or 400, naming why."""
+    media, charset = _media_type(request.headers.get("content-type", ""))
+    if media != "application/json" or charset not in ("utf-8", "utf8"):
+        raise HTTPException(415, "send the body as Content-Type: application/json in UTF-8")
+    if body.startswith(codecs.BOM_UTF8):
+        raise HTTPException(400, "the body starts with a byte order mark: send UTF-8 without one")
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise HTTPException(400, "the body is not valid UTF-8: send UTF-8 JSON") from None
+    if b"\x00" in body:  # UTF-16 without a byte order mark decodes as UTF-8 with NULs
+        raise HTTPException(400, "the body holds NUL bytes (UTF-16?): send UTF-8 JSON")
+    return body
+
+
+async def parse_body(request: Request, model: type[Body], **context: Any) -> Body:
+    """The request's JSON body as ``model``, read only now (after the key check)."""
+    body = _json_text(request, await request.body())
+    try:
+        return model.model_validate_json(body, context=context)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_context=False, include_input=False)
+        raise RequestValidationError([e | {"loc": ("body", *e["loc"])} for e in errors]) from None
+
+
+def _too_many(what: str, wait_s: float) -> HTTPException:
+    seconds = retry_after(wait_s)
+    return HTTPException(
+        429, f"{what}; retry in {seconds} s", headers={"Retry-After": str(seconds)}
+    )
+
+
+class Gate:
+    """Who calls, and may they now: the address throttle, the key check, the key's bucket.
+
+    Failed keys (missing, unknown, revoked) spend the client address's bucket, and an address
+    whose bucket is empty gets 429 before its key is even looked at: a brute-force burst is
+    slowed, not answered. Buckets live in SQLite, so every server process shares them.
+    """
+
+    def __init__(self, settings: Settings, salt: str, clock: Callable[[], float]):
+        self.triage = settings.triage
+        self.salt, self.clock = salt, clock
+        self.keys = settings.triage.api_keys
+        self.buckets = RequestBuckets(settings.triage_limits_db)
+
+    def _match(self, presented: str | None) -> tuple[ApiKey | None, str]:
+        if not presented:
+            return None, "missing X-API-Key header"
+        match = lookup_key(self.keys, self.salt, presented)
+        if match is None:
+            return None, "unknown API key"
+        if match.revoked:
+            return None, f"API key {match.key_id} is revoked"
+        return match, ""
+
+    def __call__(self, request: Request, presented: str | None) -> ApiKey:
+        address = f"addr:{request.client.host if request.client else 'unknown'}"
+        now, per_address = self.clock(), self.triage.failed_auth_per_minute
+        throttled = "too many requests without a valid API key from this address"
+        if wait := self.buckets.wait(address, per_address, now):
+            raise _too_many(throttled, wait)
+        key, problem = self._match(presented)
+        if key is None:
+            if wait := self.buckets.take(address, per_address, now):
+                raise _too_many(throttled, wait)
+            raise HTTPException(401, problem)
+        if wait := self.buckets.take(f"key:{key.key_id}", self.triage.rate_per_minute, now):
+            raise _too_many(f"rate limit of {self.triage.rate_per_minute}/min exceeded", wait)
+        return key
+
+
+def _body_schema(name: str) -> dict[str, Any]:
+    ref = {"$ref": f"#/components/schemas/{name}"}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": ref}}}}
+
+
+def _document_bodies(app: FastAPI, models: Sequence[type[BaseModel]]) -> None:
+    """Bodies are parsed by hand after the key check; put their schemas back into OpenAPI."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+            )
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            for model in models:
+                own = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                components.update(own.pop("$defs", {}))
+                components[model.__name__] = own
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def create_app(
     settings: Settings,
     triager: Triager | None = None,
     *,
-    rate_clock: Callable[[], float] = time.monotonic,
+    rate_clock: Callable[[], float] = time.time,
 ) -> FastAPI:
     """The intake app over ``settings``; builds the triager (and loads the model) if not given.
+
+    Args:
+        rate_clock: wall-clock seconds for the shared rate buckets (comparable across processes).
 
     Raises:
         ConfigError: no key salt in the environment or no API key configured.
@@ -138,29 +272,23 @@ def create_app(
             "no API keys: add triage.api_keys to configs or PHARMALANE_TRIAGE__API_KEYS "
             "(hash with `pharmalane triage hash-key`)"
         )
-    salt = settings.triage.key_salt.get_secret_value()
-    keys = settings.triage.api_keys
+    gate = Gate(settings, settings.triage.key_salt.get_secret_value(), rate_clock)
     engine = triager or Triager.build(settings)
-    limiter = RateLimiter(settings.triage.rate_per_minute, rate_clock)
-
     app = FastAPI(
         title="pharmalane urgent AE triage",
         description="Intake of ICSR-like reports; answers validity, seriousness and the clock.",
-        version="0.1.0",
+        version="0.2.0",
     )
     app.add_middleware(BodyLimit, limit=settings.triage.max_body_bytes)
+    app.add_exception_handler(RequestValidationError, _validation_problem)
+    _document_bodies(app, [IcsrCase, ReviewIn])
+    _routes(app, engine, gate)
+    return app
 
-    def caller(x_api_key: Annotated[str | None, Header()] = None) -> ApiKey:
-        if not x_api_key:
-            raise HTTPException(401, "missing X-API-Key header")
-        match = lookup_key(keys, salt, x_api_key)
-        if match is None:
-            raise HTTPException(401, "unknown API key")
-        if match.revoked:
-            raise HTTPException(401, f"API key {match.key_id} is revoked")
-        if not limiter.allow(match.key_id):
-            raise HTTPException(429, f"rate limit of {limiter.capacity:.0f}/min exceeded")
-        return match
+
+def _routes(app: FastAPI, engine: Triager, gate: Gate) -> None:
+    def caller(request: Request, x_api_key: Annotated[str | None, Header()] = None) -> ApiKey:
+        return gate(request, x_api_key)
 
     def role(*allowed: Role) -> Callable[[ApiKey], ApiKey]:
         def check(key: Annotated[ApiKey, Depends(caller)]) -> ApiKey:
@@ -170,36 +298,51 @@ def create_app(
 
         return check
 
+    submitter, reviewer, anyone = role("submitter"), role("reviewer"), role("submitter", "reviewer")
+
+    async def case_body(request: Request, _key: Annotated[ApiKey, Depends(submitter)]) -> IcsrCase:
+        return await parse_body(request, IcsrCase, now=engine.clock())
+
+    async def review_body(request: Request, _key: Annotated[ApiKey, Depends(reviewer)]) -> ReviewIn:
+        return await parse_body(request, ReviewIn)
+
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.post("/cases", response_model=TriageDecision)
+    @app.post("/cases", response_model=TriageDecision, openapi_extra=_body_schema("IcsrCase"))
     def submit(
-        case: IcsrCase,
         response: Response,
-        _key: Annotated[ApiKey, Depends(role("submitter"))],
+        key: Annotated[ApiKey, Depends(submitter)],
+        case: Annotated[IcsrCase, Depends(case_body)],
     ) -> TriageDecision:
-        decision, created = engine.triage(case)
+        try:
+            decision, created = engine.triage(case, key.key_id)
+        except CaseConflict as exc:
+            raise HTTPException(409, str(exc)) from exc
         response.headers["Idempotent-Replay"] = "false" if created else "true"
         return decision
 
     @app.get("/cases/{case_id}", response_model=TriageDecision)
-    def read(
-        case_id: str, _key: Annotated[ApiKey, Depends(role("submitter", "reviewer"))]
-    ) -> TriageDecision:
-        decision = engine.store.decision(case_id)
+    def read(case_id: str, key: Annotated[ApiKey, Depends(anyone)]) -> TriageDecision:
+        # a submitter sees only its own cases; another's id is as unknown as a missing one
+        own = key.key_id if key.role == "submitter" else None
+        decision = engine.store.decision(case_id, submitter=own)
         if decision is None:
-            raise HTTPException(404, f"case {case_id} is unknown")
+            raise HTTPException(404, "no case with this id for this key")
         return decision
 
     @app.get("/reviews", response_model=list[TriageDecision])
-    def held(_key: Annotated[ApiKey, Depends(role("reviewer"))]) -> list[TriageDecision]:
+    def held(_key: Annotated[ApiKey, Depends(reviewer)]) -> list[TriageDecision]:
         return engine.store.held()
 
-    @app.post("/reviews/{case_id}", response_model=TriageDecision)
+    @app.post(
+        "/reviews/{case_id}", response_model=TriageDecision, openapi_extra=_body_schema("ReviewIn")
+    )
     def review(
-        case_id: str, body: ReviewIn, key: Annotated[ApiKey, Depends(role("reviewer"))]
+        case_id: str,
+        key: Annotated[ApiKey, Depends(reviewer)],
+        body: Annotated[ReviewIn, Depends(review_body)],
     ) -> TriageDecision:
         verdict = "accepted" if body.verdict == "accept" else "rejected"
         try:
@@ -207,6 +350,6 @@ def create_app(
                 case_id, verdict=verdict, reviewer=key.key_id, reason=body.reason, at=utcnow()
             )
         except DataContractError as exc:
-            raise HTTPException(409 if exc.field == "status" else 404, str(exc)) from exc
-
-    return app
+            if exc.field == "case_id":
+                raise HTTPException(404, "no case with this id") from exc
+            raise HTTPException(409 if exc.field == "status" else 422, str(exc)) from exc

@@ -35,7 +35,7 @@ def held(store: TriageStore) -> None:
         requires_review=True, reasons=["SERIOUS_CASE_NEEDS_HUMAN"], model=None, input_tokens=0,
         cost_usd=0.0, decided_at=datetime(2026, 3, 2, 9, 1, tzinfo=UTC),
     )  # fmt: skip
-    store.accept(case, icsr.duplicate_fingerprint(case), decision)
+    store.accept(case, icsr.duplicate_fingerprint(case), decision, submitter="k-sub")
 
 
 def paused_run_id(deadline_s: float = 60.0):

@@ -42,11 +42,11 @@ def case(i: int, **fields) -> IcsrCase:
 def test_lane_books_decisions_audit_and_ledger_once(isolated_home):
     settings = load_settings()
     triager = Triager.build(settings)
-    decisions = [triager.triage(case(i))[0] for i in range(2)]
-    held, _ = triager.triage(case(9, outcome={"hospitalisation": True}))
-    for _ in range(settings.triage.max_in_flight):  # saturated: a non-urgent case defers
-        triager.slots.acquire()
-    deferred, _ = triager.triage(case(2, narrative="She died in her sleep that night."))
+    decisions = [triager.triage(case(i), "k-sub")[0] for i in range(2)]
+    held, _ = triager.triage(case(9, outcome={"hospitalisation": True}), "k-sub")
+    for i in range(settings.triage.max_in_flight):  # saturated: a non-urgent case defers
+        triager.slots.acquire(f"busy-{i}", timeout=0)
+    deferred, _ = triager.triage(case(2, narrative="She died in her sleep that night."), "k-sub")
     assert (deferred.status, deferred.input_tokens) == ("deferred", 0)
     triager.store.review(
         held.case_id,

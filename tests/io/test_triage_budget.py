@@ -82,7 +82,7 @@ def test_triage_reserves_and_goes_on_over_a_spent_budget_through_alerted_overrid
     )
     settings = _settings(tmp_path, budget)
     triager = _triager(settings, flagger)
-    decisions = [triager.triage(_case(i))[0] for i in range(len(NARRATIVES))]
+    decisions = [triager.triage(_case(i), "k-sub")[0] for i in range(len(NARRATIVES))]
 
     # never dropped nor delayed: every case read by the model on the hot path
     assert all(d.lane == "hot" and d.status != "deferred" and d.input_tokens for d in decisions)

@@ -29,7 +29,7 @@ def store_case(store: TriageStore, case_id: str, status: str) -> None:
         reasons=["SERIOUS_CASE_NEEDS_HUMAN"], model=None, input_tokens=0, cost_usd=0.0,
         decided_at=datetime(2026, 3, 2, 9, 1, tzinfo=UTC),
     )  # fmt: skip
-    store.accept(case, icsr.duplicate_fingerprint(case), decision)
+    store.accept(case, icsr.duplicate_fingerprint(case), decision, submitter="k-sub")
 
 
 SALT = "cli-test-salt"
@@ -77,7 +77,7 @@ def test_review_commands(reviewer_keys):
     ]
     again = runner.invoke(app, args)
     assert again.exit_code == 1 and "not held for review" in again.output
-    not_held = runner.invoke(app, ["review", "accept", "A-1", "--reason", "ok"])
+    not_held = runner.invoke(app, ["review", "accept", "A-1", "--reason", "ok, reviewed"])
     assert not_held.exit_code == 1
 
 
@@ -96,7 +96,9 @@ def test_a_review_without_a_valid_reviewer_key_records_nothing(reviewer_keys, ke
     store_case(store, "H-1", "held_for_review")
     if key is not None:
         reviewer_keys.setenv("PHARMALANE_API_KEY", key)
-    result = CliRunner().invoke(app, ["review", "accept", "H-1", "--reason", "ok"], input="\n")
+    result = CliRunner().invoke(
+        app, ["review", "accept", "H-1", "--reason", "ok, reviewed"], input="\n"
+    )
     assert result.exit_code == 1
     assert message in " ".join(result.output.split())
     assert store.get("H-1").decision.status == "held_for_review"
@@ -108,8 +110,10 @@ def test_the_key_can_be_typed_hidden_and_a_typed_name_is_no_longer_accepted(revi
     store = TriageStore(load_settings().triage_db)
     store_case(store, "H-1", "held_for_review")
     runner = CliRunner()
-    named = ["review", "accept", "H-1", "--reason", "ok", "--reviewer", "dr-x"]
+    named = ["review", "accept", "H-1", "--reason", "ok, reviewed", "--reviewer", "dr-x"]
     assert runner.invoke(app, named).exit_code == 2  # no such option: a name proves nothing
-    typed = runner.invoke(app, ["review", "accept", "H-1", "--reason", "ok"], input="rev-key\n")
+    typed = runner.invoke(
+        app, ["review", "accept", "H-1", "--reason", "ok, reviewed"], input="rev-key\n"
+    )
     assert typed.exit_code == 0 and "rev-key" not in typed.output
     assert store.get("H-1").reviewer == "dr-x"

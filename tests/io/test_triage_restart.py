@@ -16,7 +16,7 @@ from tasks.io.triage_store import TriageStore
 from tasks.settings import ApiKey, TriageSettings, load_settings
 from tasks.steps.triage import Triager
 from tasks.steps.triage_api import create_app, hash_key
-from tests.triage_server import SALT, SUBMITTER_KEY, free_port, start_server, stop
+from tests.triage_server import SALT, SUBMITTER_ID, SUBMITTER_KEY, free_port, start_server, stop
 
 HEADERS = {"X-API-Key": SUBMITTER_KEY}
 
@@ -52,7 +52,9 @@ def test_kill_mid_stream_then_restart_loses_no_accepted_case(tmp_path):
         home=home,
         triage=TriageSettings(
             key_salt=SALT,
-            api_keys=[ApiKey(key_id="k", sha256=hash_key(SALT, SUBMITTER_KEY), role="submitter")],
+            api_keys=[
+                ApiKey(key_id=SUBMITTER_ID, sha256=hash_key(SALT, SUBMITTER_KEY), role="submitter")
+            ],
         ),
     )
     store = TriageStore(settings.triage_db)

@@ -169,7 +169,7 @@ def report(case_id="C-1", **fields) -> dict:
 
 
 def decide(triager: Triager, case_id="C-1", **fields):
-    decision, _ = triager.triage(IcsrCase.model_validate(report(case_id, **fields)))
+    decision, _ = triager.triage(IcsrCase.model_validate(report(case_id, **fields)), "k-sub")
     return decision
 
 

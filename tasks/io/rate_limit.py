@@ -1,0 +1,119 @@
+"""Request token buckets shared by every intake process on one PHARMALANE_HOME (one SQLite file).
+
+Invariant: over any minute, one bucket grants at most ``per_minute`` requests (plus the full
+bucket it starts with), however many server processes answer and however often they restart.
+Each take is one ``BEGIN IMMEDIATE`` read-modify-write, as in ``tasks/io/budget.py``: SQLite
+takes its write lock before the read, so two processes can never both spend the last token.
+A bucket left alone for a minute is full again, so its row is pruned and nothing else is lost.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sqlite3
+import threading
+from pathlib import Path
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS request_buckets (
+    bucket     TEXT PRIMARY KEY,
+    tokens     REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS request_buckets_age ON request_buckets (updated_at);
+"""
+_REFILL_SECONDS = 60.0  # an empty bucket is full again after this long
+
+
+class RequestBuckets:
+    """Token buckets of ``per_minute`` requests, refilled continuously, keyed by a name."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._connections: dict[tuple[int, int], sqlite3.Connection] = {}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        con = sqlite3.connect(path, timeout=30, isolation_level=None)
+        try:
+            con.execute("PRAGMA journal_mode=WAL")
+            con.executescript(_SCHEMA)
+        finally:
+            con.close()
+
+    def _connection(self) -> sqlite3.Connection:
+        # one connection per thread and process, kept open: the check runs on every request
+        key = (os.getpid(), threading.get_ident())
+        con = self._connections.get(key)
+        if con is None:
+            con = sqlite3.connect(
+                self.path, timeout=30, isolation_level=None, check_same_thread=False
+            )
+            # a token lost to a power cut is harmless; an fsync per request is not
+            con.execute("PRAGMA synchronous=NORMAL")
+            con.execute("PRAGMA busy_timeout=30000")
+            self._connections[key] = con
+        return con
+
+    def wait(self, bucket: str, per_minute: int, now: float) -> float:
+        """Seconds until ``bucket`` has a token (0.0: one is free); takes nothing."""
+        row = (
+            self._connection()
+            .execute("SELECT tokens, updated_at FROM request_buckets WHERE bucket = ?", (bucket,))
+            .fetchone()
+        )
+        tokens, _ = _refilled(row, per_minute, now)
+        return _seconds_to_one(tokens, per_minute)
+
+    def take(self, bucket: str, per_minute: int, now: float) -> float:
+        """Take one token: 0.0 if granted, else the seconds until one is free (nothing taken).
+
+        Args:
+            bucket: what is limited, e.g. ``key:<key_id>`` or ``addr:<client address>``.
+            per_minute: the bucket's size and refill per minute.
+            now: wall-clock seconds (``time.time()``): comparable across processes.
+        """
+        con = self._connection()
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            row = con.execute(
+                "SELECT tokens, updated_at FROM request_buckets WHERE bucket = ?", (bucket,)
+            ).fetchone()
+            if row is None:
+                con.execute(
+                    "DELETE FROM request_buckets WHERE updated_at < ?", (now - _REFILL_SECONDS,)
+                )
+            tokens, stamp = _refilled(row, per_minute, now)
+            wait = _seconds_to_one(tokens, per_minute)
+            con.execute(
+                "INSERT OR REPLACE INTO request_buckets (bucket, tokens, updated_at)"
+                " VALUES (?, ?, ?)",
+                (bucket, tokens - 1.0 if wait == 0.0 else tokens, stamp),
+            )
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        con.execute("COMMIT")
+        return wait
+
+    def close(self) -> None:
+        for con in self._connections.values():
+            con.close()
+        self._connections.clear()
+
+
+def _refilled(row: tuple[float, float] | None, per_minute: int, now: float) -> tuple[float, float]:
+    """Tokens at ``now`` and the stamp to store; a clock that steps back refills nothing."""
+    if row is None:
+        return float(per_minute), now
+    tokens, last = float(row[0]), float(row[1])
+    elapsed = max(0.0, now - last)
+    return min(float(per_minute), tokens + elapsed * per_minute / _REFILL_SECONDS), max(now, last)
+
+
+def _seconds_to_one(tokens: float, per_minute: int) -> float:
+    return 0.0 if tokens >= 1.0 else (1.0 - tokens) * _REFILL_SECONDS / per_minute
+
+
+def retry_after(wait_seconds: float) -> int:
+    """The ``Retry-After`` header value: whole seconds, at least 1."""
+    return max(1, math.ceil(wait_seconds))
