@@ -52,7 +52,7 @@ class Triager:
         model_key = catalog.tasks[NARRATIVE_TASK]
         return cls(
             settings,
-            store or TriageStore(settings.triage_db),
+            store or resources.triage_store(settings),
             NarrativeFlagger(resources.embedder(), settings.triage.narrative_threshold),
             rules=load_policies(settings).rules,
             price=catalog.models[model_key],

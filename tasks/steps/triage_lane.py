@@ -24,9 +24,9 @@ from tasks.core.triage_rows import (
 )
 from tasks.errors import DataContractError
 from tasks.io.lake import Lake
-from tasks.io.triage_store import TriageStore
 from tasks.schemas import LEDGER, TRIAGE_AUDIT, TRIAGE_DECISION, TriageDecision
 from tasks.settings import Settings, load_models
+from tasks.steps import resources
 from tasks.steps.retry import retry_transient_only
 from tasks.steps.triage import NARRATIVE_TASK, WORKFLOW, Triager
 
@@ -68,7 +68,7 @@ def write_triage_audit(lake: Lake, events: list[dict[str, object]], stem: str) -
 )
 def book_batch(settings: Settings, run_id: str, now: datetime) -> Booked:
     """Decisions, audit and ledger for the oldest unbooked cases, then the human reviews."""
-    store, lake = TriageStore(settings.triage_db), Lake(settings.lake_dir)
+    store, lake = resources.triage_store(settings), Lake(settings.lake_dir)
     decisions = store.pending(settings.triage.lane_batch_size)
     cost = 0.0
     if decisions:
@@ -147,7 +147,7 @@ def book_batch(settings: Settings, run_id: str, now: datetime) -> Booked:
 )
 def settle_deferred(settings: Settings) -> int:
     """Read the narratives the service deferred when saturated, one micro-batch at a time."""
-    store = TriageStore(settings.triage_db)
+    store = resources.triage_store(settings)
     if not store.count(status="deferred"):
         return 0
     triager = Triager.build(settings, store)
@@ -157,7 +157,7 @@ def settle_deferred(settings: Settings) -> int:
 @task(name="held-triage-case", cache_policy=NO_CACHE)
 def held_case(settings: Settings, case_id: str) -> TriageDecision:
     """The decision of a case that waits for a human; anything else is a contract error."""
-    stored = TriageStore(settings.triage_db).get(case_id)
+    stored = resources.triage_store(settings).get(case_id)
     if stored is None:
         raise DataContractError(f"case {case_id} is unknown", record=case_id, field="case_id")
     if stored.decision.status != "held_for_review":
@@ -174,6 +174,6 @@ def record_review(
     settings: Settings, case_id: str, *, verdict: str, reviewer: str, reason: str, at: datetime
 ) -> TriageDecision:
     """Store a human verdict; the lane writes it to the audit trail."""
-    return TriageStore(settings.triage_db).review(
+    return resources.triage_store(settings).review(
         case_id, verdict=verdict, reviewer=reviewer, reason=reason, at=at
     )

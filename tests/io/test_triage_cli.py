@@ -10,6 +10,7 @@ from flows.cli import app
 from tasks.io.triage_store import TriageStore
 from tasks.schemas import IcsrCase, TriageDecision
 from tasks.settings import load_settings
+from tasks.steps.resources import triage_store
 from tasks.tools import icsr
 
 
@@ -29,7 +30,7 @@ def store_case(store: TriageStore, case_id: str, status: str) -> None:
 
 
 def test_review_commands(isolated_home):
-    store = TriageStore(load_settings().triage_db)
+    store = triage_store(load_settings())
     store_case(store, "H-1", "held_for_review")
     store_case(store, "A-1", "auto_accepted")
     runner = CliRunner()
