@@ -76,16 +76,19 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
-def tmp_path_allowed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Let flow path parameters (sources, out_dir, results_dir) point into this test's tmp_path.
+def tmp_path_allowed(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """Let flow path parameters (sources, out_dir, results_dir) point into pytest's temp dirs.
 
     In production they are confined to PHARMALANE_HOME and the bundled data; a test's inputs
-    and outputs live in its own tmp_path instead.
+    and outputs live in its tmp_path (or a module's tmp_path_factory folder) instead.
     """
-    roots = json.dumps([str(tmp_path)])
+    base = tmp_path_factory.getbasetemp()
+    roots = json.dumps([str(base)])
     monkeypatch.setenv("PHARMALANE_PATHS__ALLOWED_INPUT_ROOTS", roots)
     monkeypatch.setenv("PHARMALANE_PATHS__ALLOWED_OUTPUT_ROOTS", roots)
-    return tmp_path
+    return base
 
 
 @pytest.fixture(scope="session")
