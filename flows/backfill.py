@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field, model_validator
 from flows.nightly_literature_scan import ScanParams, nightly_literature_scan
 from flows.progress import progress_hook
 from tasks.settings import load_settings
+from tasks.steps.paths import confined_sources
 from tasks.steps.scan import materialise_digest, utcnow
 
 
@@ -68,6 +69,7 @@ def months_between(start: date, end: date) -> set[str]:
 
 @flow(name="backfill", log_prints=False)
 def backfill(params: BackfillParams) -> BackfillSummary:
+    confined_sources(load_settings(), params.sources)  # refuse before any child run starts
     logger = get_run_logger()
     spans = windows(params.since, params.until, params.days_per_run)
     progress = cast(

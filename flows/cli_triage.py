@@ -12,7 +12,7 @@ import json
 import os
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -37,18 +37,54 @@ def _api_key() -> str:
     return key
 
 
+def _pem(help_text: str, envvar: str) -> Any:
+    return typer.Option(exists=True, dir_okay=False, readable=True, envvar=envvar, help=help_text)
+
+
 def serve(
     host: Annotated[str, typer.Option(help="loopback by default")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535)] = 8711,
+    tls_cert: Annotated[
+        Path | None, _pem("PEM certificate (chain): serve HTTPS", "PHARMALANE_TLS_CERT")
+    ] = None,
+    tls_key: Annotated[
+        Path | None, _pem("PEM private key of --tls-cert", "PHARMALANE_TLS_KEY")
+    ] = None,
+    insecure_no_tls: Annotated[
+        bool,
+        typer.Option(
+            "--insecure-no-tls",
+            help="serve plain HTTP on a non-loopback address (only behind a TLS proxy)",
+        ),
+    ] = False,
 ) -> None:
-    """Run the intake service (FastAPI; OpenAPI docs at /docs)."""
+    """Run the intake service (FastAPI; OpenAPI docs at /docs); HTTPS with --tls-cert/--tls-key.
+
+    Off loopback it refuses plain HTTP unless --insecure-no-tls is given.
+    """
+    from tasks.policy.transport import plain_http_refusal
+
+    refusal = plain_http_refusal(
+        host, cert=tls_cert is not None, key=tls_key is not None, insecure_no_tls=insecure_no_tls
+    )
+    if refusal:
+        Console(stderr=True).print(f"[red]{refusal}[/red]")
+        raise typer.Exit(2)
     import uvicorn
 
     from tasks.settings import load_settings
     from tasks.steps.triage_api import create_app
 
     app = create_app(load_settings())
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        ssl_certfile=str(tls_cert) if tls_cert else None,
+        ssl_keyfile=str(tls_key) if tls_key else None,
+    )
 
 
 @triage_app.command()
@@ -96,6 +132,34 @@ def hash_key_cmd() -> None:
     console.print(hash_key(salt, typer.prompt("API key", hide_input=True)))
 
 
+@triage_app.command("new-key")
+def new_key_cmd() -> None:
+    """Print a fresh data key: put it first in PHARMALANE_DATA_KEYS, then run rotate-key."""
+    from tasks.io.sealing import new_key
+
+    console.print(new_key(), highlight=False, soft_wrap=True)
+
+
+@triage_app.command("rotate-key")
+def rotate_key() -> None:
+    """Re-seal every stored case with the first key of PHARMALANE_DATA_KEYS.
+
+    Afterwards the older keys open nothing in the store and can be dropped from the list.
+    """
+    from tasks.errors import PharmalaneError
+
+    try:
+        store = _store()
+        result = store.reseal()
+    except PharmalaneError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from exc
+    console.print(
+        f"{result.resealed} case(s) resealed with data key {store.sealer.primary_id}, "
+        f"{result.already_current} already were: older keys can be removed"
+    )
+
+
 @triage_app.command()
 def lane(
     idle_stop_seconds: Annotated[float, typer.Option(min=0)] = 60.0,
@@ -113,10 +177,10 @@ def lane(
 
 
 def _store() -> TriageStore:
-    from tasks.io.triage_store import TriageStore
     from tasks.settings import load_settings
+    from tasks.steps.resources import triage_store
 
-    return TriageStore(load_settings().triage_db)
+    return triage_store(load_settings())
 
 
 @review_app.command("list")

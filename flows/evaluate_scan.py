@@ -21,6 +21,7 @@ from tasks.core.evaluation import screening_metrics
 from tasks.policy.planner import plan
 from tasks.settings import load_settings
 from tasks.steps import resources
+from tasks.steps.paths import confined_output
 from tasks.steps.scan import load_citations, select, source_files, tools_and_route, utcnow, validate
 from tasks.steps.training import embed_split
 
@@ -35,6 +36,7 @@ def evaluate_scan(
     results_dir: str | None = None,
 ) -> dict[str, Any]:
     settings = load_settings()
+    folder = confined_output(settings, results_dir or RESULTS, "results_dir")
     run_id, now = str(flow_run.get_id() or uuid.uuid4()), utcnow()
     citations, _ = load_citations(source_files(None), settings.cache_dir)
     checked = validate(select(citations, None, None, split, limit), settings)
@@ -62,7 +64,6 @@ def evaluate_scan(
         "scorer": scorer.meta.training,
         **screening_metrics(planned, low=thresholds.low, high=thresholds.high),
     }
-    folder = Path(results_dir) if results_dir else RESULTS
     folder.mkdir(parents=True, exist_ok=True)
     out = folder / f"eval_{split}.json"
     out.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")

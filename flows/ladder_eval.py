@@ -26,6 +26,7 @@ from tasks.io.reports import cost_recall_png, write_json
 from tasks.settings import REPO_ROOT, load_models, load_settings
 from tasks.steps import resources
 from tasks.steps.ladder import large_verdicts, small_scores
+from tasks.steps.paths import confined_output
 from tasks.steps.scan import load_citations, select, source_files, tools_and_route, utcnow, validate
 
 WORKFLOW = "ladder-eval"
@@ -43,6 +44,7 @@ class LadderEvalParams(BaseModel):
 def ladder_eval(params: LadderEvalParams | None = None) -> dict[str, Any]:
     params = params or LadderEvalParams()
     settings = load_settings()
+    out = confined_output(settings, params.out_dir, "out_dir")
     run_id, now = str(flow_run.get_id() or uuid.uuid4()), utcnow()
     citations, _ = load_citations(source_files(None), settings.cache_dir)
     checked = validate(select(citations, None, None, params.split, None), settings)
@@ -135,7 +137,6 @@ def ladder_eval(params: LadderEvalParams | None = None) -> dict[str, Any]:
         "measured_sample": measured,
         "curve": curve,
     }
-    out = params.out_dir
     write_json(result, out / "ladder_eval.json")
     points = {name: (m["usd_per_1k_items"], m["recall"]) for name, m in estimated.items()}
     cost_recall_png(

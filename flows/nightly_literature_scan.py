@@ -21,6 +21,7 @@ from tasks.core.chunks import iter_chunks
 from tasks.settings import load_settings
 from tasks.steps import resources
 from tasks.steps.audit import head_label
+from tasks.steps.paths import confined_sources
 from tasks.steps.scan import (
     load_citations,
     materialise_digest,
@@ -83,11 +84,12 @@ class ScanSummary(BaseModel):
 def nightly_literature_scan(params: ScanParams | None = None) -> ScanSummary:
     params = params or ScanParams()
     settings = load_settings()
+    sources = confined_sources(settings, params.sources)
     logger = get_run_logger()
     run_id = str(flow_run.get_id() or uuid.uuid4())
     now = utcnow()
 
-    citations, rejected = load_citations(source_files(params.sources), settings.cache_dir)
+    citations, rejected = load_citations(source_files(sources), settings.cache_dir)
     window = select(citations, params.since, params.until, params.split, params.limit)
     checked = validate(window, settings)
     quarantine_rows = pl.concat([rejected, checked.quarantine], how="vertical_relaxed")

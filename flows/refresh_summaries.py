@@ -22,6 +22,7 @@ from tasks.steps.knowledge import (
     publish_index_version,
     utcnow,
 )
+from tasks.steps.paths import confined_sources
 
 
 class RefreshParams(BaseModel):
@@ -48,9 +49,10 @@ class RefreshSummary(BaseModel):
 def refresh_summaries(params: RefreshParams | None = None) -> RefreshSummary:
     params = params or RefreshParams()
     settings = load_settings()
+    sources = confined_sources(settings, params.sources)
     now = utcnow()
     signals = pl.DataFrame(faers_signals())
-    abstracts = index_abstracts(settings, params.sources)
+    abstracts = index_abstracts(settings, sources)
     reference = index_reference(settings, signals)
     version = publish_index_version(settings, now)
     rows = materialise_summaries(settings, signals, version, now)

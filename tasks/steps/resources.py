@@ -17,6 +17,8 @@ from tasks.io.audit import MIN_KEY_BYTES, AuditTrail, dev_key
 from tasks.io.budget import BudgetStore
 from tasks.io.lake import Lake
 from tasks.io.reports import read_json
+from tasks.io.sealing import sealer_for
+from tasks.io.triage_store import TriageStore
 from tasks.io.vectors import VectorStore
 from tasks.policy.planner import Thresholds
 from tasks.settings import Settings, load_models
@@ -102,6 +104,15 @@ def audit_key(settings: Settings, *, create: bool = True) -> bytes | None:
     if not create and not path.is_file():
         return None
     return dev_key(path)
+
+
+def triage_store(settings: Settings) -> TriageStore:
+    """The triage store, its case payloads sealed with this environment's data key.
+
+    Raises:
+        ConfigError: no data key outside env dev, or the store's key is not configured.
+    """
+    return TriageStore(settings.triage_db, sealer_for(settings))
 
 
 def audit(settings: Settings) -> AuditTrail:

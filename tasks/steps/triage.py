@@ -137,7 +137,7 @@ class Triager:
         model_key = catalog.tasks[NARRATIVE_TASK]
         return cls(
             settings,
-            store or TriageStore(settings.triage_db),
+            store or resources.triage_store(settings),
             NarrativeFlagger(
                 resources.embedder(),
                 settings.triage.narrative_threshold,

@@ -29,7 +29,6 @@ from tasks.core.triage_rows import (
 from tasks.errors import DataContractError
 from tasks.io.audit import AuditTrail
 from tasks.io.lake import Lake
-from tasks.io.triage_store import TriageStore
 from tasks.schemas import LEDGER, TRIAGE_AUDIT, TRIAGE_DECISION, TriageDecision
 from tasks.settings import Settings, load_models
 from tasks.steps import resources
@@ -79,7 +78,7 @@ def write_triage_audit(
 )
 def book_batch(settings: Settings, run_id: str, now: datetime) -> Booked:
     """Decisions, audit and ledger for the oldest unbooked cases, then the human reviews."""
-    store, lake = TriageStore(settings.triage_db), Lake(settings.lake_dir)
+    store, lake = resources.triage_store(settings), Lake(settings.lake_dir)
     trail = resources.audit(settings)
     decisions = store.pending(settings.triage.lane_batch_size)
     cost = 0.0
@@ -182,7 +181,7 @@ def ensure_lane_limit(limit: int = 1) -> None:
 )
 def settle_deferred(settings: Settings) -> int:
     """Read the narratives the service deferred when saturated, one micro-batch at a time."""
-    store = TriageStore(settings.triage_db)
+    store = resources.triage_store(settings)
     if not store.count(status="deferred"):
         return 0
     triager = Triager.build(settings, store)
@@ -192,7 +191,7 @@ def settle_deferred(settings: Settings) -> int:
 @task(name="held-triage-case", cache_policy=NO_CACHE)
 def held_case(settings: Settings, case_id: str) -> TriageDecision:
     """The decision of a case that waits for a human; anything else is a contract error."""
-    stored = TriageStore(settings.triage_db).get(case_id)
+    stored = resources.triage_store(settings).get(case_id)
     if stored is None:
         raise DataContractError(f"case {case_id} is unknown", record=case_id, field="case_id")
     if stored.decision.status != "held_for_review":
@@ -213,7 +212,7 @@ def record_review(
     Stored first: a review the chain misses (a crash between the two) is still booked by the
     lane, while a chain entry for a review the store refused would be a false record.
     """
-    decision = TriageStore(settings.triage_db).review(
+    decision = resources.triage_store(settings).review(
         case_id, verdict=verdict, reviewer=reviewer, reason=reason, at=at
     )
     row = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from prefect.testing.utilities import prefect_test_harness
@@ -12,3 +13,8 @@ from prefect.testing.utilities import prefect_test_harness
 def prefect_harness() -> Iterator[None]:
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture(autouse=True)
+def _flow_paths_in_tmp(tmp_path_allowed: Path) -> None:
+    """Flow tests write their MEDLINE files and results in tmp_path: an allowed root here."""

@@ -16,6 +16,7 @@ from flows.triage_review import triage_review
 from tasks.io.triage_store import TriageStore
 from tasks.schemas import IcsrCase, TriageDecision
 from tasks.settings import load_settings
+from tasks.steps.resources import triage_store
 from tasks.tools import icsr
 
 
@@ -54,7 +55,7 @@ def paused_run_id(deadline_s: float = 60.0):
 
 @pytest.mark.slow
 def test_reviewer_answers_the_paused_run_form(isolated_home):
-    store = TriageStore(load_settings().triage_db)
+    store = triage_store(load_settings())
     held(store)
     outcome: dict[str, str] = {}
     runner = threading.Thread(

@@ -16,7 +16,6 @@ from typer.testing import CliRunner
 from flows.cli import app
 from tasks.errors import ConfigError
 from tasks.io.lake import Lake
-from tasks.io.triage_store import TriageStore
 from tasks.settings import Settings, load_settings
 from tasks.steps import resources
 from tasks.steps.triage_lane import book_batch, record_review
@@ -35,7 +34,7 @@ def verify_cli() -> tuple[int, str]:
 def booked(isolated_home) -> Settings:
     """Two triage decisions booked by the lane: chain entries, lake rows and one anchor."""
     settings = load_settings()
-    store = TriageStore(settings.triage_db)
+    store = resources.triage_store(settings)
     store_case(store, "H-1", "held_for_review")
     store_case(store, "A-1", "auto_accepted")
     assert book_batch.fn(settings, "run-1", NOW).cases == 2
@@ -79,7 +78,7 @@ def test_reviews_are_in_the_chain_with_a_hash_of_the_reason_not_its_text(booked)
 
 
 def test_a_review_stored_by_the_http_app_reaches_the_chain_through_the_lane(booked):
-    TriageStore(booked.triage_db).review(
+    resources.triage_store(booked).review(
         "H-1", verdict="rejected", reviewer="k-rev", reason="duplicate", at=NOW
     )
     book_batch.fn(booked, "run-2", NOW)

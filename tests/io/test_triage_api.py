@@ -10,8 +10,8 @@ from fastapi.testclient import TestClient
 
 from models.embedder import default_embedder
 from models.narrative import NarrativeFlagger
-from tasks.io.triage_store import TriageStore
 from tasks.settings import ApiKey, TriageSettings, load_models, load_policies, load_settings
+from tasks.steps.resources import triage_store
 from tasks.steps.triage import NARRATIVE_TASK, Triager
 from tasks.steps.triage_api import create_app, hash_key
 
@@ -38,7 +38,7 @@ def build(tmp_path, flagger, **triage):
     key = catalog.tasks[NARRATIVE_TASK]
     triager = Triager(
         settings,
-        TriageStore(settings.triage_db),
+        triage_store(settings),
         flagger,
         rules=load_policies(settings).rules,
         price=catalog.models[key],

@@ -12,7 +12,6 @@ from models.embedder import default_embedder
 from models.narrative import NarrativeFlagger
 from tasks.errors import ConfigError
 from tasks.io.audit import AuditTrail
-from tasks.io.triage_store import TriageStore
 from tasks.schemas import IcsrCase
 from tasks.settings import (
     DEFAULT_CONFIG_DIR,
@@ -51,7 +50,7 @@ def _triager(settings, flagger) -> Triager:
     key = catalog.tasks[NARRATIVE_TASK]
     return Triager(
         settings,
-        TriageStore(settings.triage_db),
+        resources.triage_store(settings),
         flagger,
         rules=load_policies(settings).rules,
         price=catalog.models[key],

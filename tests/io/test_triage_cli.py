@@ -13,6 +13,7 @@ from tasks.io.triage_store import TriageStore
 from tasks.schemas import IcsrCase, TriageDecision
 from tasks.settings import load_settings
 from tasks.steps import resources
+from tasks.steps.resources import triage_store
 from tasks.steps.triage_api import hash_key
 from tasks.tools import icsr
 
@@ -52,7 +53,7 @@ def reviewer_keys(isolated_home, monkeypatch):
 
 
 def test_review_commands(reviewer_keys):
-    store = TriageStore(load_settings().triage_db)
+    store = triage_store(load_settings())
     store_case(store, "H-1", "held_for_review")
     store_case(store, "A-1", "auto_accepted")
     runner = CliRunner()
@@ -92,7 +93,7 @@ def test_review_commands(reviewer_keys):
     ids=["missing", "wrong", "submitter", "revoked"],
 )
 def test_a_review_without_a_valid_reviewer_key_records_nothing(reviewer_keys, key, message):
-    store = TriageStore(load_settings().triage_db)
+    store = triage_store(load_settings())
     store_case(store, "H-1", "held_for_review")
     if key is not None:
         reviewer_keys.setenv("PHARMALANE_API_KEY", key)
@@ -107,7 +108,7 @@ def test_a_review_without_a_valid_reviewer_key_records_nothing(reviewer_keys, ke
 
 
 def test_the_key_can_be_typed_hidden_and_a_typed_name_is_no_longer_accepted(reviewer_keys):
-    store = TriageStore(load_settings().triage_db)
+    store = triage_store(load_settings())
     store_case(store, "H-1", "held_for_review")
     runner = CliRunner()
     named = ["review", "accept", "H-1", "--reason", "ok, reviewed", "--reviewer", "dr-x"]

@@ -160,4 +160,6 @@ def test_a_store_from_before_submitters_is_migrated_not_broken(tmp_path):
     assert client_.post("/cases", json=report("OLD-1", **DEATH), headers=A).status_code == 409
     assert client_.get("/cases/OLD-1", headers=A).status_code == 404  # owner unknown
     assert client_.get("/cases/OLD-1", headers=REV).json() == answer
-    TriageStore(triager.store.path)  # a second open finds nothing left to migrate
+    TriageStore(
+        triager.store.path, triager.store.sealer
+    )  # a second open finds nothing left to migrate

@@ -12,8 +12,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tasks.io.ae_feed import replay_feed
-from tasks.io.triage_store import TriageStore
 from tasks.settings import ApiKey, TriageSettings, load_settings
+from tasks.steps.resources import triage_store
 from tasks.steps.triage import Triager
 from tasks.steps.triage_api import create_app, hash_key
 from tests.triage_server import SALT, SUBMITTER_ID, SUBMITTER_KEY, free_port, start_server, stop
@@ -57,7 +57,7 @@ def test_kill_mid_stream_then_restart_loses_no_accepted_case(tmp_path):
             ],
         ),
     )
-    store = TriageStore(settings.triage_db)
+    store = triage_store(settings)
     assert store.count() >= len(accepted)  # answered => committed before the answer
     client = TestClient(create_app(settings, Triager.build(settings, store)))
     for case_id, answer in accepted.items():

@@ -16,9 +16,9 @@ from fastapi.testclient import TestClient
 
 from models.embedder import default_embedder
 from models.narrative import NarrativeFlagger
-from tasks.io.triage_store import TriageStore
 from tasks.schemas import IcsrCase
 from tasks.settings import ApiKey, TriageSettings, load_models, load_policies, load_settings
+from tasks.steps import resources
 from tasks.steps.triage import NARRATIVE_TASK, Triager
 from tasks.steps.triage_api import create_app, hash_key
 
@@ -143,7 +143,7 @@ def build(tmp_path, flagger) -> Triager:
     key = catalog.tasks[NARRATIVE_TASK]
     return Triager(
         settings,
-        TriageStore(settings.triage_db),
+        resources.triage_store(settings),
         flagger,
         rules=load_policies(settings).rules,
         price=catalog.models[key],
