@@ -58,7 +58,7 @@ def store_with(path: Path, *keys: bytes) -> TriageStore:
 
 
 def put(store: TriageStore, case_id: str, narrative: str = NARRATIVE) -> None:
-    store.accept(case(case_id, narrative), f"fp-{case_id}", decision(case_id))
+    store.accept(case(case_id, narrative), f"fp-{case_id}", decision(case_id), submitter="k-sub")
 
 
 def file_bytes(db: Path) -> bytes:
