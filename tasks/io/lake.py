@@ -64,6 +64,23 @@ class Lake:
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
+    def datasets(self) -> list[str]:
+        """Every dataset with a Parquet file, named by its path below ``root``.
+
+        A dataset is the folder above its first ``key=value`` partition folder, so nested
+        datasets (``summaries/product_digest`` by ``pub_month``, ``summaries/product_knowledge``
+        by ``kind``) are two datasets, never one glob over differently partitioned files.
+        """
+        if not self.root.is_dir():
+            return []
+        found = set()
+        for path in self.root.rglob("*.parquet"):
+            parts = path.parent.relative_to(self.root).parts
+            cut = next((i for i, part in enumerate(parts) if "=" in part), len(parts))
+            if cut:
+                found.add("/".join(parts[:cut]))
+        return sorted(found)
+
     def files(self, dataset: str) -> list[Path]:
         folder = self.dataset_dir(dataset)
         return sorted(folder.rglob("*.parquet")) if folder.is_dir() else []
@@ -136,20 +153,23 @@ class Lake:
         return fresh.height
 
     def query(self, sql: str, params: Sequence[object] = ()) -> pl.DataFrame:
-        """Run SQL where ``{dataset}`` placeholders name lake datasets as DuckDB views."""
+        """Run SQL in which every dataset of :meth:`datasets` is a view of that name.
+
+        A nested dataset's view keeps its path: ``SELECT * FROM "summaries/product_digest"``.
+        """
         with duckdb.connect() as con:
-            for name in sorted({p.name for p in self.root.iterdir()} if self.root.is_dir() else []):
-                if self.files(name):
-                    pattern = str(self.dataset_dir(name) / "**" / "*.parquet")
-                    con.execute(
-                        f'CREATE VIEW "{name}" AS SELECT * FROM read_parquet('  # noqa: S608
-                        f"'{_quote(pattern)}', hive_partitioning = true, "
-                        "hive_types_autocast = false, union_by_name = true)"
-                    )
+            for name in self.datasets():
+                view = _quote(name, '"')
+                pattern = str(self.dataset_dir(name) / "**" / "*.parquet")
+                con.execute(
+                    f'CREATE VIEW "{view}" AS SELECT * FROM read_parquet('  # noqa: S608
+                    f"'{_quote(pattern)}', hive_partitioning = true, "
+                    "hive_types_autocast = false, union_by_name = true)"
+                )
             relation = con.sql(sql, params=list(params) or None)
             table = relation.to_arrow_table() if relation is not None else pa.table({})
         return pl.from_arrow(table)  # type: ignore[return-value]
 
 
-def _quote(text: str) -> str:
-    return text.replace("'", "''")
+def _quote(text: str, mark: str = "'") -> str:
+    return text.replace(mark, mark * 2)

@@ -28,7 +28,9 @@ ORDER BY created_at, call_id
 # leave NaN out, so `isnan(cost_usd)` finds nothing; tests/io/test_finops.py guards this
 
 LEDGER_MODELS = f"""
-SELECT coalesce(model, '') AS model, min(call_id) AS first_call_id, count(*) AS calls
+SELECT coalesce(model, '') AS model, min(call_id) AS first_call_id, count(*) AS calls,
+       count(*) FILTER (WHERE cost_usd <> 0) AS paid_calls,
+       min(call_id) FILTER (WHERE cost_usd <> 0) AS first_paid_call_id
 FROM ledger WHERE {_WINDOW} GROUP BY ALL ORDER BY model
 """  # noqa: S608
 
@@ -63,6 +65,16 @@ FROM decisions WHERE decided_at >= $1 AND decided_at < $2 GROUP BY ALL
 ORDER BY workflow, path, decision
 """
 
+# what the knowledge layer's answers were worth (paid now or served from a cache), per workflow
+# of the ledger rows that answered them; a cache key belongs to one workflow
+CACHE_SERVED = """
+SELECT owner.workflow, sum(served.worth_usd) AS attributed_usd
+FROM (SELECT key, sum(cost_usd + cost_saved_usd) AS worth_usd FROM cache_events
+      WHERE created_at >= $1 AND created_at < $2 GROUP BY key) AS served
+JOIN (SELECT DISTINCT chunk_id, workflow FROM ledger) AS owner ON owner.chunk_id = served.key
+GROUP BY ALL ORDER BY owner.workflow
+"""
+
 
 class Warehouse:
     """Read-only SQL over the lake at ``lake``."""
@@ -86,4 +98,5 @@ class Warehouse:
             by_hour=self._run("ledger", BY_HOUR, window),
             top_calls=self._run("ledger", TOP_CALLS, [*window, top_n]),
             outcomes=self._run("decisions", OUTCOMES, window),
+            cache_served=self._run("cache_events", CACHE_SERVED, window),
         )

@@ -72,6 +72,7 @@ def _workload():
 
 
 @pytest.mark.bench
+@pytest.mark.timeout(3600)  # a benchmark runs for minutes; an hour means it hangs
 def test_knowledge_cache_workload(tmp_path):
     source = load_settings()
     if not (source.lake_dir / "decisions").is_dir():

@@ -28,6 +28,7 @@ ITEMS = int(os.environ.get("PHARMALANE_BENCH_ITEMS", "1000"))
 
 
 @pytest.mark.bench
+@pytest.mark.timeout(3600)  # a benchmark runs for minutes; an hour means it hangs
 @pytest.mark.usefixtures("tmp_path_allowed")
 def test_scan_throughput_vs_raw_model(tmp_path, monkeypatch):
     records = real_medline_records(20788)

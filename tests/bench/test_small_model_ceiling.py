@@ -65,6 +65,7 @@ def at_recall(p: np.ndarray, y: np.ndarray, scope: np.ndarray, target: float) ->
 
 
 @pytest.mark.bench
+@pytest.mark.timeout(3600)  # a benchmark runs for minutes; an hour means it hangs
 def test_small_model_ceiling():
     rows, embedded = labelled_split_vectors()
     y = rows["label_ade"].to_numpy().astype(bool)

@@ -27,6 +27,7 @@ def _rate(n: int, seconds: float) -> float:
 
 
 @pytest.mark.bench
+@pytest.mark.timeout(3600)  # a benchmark runs for minutes; an hour means it hangs
 def test_supervisor_throughput(tmp_path):
     results: dict[str, object] = {}
     store = BudgetStore(tmp_path / "b.sqlite")

@@ -53,6 +53,7 @@ def sweep(home: Path, cases: list[dict], **settings: str) -> dict:
 
 
 @pytest.mark.bench
+@pytest.mark.timeout(3600)  # a benchmark runs for minutes; an hour means it hangs
 def test_triage_latency(tmp_path):
     cases, _ = replay_feed()
     report = {

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib
+import itertools
 import typing
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -49,12 +52,42 @@ def test_deployment_is_typed_and_its_parameters_fit_the_flow(deployment):
         TypeAdapter(hints[name]).validate_python(value)
 
 
-def test_scheduled_deployments_use_valid_cron():
-    from prefect.client.schemas.schedules import CronSchedule
+# The lanes that run unattended, with their cadence in days. Removing a schedule, pausing it,
+# or scheduling another deployment fails here, so each such change is made on purpose.
+SCHEDULED = {"nightly": 1, "escalate": 1, "refresh": 1, "weekly": 7}
+SCHEDULE_TIMEZONE = "UTC"  # the lake's days, the budgets' periods and FinOps windows are UTC
+FOUR_WEEKS_FROM = datetime(2026, 1, 5, tzinfo=UTC)  # a Monday
 
-    for deployment in DEPLOYMENTS:
-        for schedule in deployment.get("schedules", []):
-            CronSchedule(cron=schedule["cron"], timezone=schedule["timezone"])
+
+def _fires(deployment: dict) -> list[datetime]:
+    """When Prefect's scheduler would start this deployment over four weeks (its own code)."""
+    from prefect.server.schemas.schedules import CronSchedule
+
+    (spec,) = deployment["schedules"]
+    schedule = CronSchedule(cron=spec["cron"], timezone=spec["timezone"])  # validates the cron
+    until = FOUR_WEEKS_FROM + timedelta(weeks=4)
+    dates = asyncio.run(schedule.get_dates(start=FOUR_WEEKS_FROM, end=until))
+    return [datetime.fromtimestamp(d.timestamp(), UTC) for d in dates]
+
+
+def test_unattended_lanes_are_scheduled_in_utc_at_their_cadence():
+    by_name = {d["name"]: d for d in DEPLOYMENTS}
+    assert {name for name, d in by_name.items() if d.get("schedules")} == set(SCHEDULED)
+    for name, every_days in SCHEDULED.items():
+        (spec,) = by_name[name]["schedules"]
+        assert spec["timezone"] == SCHEDULE_TIMEZONE, name
+        assert spec.get("active", True) is True, name
+        fires = _fires(by_name[name])
+        assert len(fires) == 28 // every_days, name
+        assert {b - a for a, b in itertools.pairwise(fires)} == {timedelta(days=every_days)}, name
+
+
+def test_the_night_runs_the_scan_first_and_finops_last():
+    """Escalation and refresh read what the scan wrote; FinOps reports the night's spend."""
+    by_name = {d["name"]: d for d in DEPLOYMENTS}
+    at = {name: _fires(by_name[name])[0].time() for name in SCHEDULED}  # UTC time of day
+    assert at["nightly"] < at["escalate"] and at["nightly"] < at["refresh"]
+    assert max(at["nightly"], at["escalate"], at["refresh"]) < at["weekly"]
 
 
 def test_kubernetes_job_templates_pin_lanes_to_their_nodes():

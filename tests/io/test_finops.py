@@ -11,10 +11,11 @@ from PIL import Image
 
 from tasks.core.finops import assemble
 from tasks.core.finops_render import chart_series, render_chart, render_charts, render_html
+from tasks.core.pricing import CACHE_MODEL
 from tasks.errors import DataContractError
 from tasks.io.lake import Lake
 from tasks.io.warehouse import Warehouse
-from tasks.schemas import DECISION, LEDGER
+from tasks.schemas import CACHE_EVENT, DECISION, LEDGER
 from tasks.settings import load_models, load_settings
 
 T0 = datetime(2026, 11, 16, 0, 5, tzinfo=UTC)
@@ -154,6 +155,59 @@ def test_bad_ledger_cost_names_the_call_and_field(settings, override, problem):
 def test_unknown_model_price_names_the_call_and_field(settings):
     ledger = _ledger(model="gpt-9-unpriced")
     with pytest.raises(DataContractError, match=r"record call-000, field model: .*gpt-9-unpriced"):
+        _report(settings, ledger)
+
+
+def _asked_twice(ledger: pl.DataFrame, *, hit_cost: float = 0.0) -> pl.DataFrame:
+    """One question answered by retrieval ($0.001), then again from the warm cache."""
+    asks = ledger.head(2).with_columns(
+        pl.Series("call_id", ["call-ask-0", "call-ask-1"]),
+        pl.lit("knowledge").alias("workflow"),
+        pl.lit("q-1").alias("chunk_id"),
+        pl.Series("pattern", ["ask/retrieve", "ask/cache-warm"]),
+        pl.Series("model", ["minilm-extractive", CACHE_MODEL]),
+        pl.Series("backend", ["local-cpu", "none"]),
+        pl.Series("cost_usd", [0.001, hit_cost]),
+    )
+    return pl.concat([ledger, asks])
+
+
+def _cache_events() -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "event_id": ["ask-0", "ask-1"],
+            "key": ["q-1", "q-1"],
+            "tier": ["miss", "warm"],
+            "query_class": ["default", "default"],
+            "cost_usd": [0.001, 0.0],
+            "cost_saved_usd": [0.0, 0.001],
+            "created_at": [T0, T0 + timedelta(hours=1)],
+            "day": [T0.date().isoformat()] * 2,
+        }
+    )
+
+
+def test_cache_hits_are_free_calls_and_their_savings_are_reported(settings):
+    Lake(settings.lake_dir).write(
+        "cache_events", _cache_events(), CACHE_EVENT, partition_by="day", stem="t"
+    )
+    report = _report(settings, _asked_twice(_ledger()))
+    assert report.calls == 10
+    assert report.total_usd == pytest.approx(0.761)
+    knowledge = report.by_pattern.filter(pl.col("workflow") == "knowledge").sort("pattern")
+    assert knowledge.select("pattern", "model", "calls", "cost_usd").rows() == [
+        ("ask/cache-warm", CACHE_MODEL, 1, 0.0),
+        ("ask/retrieve", "minilm-extractive", 1, pytest.approx(0.001)),
+    ]
+    saved = {r["workflow"]: r for r in report.cache_savings.to_dicts()}
+    assert saved["knowledge"]["paid_usd"] == pytest.approx(0.001)
+    assert saved["knowledge"]["saved_usd"] == pytest.approx(0.001)
+    assert saved["nightly-literature-scan"]["saved_usd"] == 0.0
+
+
+def test_a_cache_row_that_costs_money_names_the_call(settings):
+    ledger = _asked_twice(_ledger(), hit_cost=0.001)
+    with pytest.raises(DataContractError, match=r"record call-ask-1, field model: .*cache"):
         _report(settings, ledger)
 
 

@@ -83,6 +83,33 @@ def test_query_sees_every_dataset_as_a_view(tmp_path):
     assert Lake(tmp_path / "empty").read("ds").is_empty()
 
 
+def test_nested_datasets_partitioned_differently_are_separate_views(tmp_path):
+    lake = Lake(tmp_path)
+    lake.write(
+        "sums/by_month",
+        _rows(["a", "b"], ["m1", "m2"], [1.0, 2.0]),
+        SCHEMA,
+        partition_by="month",
+        stem="s",
+    )
+    by_kind = pa.schema([pa.field("id", pa.string()), pa.field("kind", pa.string())])
+    lake.write(
+        "sums/by_kind",
+        pl.DataFrame({"id": ["c"], "kind": ["k"]}),
+        by_kind,
+        partition_by="kind",
+        stem="s",
+    )
+    lake.write("ds", _rows(["d"], ["m"], [4.0]), SCHEMA, partition_by="month", stem="s")
+    assert lake.datasets() == ["ds", "sums/by_kind", "sums/by_month"]
+    counts = lake.query(
+        'SELECT (SELECT count(*) FROM "sums/by_month") AS months, '
+        '(SELECT count(*) FROM "sums/by_kind") AS kinds, (SELECT count(*) FROM ds) AS ds'
+    )
+    assert counts.row(0) == (2, 1, 1)
+    assert Lake(tmp_path / "empty").datasets() == []
+
+
 def test_timestamps_round_trip_in_utc(tmp_path):
     schema = pa.schema(
         [

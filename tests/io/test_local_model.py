@@ -4,7 +4,13 @@ import hashlib
 
 import pytest
 
-from models.llm.local import join_verified, sha256_file
+from models.llm.local import (
+    RuntimeNotInstalled,
+    join_verified,
+    llama_server,
+    require_llama_cpp,
+    sha256_file,
+)
 
 
 def parts(tmp_path):
@@ -28,3 +34,23 @@ def test_a_wrong_hash_is_refused_and_leaves_nothing_behind(tmp_path):
     with pytest.raises(ValueError, match="expected 0000"):
         join_verified(parts(tmp_path), target, "0000")
     assert not target.exists() and list(target.parent.iterdir()) == []
+
+
+def test_the_llm_runtime_is_an_extra_whose_absence_names_it(tmp_path):
+    require_llama_cpp()  # make test installs the extra
+    with pytest.raises(RuntimeNotInstalled, match=r"pip install -e '\.\[llm\]'"):
+        require_llama_cpp("llama_cpp_not_installed")
+
+
+def test_a_server_without_the_runtime_fails_before_it_spawns(tmp_path, monkeypatch):
+    import sys
+
+    # this interpreter cannot import llama_cpp: a finder that refuses it, as an install without
+    # the extra would
+    class Refuse:
+        def find_spec(self, name, path=None, target=None):
+            return None
+
+    monkeypatch.setattr(sys, "meta_path", [Refuse()])
+    with pytest.raises(RuntimeNotInstalled, match="llm"), llama_server(tmp_path / "m.gguf"):
+        pass

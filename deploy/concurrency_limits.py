@@ -1,0 +1,31 @@
+"""Create every global concurrency limit the lanes acquire; idempotent. Run by deploy/ui.sh.
+
+Against the Prefect server in ``PREFECT_API_URL``: the triage lane's ``urgent-ae-triage`` (held
+strictly: without it the lane fails) and one ``model-calls-<workflow>`` rate limit per throttle
+in configs/budgets.yaml. They are made by the functions the lanes themselves call, so the names
+and sizes are the ones the code acquires; a limit that exists is kept (a rate limit whose size
+no longer matches budgets.yaml is replaced). Prints the names, one a line.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from tasks.settings import load_budgets, load_settings
+from tasks.steps.supervisor import ensure_prefect_rate_limit
+from tasks.steps.triage import WORKFLOW as TRIAGE_LANE
+from tasks.steps.triage_lane import ensure_lane_limit
+
+
+def ensure_all() -> list[str]:
+    """Create what is missing; return the name of every limit a lane acquires."""
+    ensure_lane_limit()
+    throttles = load_budgets(load_settings()).throttles
+    return [
+        TRIAGE_LANE,
+        *(ensure_prefect_rate_limit(t.workflow, t.calls_per_minute) for t in throttles),
+    ]
+
+
+if __name__ == "__main__":
+    sys.stdout.write("".join(f"{name}\n" for name in ensure_all()))
