@@ -19,7 +19,8 @@ from pydantic import BaseModel
 from tasks.core.ladder import choose_cascade
 from tasks.core.pricing import call_cost
 from tasks.io.reports import write_json
-from tasks.settings import load_models, load_settings
+from tasks.rules import load_models
+from tasks.settings import load_settings
 from tasks.steps import resources
 from tasks.steps.ladder import small_scores
 from tasks.steps.scan import load_citations, select, source_files, tools_and_route, utcnow, validate

@@ -95,7 +95,8 @@ def budget_status() -> None:
 
     Exits 1 when any budget went over its limit (overrides or overages): finance must look.
     """
-    from tasks.settings import load_budgets, load_settings
+    from tasks.rules import load_budgets
+    from tasks.settings import load_settings
     from tasks.steps import resources
 
     settings = load_settings()

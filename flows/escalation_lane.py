@@ -19,7 +19,7 @@ from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
 from flows.progress import report
-from tasks.core.chunks import iter_chunks
+from tasks.core.batches import iter_chunks
 from tasks.settings import load_settings
 from tasks.steps import resources
 from tasks.steps.audit import head_label

@@ -23,7 +23,8 @@ from tasks.core.ladder import compare_paths, large_recall_record, recall_validat
 from tasks.core.pricing import call_cost
 from tasks.core.verdict import PROMPT_SHA256
 from tasks.io.reports import cost_recall_png, write_json
-from tasks.settings import REPO_ROOT, load_models, load_settings
+from tasks.rules import load_models
+from tasks.settings import REPO_ROOT, load_settings
 from tasks.steps import resources
 from tasks.steps.ladder import large_verdicts, small_scores
 from tasks.steps.paths import confined_output

@@ -21,14 +21,8 @@ from fastapi.testclient import TestClient
 
 from models.embedder import default_embedder
 from models.narrative import NarrativeFlagger
-from tasks.settings import (
-    ApiKey,
-    Settings,
-    TriageSettings,
-    load_models,
-    load_policies,
-    load_settings,
-)
+from tasks.rules import load_models, load_policies
+from tasks.settings import ApiKey, Settings, TriageSettings, load_settings
 from tasks.steps import resources
 from tasks.steps.triage import NARRATIVE_TASK, Triager
 from tasks.steps.triage_api import create_app, hash_key

@@ -13,7 +13,7 @@ from datetime import datetime
 import polars as pl
 
 from tasks.errors import DataContractError
-from tasks.settings import ModelsFile
+from tasks.rules import ModelsFile
 
 # decision -> the business outcome it resolves (cost per outcome is spend / outcomes)
 OUTCOMES = {

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 import polars as pl
 
-from tasks.core.chunking import split_sentences
+from tasks.core.passages import split_sentences
 
 REFERENCE_PREFIX = "ref"
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tasks.settings import ModelPrice
+from tasks.rules import ModelPrice
 
 
 def call_cost(

@@ -12,10 +12,11 @@ from datetime import datetime
 import numpy as np
 import polars as pl
 
-from tasks.core.chunks import stable_id
+from tasks.core.batches import stable_id
 from tasks.core.pricing import call_cost
+from tasks.rules import load_models
 from tasks.schemas import LEDGER
-from tasks.settings import Settings, load_models
+from tasks.settings import Settings
 from tasks.steps import resources
 from tasks.steps.supervisor import admit, settle, throttle
 

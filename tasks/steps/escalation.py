@@ -14,14 +14,15 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.core.audit_entries import decision_entries
-from tasks.core.chunks import chunk_id
+from tasks.core.batches import chunk_id
+from tasks.core.judge import Judgement
 from tasks.core.ladder import recall_validated
 from tasks.core.verdict import PROMPT_SHA256, decision_of, product_among_suspects
-from tasks.io.judge import Judgement
 from tasks.io.reports import read_json
 from tasks.policy.engine import decide
+from tasks.rules import PolicyRule, load_policies
 from tasks.schemas import CASE, DECISION, LEDGER
-from tasks.settings import PolicyRule, Settings, load_policies
+from tasks.settings import Settings
 from tasks.steps import resources
 from tasks.steps.audit import anchor
 from tasks.steps.paid_calls import SupervisedLLM, judge_row, ledger_rows

@@ -12,7 +12,8 @@ from tasks.core.finops import FinopsReport, assemble
 from tasks.core.finops_render import render_charts, render_html
 from tasks.io.reports import write_text_atomic
 from tasks.io.warehouse import Warehouse
-from tasks.settings import Settings, load_models
+from tasks.rules import load_models
+from tasks.settings import Settings
 from tasks.steps import resources
 from tasks.steps.retry import retry_transient_only
 

@@ -18,6 +18,7 @@ import polars as pl
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from tasks.core.batches import stable_id
 from tasks.core.cache_keys import (
     Entities,
     QueryClass,
@@ -29,8 +30,6 @@ from tasks.core.cache_keys import (
     is_intact,
     semantic_match,
 )
-from tasks.core.chunking import chunk_documents
-from tasks.core.chunks import stable_id
 from tasks.core.intake import with_derived_fields
 from tasks.core.knowledge import (
     Answer,
@@ -40,6 +39,7 @@ from tasks.core.knowledge import (
     reference_documents,
     signal_summaries,
 )
+from tasks.core.passages import chunk_documents
 from tasks.core.pricing import call_cost
 from tasks.core.signals import disproportionality
 from tasks.errors import ConfigError, PolicyDenied
@@ -47,8 +47,9 @@ from tasks.io import entities, faers
 from tasks.io.knowledge import ABSTRACT_CHUNKS, CHUNK_TABLES, REFERENCE_CHUNKS, KnowledgeStore
 from tasks.io.warm_cache import WarmCache
 from tasks.policy.cache_admission import decide
+from tasks.rules import ModelsFile, load_models, load_products
 from tasks.schemas import CACHE_EVENT, LEDGER, PRODUCT_SUMMARY
-from tasks.settings import ModelsFile, Settings, load_models, load_products
+from tasks.settings import Settings
 from tasks.steps import resources
 from tasks.steps.retry import retry_transient_only
 from tasks.steps.scan import load_citations, source_files

@@ -10,11 +10,12 @@ import pyarrow as pa
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.core.chunks import chunk_id
+from tasks.core.batches import chunk_id
 from tasks.core.pricing import call_cost
 from tasks.core.verdict import PROMPT_VERSION
+from tasks.rules import load_models
 from tasks.schemas import EVAL_VERDICT, LEDGER
-from tasks.settings import Settings, load_models
+from tasks.settings import Settings
 from tasks.steps import resources
 from tasks.steps.embedding import SCREEN_TASK, texts_of
 from tasks.steps.paid_calls import SupervisedLLM, judge_row, ledger_rows

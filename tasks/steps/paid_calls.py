@@ -26,13 +26,14 @@ from pathlib import Path
 from typing import Any
 
 from models.llm import LLM, ChatMessage, ChatResult, LLMUnavailable
-from tasks.core.chunks import stable_id
+from tasks.core.batches import stable_id
+from tasks.core.judge import Judgement, judge
 from tasks.core.pricing import call_cost
 from tasks.core.verdict import PROMPT_VERSION
 from tasks.errors import ConfigError
 from tasks.io.call_journal import CallJournal, call_key
-from tasks.io.judge import Judgement, judge
-from tasks.settings import ModelPrice, Settings, load_models
+from tasks.rules import ModelPrice, load_models
+from tasks.settings import Settings
 from tasks.steps.resources import VERDICT_TASK
 from tasks.steps.supervisor import admit, settle, throttle
 

@@ -21,7 +21,8 @@ from tasks.io.sealing import sealer_for
 from tasks.io.triage_store import TriageStore
 from tasks.io.vectors import VectorStore
 from tasks.policy.planner import Thresholds
-from tasks.settings import Settings, load_models
+from tasks.rules import load_models
+from tasks.settings import Settings
 
 VERDICT_TASK = "ade-verdict"
 

@@ -13,15 +13,16 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.core.audit_entries import decision_entries
-from tasks.core.chunks import chunk_id, stable_id
+from tasks.core.batches import chunk_id, stable_id
 from tasks.core.digest import latest_outcome_per_item, product_digest
 from tasks.core.intake import select_window, split_duplicates, with_derived_fields
 from tasks.io import medline, quality
 from tasks.io.drug_dictionary import product_variants
 from tasks.policy.planner import plan
 from tasks.policy.router import route
+from tasks.rules import load_products, load_routing
 from tasks.schemas import DECISION, ESCALATION, PRODUCT_DIGEST, QUARANTINE
-from tasks.settings import Settings, load_products, load_routing
+from tasks.settings import Settings
 from tasks.steps import resources
 from tasks.steps.audit import anchor
 from tasks.steps.embedding import embed_paying_once, matrix

@@ -35,7 +35,8 @@ from prefect.settings import get_current_settings
 from tasks.errors import BudgetExceeded
 from tasks.io.budget import Reservation, Settlement
 from tasks.policy.supervisor import Admission, on_exhausted
-from tasks.settings import Budget, PolicyRule, Settings, load_budgets, load_policies
+from tasks.rules import Budget, PolicyRule, load_budgets, load_policies
+from tasks.settings import Settings
 from tasks.steps import resources
 
 

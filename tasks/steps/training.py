@@ -10,7 +10,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from models.scorer import LogisticScorer, train_calibrated
-from tasks.core.chunks import chunk_id
+from tasks.core.batches import chunk_id
 from tasks.errors import BudgetExceeded
 from tasks.settings import Settings
 from tasks.steps import resources

@@ -16,19 +16,12 @@ from typing import Any
 from models.narrative import NarrativeFlagger, NarrativeVerdict
 from tasks.core.pricing import call_cost
 from tasks.errors import ConfigError
+from tasks.intake import IcsrCase, TriageDecision
 from tasks.io.triage_store import TriageStore
 from tasks.policy.engine import Decision, decide
 from tasks.policy.supervisor import on_exhausted
-from tasks.schemas import IcsrCase, TriageDecision
-from tasks.settings import (
-    Budget,
-    ModelPrice,
-    PolicyRule,
-    Settings,
-    load_budgets,
-    load_models,
-    load_policies,
-)
+from tasks.rules import Budget, ModelPrice, PolicyRule, load_budgets, load_models, load_policies
+from tasks.settings import Settings
 from tasks.steps import resources
 from tasks.steps.supervisor import admit_within, settle
 from tasks.tools import icsr

@@ -25,8 +25,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from tasks.errors import CaseConflict, ConfigError, DataContractError
+from tasks.intake import IcsrCase, TriageDecision
 from tasks.io.rate_limit import RequestBuckets, retry_after
-from tasks.schemas import IcsrCase, TriageDecision
 from tasks.settings import ApiKey, Settings
 from tasks.steps.triage import Triager, utcnow
 

@@ -18,7 +18,7 @@ from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
 from tasks.core.audit_entries import triage_entries
-from tasks.core.chunks import stable_id
+from tasks.core.batches import stable_id
 from tasks.core.triage_rows import (
     audit_event,
     audit_frame,
@@ -27,10 +27,12 @@ from tasks.core.triage_rows import (
     machine_status,
 )
 from tasks.errors import DataContractError
+from tasks.intake import TriageDecision
 from tasks.io.audit import AuditTrail
 from tasks.io.lake import Lake
-from tasks.schemas import LEDGER, TRIAGE_AUDIT, TRIAGE_DECISION, TriageDecision
-from tasks.settings import Settings, load_models
+from tasks.rules import load_models
+from tasks.schemas import LEDGER, TRIAGE_AUDIT, TRIAGE_DECISION
+from tasks.settings import Settings
 from tasks.steps import resources
 from tasks.steps.audit import anchor
 from tasks.steps.retry import retry_transient_only

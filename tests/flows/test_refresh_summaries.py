@@ -8,8 +8,9 @@ import pytest
 from flows.refresh_summaries import RefreshParams, refresh_summaries
 from tasks.io.lake import Lake
 from tasks.io.medline import read_medline
+from tasks.rules import load_products
 from tasks.schemas import DECISION
-from tasks.settings import load_products, load_settings
+from tasks.settings import load_settings
 from tests.conftest import real_medline_records, write_medline
 
 pytestmark = pytest.mark.slow

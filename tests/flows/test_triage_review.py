@@ -13,8 +13,8 @@ from prefect.client.schemas.objects import StateType
 from prefect.flow_runs import resume_flow_run
 
 from flows.triage_review import triage_review
+from tasks.intake import IcsrCase, TriageDecision
 from tasks.io.triage_store import TriageStore
-from tasks.schemas import IcsrCase, TriageDecision
 from tasks.settings import load_settings
 from tasks.steps.resources import triage_store
 from tasks.tools import icsr

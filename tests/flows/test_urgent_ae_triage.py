@@ -10,8 +10,8 @@ from prefect import get_client
 from prefect.concurrency.asyncio import ConcurrencySlotAcquisitionError
 
 from flows.urgent_ae_triage import LaneParams, urgent_ae_triage
+from tasks.intake import IcsrCase
 from tasks.io.lake import Lake
-from tasks.schemas import IcsrCase
 from tasks.settings import load_settings
 from tasks.steps import resources
 from tasks.steps.audit import verify

@@ -21,9 +21,9 @@ from cryptography.fernet import Fernet
 from pydantic import SecretStr
 
 from tasks.errors import ConfigError, DataContractError
+from tasks.intake import IcsrCase, TriageDecision
 from tasks.io.sealing import KEYS_ENV, Sealer, dev_key, key_id, parse_keys, sealer_for
 from tasks.io.triage_store import TriageStore
-from tasks.schemas import IcsrCase, TriageDecision
 from tasks.settings import load_settings
 
 NARRATIVE = "Patient Quetzalia Brightwater collapsed after the second infusion of Xanomeline"

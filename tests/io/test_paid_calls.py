@@ -12,7 +12,8 @@ from models.llm.openai_http import FallbackLLM, OpenAICompatibleLLM
 from tasks.errors import ConfigError
 from tasks.io.audit import AuditTrail
 from tasks.io.call_journal import CallJournal, call_key
-from tasks.settings import load_budgets, load_settings
+from tasks.rules import load_budgets
+from tasks.settings import load_settings
 from tasks.steps.paid_calls import BudgetDeferred, SupervisedLLM, journal
 from tests.openai_stub import OpenAIStub, Reply, verdict_json
 

@@ -9,7 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from tasks.io.audit import AuditTrail
-from tasks.settings import DEFAULT_CONFIG_DIR, load_budgets, load_settings
+from tasks.rules import load_budgets
+from tasks.settings import DEFAULT_CONFIG_DIR, load_settings
 from tasks.steps import resources
 from tasks.steps.supervisor import admit, settle, throttle
 

@@ -10,7 +10,8 @@ from fastapi.testclient import TestClient
 
 from models.embedder import default_embedder
 from models.narrative import NarrativeFlagger
-from tasks.settings import ApiKey, TriageSettings, load_models, load_policies, load_settings
+from tasks.rules import load_models, load_policies
+from tasks.settings import ApiKey, TriageSettings, load_settings
 from tasks.steps.resources import triage_store
 from tasks.steps.triage import NARRATIVE_TASK, Triager
 from tasks.steps.triage_api import create_app, hash_key

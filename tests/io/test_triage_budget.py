@@ -11,15 +11,10 @@ import pytest
 from models.embedder import default_embedder
 from models.narrative import NarrativeFlagger
 from tasks.errors import ConfigError
+from tasks.intake import IcsrCase
 from tasks.io.audit import AuditTrail
-from tasks.schemas import IcsrCase
-from tasks.settings import (
-    DEFAULT_CONFIG_DIR,
-    load_budgets,
-    load_models,
-    load_policies,
-    load_settings,
-)
+from tasks.rules import load_budgets, load_models, load_policies
+from tasks.settings import DEFAULT_CONFIG_DIR, load_settings
 from tasks.steps import resources
 from tasks.steps.triage import NARRATIVE_TASK, WORKFLOW, Triager, narrative_token_bound
 

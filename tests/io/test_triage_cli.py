@@ -9,8 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
+from tasks.intake import IcsrCase, TriageDecision
 from tasks.io.triage_store import TriageStore
-from tasks.schemas import IcsrCase, TriageDecision
 from tasks.settings import load_settings
 from tasks.steps import resources
 from tasks.steps.resources import triage_store

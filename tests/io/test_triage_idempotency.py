@@ -13,8 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from tasks.errors import CaseConflict
+from tasks.intake import IcsrCase
 from tasks.io.triage_store import TriageStore
-from tasks.schemas import IcsrCase
 from tests.triage_app import REV, A, B, client, report
 
 DEATH = {

@@ -2,9 +2,10 @@
 
 import pytest
 
+from tasks.core.judge import Judgement
 from tasks.core.verdict import Verdict
-from tasks.io.judge import Judgement
-from tasks.settings import load_policies, load_settings
+from tasks.rules import load_policies
+from tasks.settings import load_settings
 from tasks.steps.escalation import lane_decision
 
 RULES = load_policies(load_settings()).rules

@@ -1,4 +1,4 @@
-"""Chunking: the unit of work, checkpoint and resume. Ids are derived from content."""
+"""Work batches: the unit of work, checkpoint and resume. Ids are derived from content."""
 
 from __future__ import annotations
 
