@@ -331,3 +331,14 @@ def load_settings(
         return _Bound(env=env_name, config_dir=folder, **overrides)
     except ValidationError as exc:
         raise ConfigError(f"invalid settings from {[str(f) for f in files]}: {exc}") from exc
+
+
+def with_llm_model(settings: Settings, model: str | None) -> Settings:
+    """``settings`` with ``llm.model`` set to ``model`` (unchanged when None).
+
+    How a run or command picks the model serving the verdicts without touching the
+    environment: the rest of ``llm`` (endpoints, fallback) stays as configured.
+    """
+    if model is None:
+        return settings
+    return settings.model_copy(update={"llm": settings.llm.model_copy(update={"model": model})})

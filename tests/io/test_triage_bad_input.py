@@ -13,8 +13,8 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
+from flows.triage_app import create_app
 from tasks.errors import DataContractError
-from tasks.steps.triage_api import create_app
 from tests.triage_app import HEADERS, REV, A, build, client, report, served
 
 SECRET = "Zebulon Quartzfield"  # a patient detail no answer or log line may repeat

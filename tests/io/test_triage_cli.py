@@ -11,10 +11,9 @@ from typer.testing import CliRunner
 from flows.cli import app
 from tasks.intake import IcsrCase, TriageDecision
 from tasks.io.triage_store import TriageStore
+from tasks.services.runtime import Runtime
+from tasks.services.triage_access import hash_key
 from tasks.settings import load_settings
-from tasks.steps import resources
-from tasks.steps.resources import triage_store
-from tasks.steps.triage_api import hash_key
 from tasks.tools import icsr
 
 
@@ -53,7 +52,7 @@ def reviewer_keys(isolated_home, monkeypatch):
 
 
 def test_review_commands(reviewer_keys):
-    store = triage_store(load_settings())
+    store = Runtime.for_settings(load_settings()).triage_store
     store_case(store, "H-1", "held_for_review")
     store_case(store, "A-1", "auto_accepted")
     runner = CliRunner()
@@ -72,7 +71,7 @@ def test_review_commands(reviewer_keys):
     assert (stored.decision.status, stored.reviewer, stored.review_reason) == (
         "rejected", "dr-x", "duplicate of H-0",
     )  # fmt: skip
-    chained = resources.audit(load_settings()).entries()
+    chained = Runtime.for_settings(load_settings()).audit.entries()
     assert [(e["kind"], e["case_id"], e["actor"]) for e in chained] == [
         ("triage_reviewed", "H-1", "dr-x")
     ]
@@ -93,7 +92,7 @@ def test_review_commands(reviewer_keys):
     ids=["missing", "wrong", "submitter", "revoked"],
 )
 def test_a_review_without_a_valid_reviewer_key_records_nothing(reviewer_keys, key, message):
-    store = triage_store(load_settings())
+    store = Runtime.for_settings(load_settings()).triage_store
     store_case(store, "H-1", "held_for_review")
     if key is not None:
         reviewer_keys.setenv("PHARMALANE_API_KEY", key)
@@ -108,7 +107,7 @@ def test_a_review_without_a_valid_reviewer_key_records_nothing(reviewer_keys, ke
 
 
 def test_the_key_can_be_typed_hidden_and_a_typed_name_is_no_longer_accepted(reviewer_keys):
-    store = triage_store(load_settings())
+    store = Runtime.for_settings(load_settings()).triage_store
     store_case(store, "H-1", "held_for_review")
     runner = CliRunner()
     named = ["review", "accept", "H-1", "--reason", "ok, reviewed", "--reviewer", "dr-x"]

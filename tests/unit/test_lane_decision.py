@@ -5,8 +5,8 @@ import pytest
 from tasks.core.judge import Judgement
 from tasks.core.verdict import Verdict
 from tasks.rules import load_policies
+from tasks.services.escalation import lane_decision
 from tasks.settings import load_settings
-from tasks.steps.escalation import lane_decision
 
 RULES = load_policies(load_settings()).rules
 
