@@ -231,14 +231,19 @@ def create_app(
     return app
 
 
-def _routes(app: FastAPI, engine: Triager, gate: Gate) -> None:
+Check = Callable[..., ApiKey]
+
+
+def _roles(gate: Gate) -> tuple[Check, Check, Check]:
+    """Dependencies for (submitter, reviewer, either): the gate, then the key's role (403)."""
+
     def caller(request: Request, x_api_key: Annotated[str | None, Header()] = None) -> ApiKey:
         checked = gate.check(request.client.host if request.client else "unknown", x_api_key)
         if isinstance(checked, Refusal):
             _raise(checked)
         return checked
 
-    def role(*allowed: Role) -> Callable[[ApiKey], ApiKey]:
+    def role(*allowed: Role) -> Check:
         def check(key: Annotated[ApiKey, Depends(caller)]) -> ApiKey:
             if key.role not in allowed:
                 raise HTTPException(403, f"role {key.role} may not do this; needs {allowed}")
@@ -246,13 +251,14 @@ def _routes(app: FastAPI, engine: Triager, gate: Gate) -> None:
 
         return check
 
-    submitter, reviewer, anyone = role("submitter"), role("reviewer"), role("submitter", "reviewer")
+    return role("submitter"), role("reviewer"), role("submitter", "reviewer")
+
+
+def _routes(app: FastAPI, engine: Triager, gate: Gate) -> None:
+    submitter, reviewer, anyone = _roles(gate)
 
     async def case_body(request: Request, _key: Annotated[ApiKey, Depends(submitter)]) -> IcsrCase:
         return await parse_body(request, IcsrCase, now=engine.clock())
-
-    async def review_body(request: Request, _key: Annotated[ApiKey, Depends(reviewer)]) -> ReviewIn:
-        return await parse_body(request, ReviewIn)
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
@@ -279,6 +285,13 @@ def _routes(app: FastAPI, engine: Triager, gate: Gate) -> None:
         if decision is None:
             raise HTTPException(404, "no case with this id for this key")
         return decision
+
+    _review_routes(app, engine, reviewer)
+
+
+def _review_routes(app: FastAPI, engine: Triager, reviewer: Check) -> None:
+    async def review_body(request: Request, _key: Annotated[ApiKey, Depends(reviewer)]) -> ReviewIn:
+        return await parse_body(request, ReviewIn)
 
     @app.get("/reviews", response_model=list[TriageDecision])
     def held(_key: Annotated[ApiKey, Depends(reviewer)]) -> list[TriageDecision]:

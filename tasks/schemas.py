@@ -169,7 +169,7 @@ TRIAGE_DECISION = pa.schema(
 )
 
 
-# --- knowledge layer (issue 5) ----------------------------------------------------------------
+# --- knowledge layer ---------------------------------------------------------------------------
 
 # Materialised per-product summaries served by `ask` before any model: one row per product and
 # kind ("literature": latest ADE literature; "signals": FAERS disproportionality digest).
@@ -216,7 +216,7 @@ CACHE_EVENT = pa.schema(
 )
 
 
-# --- model ladder (issue 3) ------------------------------------------------------------------
+# --- model ladder ------------------------------------------------------------------------------
 
 # Case candidates from the escalation lane: a large model's positive verdict, for a PV reviewer.
 CASE = pa.schema(

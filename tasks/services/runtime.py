@@ -127,6 +127,11 @@ def _journal(path: Path) -> CallJournal:
 
 
 @functools.cache
+def _trail(folder: Path, key: bytes | None) -> AuditTrail:
+    return AuditTrail(folder, key)
+
+
+@functools.cache
 def _scorer(folder: Path, mtime_ns: int) -> LogisticScorer:
     return LogisticScorer.load(folder)
 
@@ -165,14 +170,22 @@ class Runtime:
     def knowledge(self) -> KnowledgeStore:
         return KnowledgeStore(self.settings.vectors_dir)
 
-    @functools.cached_property
+    @property
     def audit(self) -> AuditTrail:
-        """The trail with its key (ConfigError without one, see ``audit_key``)."""
-        return AuditTrail(self.settings.audit_dir, audit_key(self.settings))
+        """The trail with its key (ConfigError without one, see ``audit_key``).
 
-    @functools.cached_property
+        The key is looked up on each use (a dev key file deleted and regenerated must sign
+        with the new key); the trail for a given key is built once.
+        """
+        return _trail(self.settings.audit_dir, audit_key(self.settings))
+
+    @property
     def triage_store(self) -> TriageStore:
         """The triage store, its case payloads sealed with this environment's data key.
+
+        Opened on each use, not kept: opening checks the configured data keys against the
+        store, so a rotation by another process (`pharmalane triage rotate-key`) is seen. The
+        intake service keeps the one its ``Triager`` opened.
 
         Raises:
             ConfigError: no data key outside env dev, or the store's key is not configured.

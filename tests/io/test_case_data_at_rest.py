@@ -1,6 +1,6 @@
 """Case data at rest: sealed in the real SQLite store, owner-only files, key rotation, lost keys.
 
-Each test reproduces an attack from issue 11: reading narratives out of cases.sqlite (or its
+Each test reproduces a known attack: reading narratives out of cases.sqlite (or its
 WAL) with `strings`, reading the file as another local user, and losing or rotating the key.
 """
 

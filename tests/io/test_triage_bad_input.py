@@ -1,6 +1,6 @@
 """Bad input gets a clear 4xx naming the field: never a 500, never the value in an answer or log.
 
-Each test replays one attack of issue 11 against the real app over a real store; the last ones
+Each test replays one known attack against the real app over a real store; the last ones
 against the same app under a real uvicorn on loopback, whose loggers are captured too.
 """
 

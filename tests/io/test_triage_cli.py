@@ -117,3 +117,20 @@ def test_the_key_can_be_typed_hidden_and_a_typed_name_is_no_longer_accepted(revi
     )
     assert typed.exit_code == 0 and "rev-key" not in typed.output
     assert store.get("H-1").reviewer == "dr-x"
+
+
+def test_hash_key_prints_only_the_hash_on_stdout(isolated_home):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PHARMALANE_TRIAGE__KEY_SALT": SALT, "PYTHONPATH": repo}
+    result = subprocess.run(
+        [sys.executable, "-c", "from flows.cli import app; app()", "triage", "hash-key"],
+        input="rev-key\n", capture_output=True, text=True, env=env, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == hash_key(SALT, "rev-key") + "\n"  # `$(pharmalane ...)` gets it whole
+    assert "API key" in result.stderr  # the prompt goes to stderr

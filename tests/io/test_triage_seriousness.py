@@ -1,4 +1,4 @@
-"""Issue 11: a report is auto-accepted only when its non-seriousness is *established*.
+"""A report is auto-accepted only when its non-seriousness is *established*.
 
 Through the real Triager (SQLite store in tmp_path, the packaged MiniLM) and the real FastAPI
 app. Each reworded death or hospitalisation below passed as non-serious on a 90-day clock
