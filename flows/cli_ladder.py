@@ -6,9 +6,8 @@ from contextlib import AbstractContextManager, nullcontext
 from typing import Annotated, Literal
 
 import typer
-from rich.table import Table
 
-from flows.cli_output import console, measures
+from flows.cli_output import console, measures, records
 from flows.environment import prefect_defaults
 
 app = typer.Typer()
@@ -103,14 +102,12 @@ def print_ladder_result(result: dict[str, object]) -> None:
 
 def _paths_table(title: str, paths: object) -> None:
     assert isinstance(paths, dict)
-    table = Table(title=title)
     columns = ["recall", "precision", "usd_per_1k_items", "usd_per_positive_found", "flagged"]
-    table.add_column("path")
-    for col in columns:
-        table.add_column(col, justify="right")
-    for name, m in paths.items():
-        table.add_row(name, *(f"{m[c]:.4g}" if m[c] is not None else "-" for c in columns))
-    console.print(table)
+    rows = [
+        [name, *(f"{m[c]:.4g}" if m[c] is not None else "-" for c in columns)]
+        for name, m in paths.items()
+    ]
+    console.print(records(title, ["path", *columns], rows))
 
 
 @app.command("llm-serve")
