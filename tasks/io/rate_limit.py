@@ -15,6 +15,8 @@ import sqlite3
 import threading
 from pathlib import Path
 
+from tasks.io.private_files import private_sqlite
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS request_buckets (
     bucket     TEXT PRIMARY KEY,
@@ -32,7 +34,7 @@ class RequestBuckets:
     def __init__(self, path: Path):
         self.path = path
         self._connections: dict[tuple[int, int], sqlite3.Connection] = {}
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_sqlite(path)  # key ids and client addresses: owner-only like the case store
         con = sqlite3.connect(path, timeout=30, isolation_level=None)
         try:
             con.execute("PRAGMA journal_mode=WAL")

@@ -16,7 +16,7 @@ from tasks.settings import Settings, load_settings
 REPO = Path(__file__).resolve().parents[2]
 HOME = Path("data")
 # Sample data committed on purpose under data/ (none today); each one listed with its reason.
-BUNDLED: frozenset[str] = frozenset()
+BUNDLED: frozenset[str] = frozenset({"data/README.md"})  # says what the folder is for
 
 
 def _git(*args: str) -> subprocess.CompletedProcess[str]:

@@ -82,6 +82,12 @@ def case_text(body: Any) -> set[str]:
 
 
 @pytest.mark.slow
+# schemathesis's negative-mode generator calls `random` inside a strategy now and then;
+# hypothesis warns about that (a library matter, not a finding about the app)
+@pytest.mark.filterwarnings(
+    "ignore:Do not use the `random` module inside strategies:"
+    "hypothesis.errors.HypothesisDeprecationWarning"
+)
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
 @pytest.mark.parametrize(("path", "key"), [("/cases", A), ("/reviews/{case_id}", REV)])
 @settings(

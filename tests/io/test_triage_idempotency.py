@@ -139,6 +139,9 @@ def test_a_store_from_before_submitters_is_migrated_not_broken(tmp_path):
         )
         .fetchone()
     )
+    # stores of that age kept the payload in the clear (before encryption at rest)
+    clear = triager.store._unseal(row[3], row[0]).model_dump_json()
+    row = (*row[:3], clear, *row[4:])
     home = tmp_path / "home"
     (home / "triage").mkdir(parents=True)
     old = sqlite3.connect(home / "triage" / "cases.sqlite")

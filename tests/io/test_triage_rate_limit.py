@@ -81,3 +81,11 @@ def test_good_keys_do_not_spend_the_address_allowance(tmp_path):
     assert [client_.get("/cases/nope", headers=A).status_code for _ in range(5)] == [404] * 5
     codes = [client_.get("/cases/nope").status_code for _ in range(3)]
     assert codes == [401, 401, 429]
+
+
+def test_the_bucket_file_is_readable_by_its_owner_only(tmp_path):
+    """It names key ids and client addresses: private like the case store beside it."""
+    client_ = app_over(tmp_path / "home", Clock())
+    client_.get("/cases/nope", headers=A)
+    files = sorted((tmp_path / "home" / "triage").glob("rate_limits.sqlite*"))
+    assert files and all(f.stat().st_mode & 0o777 == 0o600 for f in files)
