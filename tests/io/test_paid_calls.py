@@ -129,7 +129,9 @@ def test_a_fallback_chain_is_reserved_at_its_dearest_model(tmp_path, monkeypatch
     answered = deferred = 0
     with OpenAIStub(lambda _: Reply(verdict_json(True))) as stub:
         up = OpenAICompatibleLLM(stub.base_url, "stub", name="large-hosted", max_retries=0)
-        lane = SupervisedLLM(FallbackLLM([down, up]), Runtime.for_settings(settings), workflow="escalation-lane")
+        lane = SupervisedLLM(
+            FallbackLLM([down, up]), Runtime.for_settings(settings), workflow="escalation-lane"
+        )
         assert lane.may_serve == ("local-smollm2", "large-hosted")
         for i in range(20):
             question = [*MESSAGES, {"role": "user", "content": f"item {i}"}]
