@@ -148,6 +148,18 @@ def test_params_refuse_a_reversed_window():
         ScanParams(since=date(2021, 2, 1), until=date(2021, 1, 1))
 
 
+def test_a_reversed_window_fails_the_run_at_its_start_naming_both_fields(isolated_home):
+    from datetime import date
+
+    state = nightly_literature_scan(
+        since=date(2021, 2, 1), until=date(2021, 1, 1), return_state=True
+    )
+    assert state.is_failed()
+    with pytest.raises(ValueError, match=r"since \(2021-02-01\) is after until \(2021-01-01\)"):
+        state.result()
+    assert not (isolated_home / "lake").exists()  # nothing read, nothing written
+
+
 def test_spent_budget_defers_model_work_without_dropping_it(
     isolated_home, monkeypatch, medline_batch, tmp_path
 ):
