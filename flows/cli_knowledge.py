@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
+
+from flows.cli_output import console, measures
+from flows.environment import prefect_defaults
 
 app = typer.Typer()
-console = Console()
 
 
 @app.command()
@@ -18,13 +18,12 @@ def ask(
     product: Annotated[str | None, typer.Option(help="restrict to one watched product")] = None,
 ) -> None:
     """Answer from the knowledge layer (summary, cache, or retrieval) with citations."""
-    from flows.cli import _prefect_defaults
-
-    _prefect_defaults()
+    prefect_defaults(quiet=True)
+    from tasks.services.knowledge import Asker
+    from tasks.services.runtime import Runtime
     from tasks.settings import load_settings
-    from tasks.steps.knowledge import Asker
 
-    asker = Asker(load_settings())
+    asker = Asker(Runtime.for_settings(load_settings()))
     asked = asker.ask(question, product)
     asker.flush()
     console.print(asked.answer.text)
@@ -39,15 +38,7 @@ def ask(
 @app.command()
 def index() -> None:
     """Re-index abstracts and reference text, then rebuild the per-product summaries."""
-    from flows.cli import _prefect_defaults
-
-    _prefect_defaults()
+    prefect_defaults(quiet=True)
     from flows.refresh_summaries import refresh_summaries
 
-    summary = refresh_summaries()
-    table = Table(title="refresh-summaries")
-    table.add_column("measure")
-    table.add_column("value", justify="right")
-    for key, value in summary.model_dump().items():
-        table.add_row(key, str(value))
-    console.print(table)
+    console.print(measures("refresh-summaries", refresh_summaries().model_dump()))

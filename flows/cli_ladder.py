@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import json
-import os
 from contextlib import AbstractContextManager, nullcontext
 from typing import Annotated, Literal
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-app = typer.Typer(help="The model ladder: large-model lane, calibration, evaluation.")
-console = Console()
+from flows.cli_output import console, measures, records
+from flows.environment import prefect_defaults
+
+app = typer.Typer()
 LocalModel = Literal["smollm2", "qwen"]
 ENDPOINT_OF = {"smollm2": "local-smollm2", "qwen": "local-qwen"}
 
@@ -20,10 +18,9 @@ ENDPOINT_OF = {"smollm2": "local-smollm2", "qwen": "local-qwen"}
 ServeOption = Annotated[str | None, typer.Option(help="start a local model first: smollm2 | qwen")]
 
 
-def _defaults() -> None:
-    from flows.cli import _prefect_defaults
-
-    _prefect_defaults()
+def endpoint_key(model: str | None) -> str | None:
+    """The configs model key a packaged model is served as (None: the configured one)."""
+    return None if model is None else ENDPOINT_OF[model]
 
 
 def _serving(model: str | None) -> AbstractContextManager[object]:
@@ -36,7 +33,6 @@ def _serving(model: str | None) -> AbstractContextManager[object]:
     from tasks.settings import load_settings
 
     key = ENDPOINT_OF[model]
-    os.environ["PHARMALANE_LLM__MODEL"] = key
     settings = load_settings()
     port = urlparse(settings.llm.endpoints[key].base_url).port
     path = smollm2_gguf() if model == "smollm2" else qwen_gguf(settings.cache_dir)
@@ -45,12 +41,7 @@ def _serving(model: str | None) -> AbstractContextManager[object]:
 
 
 def _print(title: str, rows: dict[str, object]) -> None:
-    table = Table(title=title)
-    table.add_column("measure")
-    table.add_column("value", justify="right")
-    for key, value in rows.items():
-        table.add_row(key, json.dumps(value) if isinstance(value, dict) else str(value))
-    console.print(table)
+    console.print(measures(title, rows))
 
 
 @app.command()
@@ -59,18 +50,18 @@ def escalate(
     serve: ServeOption = None,
 ) -> None:
     """Run the escalation lane: large-model verdicts on the scan's escalations."""
-    _defaults()
-    from flows.escalation_lane import LaneParams, escalation_lane
+    prefect_defaults(quiet=True)
+    from flows.escalation_lane import escalation_lane
 
     with _serving(serve):
-        summary = escalation_lane(LaneParams(limit=limit))
+        summary = escalation_lane(limit=limit, model=endpoint_key(serve))
     _print("escalation-lane", summary.model_dump())
 
 
 @app.command()
 def calibrate() -> None:
     """Choose the small model's escalation threshold for the target recall (calibration split)."""
-    _defaults()
+    prefect_defaults(quiet=True)
     from flows.calibrate_ladder import calibrate_ladder
 
     _print("calibrate-ladder", calibrate_ladder().model_dump())
@@ -83,11 +74,12 @@ def ladder_eval_command(
     serve: ServeOption = None,
 ) -> None:
     """All-small vs all-large vs cascade: recall, precision, cost; JSON and PNG in bench/results."""
-    _defaults()
+    prefect_defaults(quiet=True)
     from flows.ladder_eval import LadderEvalParams, ladder_eval
 
+    params = LadderEvalParams.model_validate({"split": split, "sample": sample})
     with _serving(serve):
-        result = ladder_eval(LadderEvalParams(split=split, sample=sample))
+        result = ladder_eval(split=params.split, sample=params.sample, model=endpoint_key(serve))
     print_ladder_result(result)
 
 
@@ -110,14 +102,12 @@ def print_ladder_result(result: dict[str, object]) -> None:
 
 def _paths_table(title: str, paths: object) -> None:
     assert isinstance(paths, dict)
-    table = Table(title=title)
     columns = ["recall", "precision", "usd_per_1k_items", "usd_per_positive_found", "flagged"]
-    table.add_column("path")
-    for col in columns:
-        table.add_column(col, justify="right")
-    for name, m in paths.items():
-        table.add_row(name, *(f"{m[c]:.4g}" if m[c] is not None else "-" for c in columns))
-    console.print(table)
+    rows = [
+        [name, *(f"{m[c]:.4g}" if m[c] is not None else "-" for c in columns)]
+        for name, m in paths.items()
+    ]
+    console.print(records(title, ["path", *columns], rows))
 
 
 @app.command("llm-serve")

@@ -15,16 +15,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
-from rich.console import Console
-from rich.table import Table
+
+from flows.cli_output import console, errors, measures, records
+from flows.environment import prefect_defaults
 
 if TYPE_CHECKING:
     from tasks.io.triage_store import TriageStore
     from tasks.settings import Settings
 
-console = Console()
+app = typer.Typer()
 triage_app = typer.Typer(help="Urgent AE triage: submit and replay cases.", no_args_is_help=True)
 review_app = typer.Typer(help="Human review of held triage cases.", no_args_is_help=True)
+app.add_typer(triage_app, name="triage")
+app.add_typer(review_app, name="review")
 
 Url = Annotated[str, typer.Option(help="intake service base URL")]
 DEFAULT_URL = "http://127.0.0.1:8711"
@@ -41,6 +44,7 @@ def _pem(help_text: str, envvar: str) -> Any:
     return typer.Option(exists=True, dir_okay=False, readable=True, envvar=envvar, help=help_text)
 
 
+@app.command()
 def serve(
     host: Annotated[str, typer.Option(help="loopback by default")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535)] = 8711,
@@ -68,12 +72,12 @@ def serve(
         host, cert=tls_cert is not None, key=tls_key is not None, insecure_no_tls=insecure_no_tls
     )
     if refusal:
-        Console(stderr=True).print(f"[red]{refusal}[/red]")
+        errors.print(f"[red]{refusal}[/red]")
         raise typer.Exit(2)
     import uvicorn
 
+    from flows.triage_app import create_app
     from tasks.settings import load_settings
-    from tasks.steps.triage_api import create_app
 
     app = create_app(load_settings())
     uvicorn.run(
@@ -113,23 +117,23 @@ def replay(
     if rejected:
         console.print(f"{len(rejected)} source rows are not cases (first: {rejected[0]})")
     result = run(url, _api_key(), cases, rate=rate, max_seconds=seconds)
-    table = Table(title=f"replay at {rate}/s")
-    table.add_column("measure")
-    table.add_column("value", justify="right")
-    for key, value in result.summary().items():
-        table.add_row(key, f"{value:.3f}" if isinstance(value, float) else str(value))
-    console.print(table)
+    shown = {k: f"{v:.3f}" if isinstance(v, float) else v for k, v in result.summary().items()}
+    console.print(measures(f"replay at {rate}/s", shown))
 
 
 @triage_app.command("hash-key")
 def hash_key_cmd() -> None:
-    """Print sha256(salt + key) for configs: the key is read hidden, the salt from the env."""
-    from tasks.steps.triage_api import hash_key
+    """Print sha256(salt + key) for configs: the key is read hidden, the salt from the env.
+
+    Only the hash goes to stdout (the prompt goes to stderr), so `$(pharmalane triage
+    hash-key)` captures exactly the value to store.
+    """
+    from tasks.services.triage_access import hash_key
 
     salt = os.environ.get("PHARMALANE_TRIAGE__KEY_SALT")
     if not salt:
         raise typer.BadParameter("set PHARMALANE_TRIAGE__KEY_SALT first")
-    console.print(hash_key(salt, typer.prompt("API key", hide_input=True)))
+    typer.echo(hash_key(salt, typer.prompt("API key", hide_input=True, err=True)))
 
 
 @triage_app.command("new-key")
@@ -165,40 +169,39 @@ def lane(
     idle_stop_seconds: Annotated[float, typer.Option(min=0)] = 60.0,
 ) -> None:
     """Run the `urgent-ae-triage` lane in-process until it has been idle that long."""
-    from flows.cli import _prefect_defaults
+    prefect_defaults(quiet=True)
+    from flows.urgent_ae_triage import urgent_ae_triage
+    from tasks.io.orchestrator import ensure_global_limit
+    from tasks.services.triage import WORKFLOW
 
-    _prefect_defaults()
-    from flows.urgent_ae_triage import LaneParams, urgent_ae_triage
-    from tasks.steps.triage_lane import ensure_lane_limit
-
-    ensure_lane_limit()
-
-    console.print(urgent_ae_triage(LaneParams(idle_stop_seconds=idle_stop_seconds)).model_dump())
+    # the lane acquires its limit strictly; `make ui` creates it on a server, this in-process
+    ensure_global_limit(WORKFLOW)
+    console.print(urgent_ae_triage(idle_stop_seconds=idle_stop_seconds).model_dump())
 
 
 def _store() -> TriageStore:
+    from tasks.services.runtime import Runtime
     from tasks.settings import load_settings
-    from tasks.steps.resources import triage_store
 
-    return triage_store(load_settings())
+    return Runtime.for_settings(load_settings()).triage_store
 
 
 @review_app.command("list")
 def review_list() -> None:
     """Cases held for a human, earliest due date first."""
-    table = Table(title="held for review")
-    for col in ("case", "due", "serious", "severity", "valid", "reasons"):
-        table.add_column(col)
-    for d in _store().held():
-        table.add_row(
+    columns = ["case", "due", "serious", "severity", "valid", "reasons"]
+    rows = [
+        [
             d.case_id,
             str(d.due_date),
             ",".join(d.seriousness) or "-",
             str(d.severity),
             str(d.valid),
             " ".join(d.reasons),
-        )
-    console.print(table)
+        ]
+        for d in _store().held()
+    ]
+    console.print(records("held for review", columns, rows))
 
 
 def _reviewer_key_id(settings: Settings) -> str:
@@ -207,7 +210,7 @@ def _reviewer_key_id(settings: Settings) -> str:
     The key comes from ``PHARMALANE_API_KEY`` or a hidden prompt, never a flag (``ps`` and the
     shell history would show it). Unknown, revoked or non-reviewer keys exit 1.
     """
-    from tasks.steps.triage_api import lookup_key
+    from tasks.services.triage_access import lookup_key
 
     if settings.triage.key_salt is None:
         _refuse("set PHARMALANE_TRIAGE__KEY_SALT: API keys are hashed with it")
@@ -234,14 +237,15 @@ def _refuse(message: str) -> NoReturn:
 
 def _verdict(case_id: str, verdict: str, reason: str) -> None:
     from tasks.errors import DataContractError
+    from tasks.services.runtime import Runtime
+    from tasks.services.triage_lane import record_review
     from tasks.settings import load_settings
-    from tasks.steps.triage_lane import record_review
 
     settings = load_settings()
     reviewer = _reviewer_key_id(settings)
     try:
-        decision = record_review.fn(
-            settings,
+        decision = record_review(
+            Runtime.for_settings(settings),
             case_id,
             verdict=verdict,
             reviewer=reviewer,
@@ -266,10 +270,3 @@ def accept(case_id: str, reason: Reason) -> None:
 def reject(case_id: str, reason: Reason) -> None:
     """Reject a held case as the reviewer whose key is in PHARMALANE_API_KEY (or prompted)."""
     _verdict(case_id, "rejected", reason)
-
-
-def register(app: typer.Typer) -> None:
-    """Add `serve`, `triage` and `review` to the main CLI."""
-    app.command()(serve)
-    app.add_typer(triage_app, name="triage")
-    app.add_typer(review_app, name="review")

@@ -9,32 +9,23 @@ paid-call journal, so a killed run resumes without paying twice.
 
 from __future__ import annotations
 
-import uuid
-from collections import Counter
-from datetime import timedelta
+from typing import Annotated
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
-from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
 from flows.progress import report
-from tasks.core.chunks import iter_chunks
-from tasks.settings import load_settings
-from tasks.steps import resources
-from tasks.steps.audit import head_label
-from tasks.steps.escalation import WORKFLOW, judge_chunk, pending_escalations
-from tasks.steps.paid_calls import journal
-from tasks.steps.scan import utcnow
+from flows.runs import run_id
+from tasks.core.batches import fold, iter_chunks
+from tasks.services.audit import head_label
+from tasks.services.escalation import WORKFLOW, LaneChunkResult, prune_journal
+from tasks.services.runtime import Runtime, utcnow
+from tasks.settings import load_settings, with_llm_model
+from tasks.steps.escalation import judge_chunk, pending_escalations
 
 
-class LaneParams(BaseModel):
-    """What one run of the lane covers."""
-
-    limit: int | None = Field(None, ge=1, le=1_000_000, description="at most this many items")
-
-
-class LaneSummary(BaseModel):
+class EscalationSummary(BaseModel):
     run_id: str
     pending: int
     already_decided: int
@@ -52,58 +43,72 @@ class LaneSummary(BaseModel):
 
 
 @flow(name="escalation-lane", log_prints=False)
-def escalation_lane(params: LaneParams | None = None) -> LaneSummary:
-    params = params or LaneParams()
-    settings = load_settings()
-    logger = get_run_logger()
-    run_id, now = str(flow_run.get_id() or uuid.uuid4()), utcnow()
+def escalation_lane(
+    limit: Annotated[int | None, Field(ge=1, le=1_000_000)] = None,
+    model: str | None = None,
+) -> EscalationSummary:
+    """Ask the large model about the scan's pending escalations.
 
-    pending, already = pending_escalations(settings, params.limit)
+    Args:
+        limit: at most this many items
+        model: model key of configs/models.yaml serving the verdicts; default llm.model
+    """
+    settings = with_llm_model(load_settings(), model)
+    logger = get_run_logger()
+    run, now = run_id(), utcnow()
+    pending, already = pending_escalations(settings, limit)
     results = []
     stopped = False
     for chunk in iter_chunks(pending, settings.llm.chunk_size):
-        result = judge_chunk(chunk, settings, run_id, now)
+        result = judge_chunk(chunk, settings, run, now)
         results.append(result)
         report(sum(r.items for r in results), pending.height)
         if result.outcomes.get("deferred", 0) == result.items:
             stopped = True
             logger.warning("backend unavailable for a whole chunk: stopping; items stay pending")
             break
-
-    pruned = journal(settings).prune(now, keep=timedelta(days=settings.llm.journal_keep_days))
+    runtime = Runtime.for_settings(settings)
+    pruned = prune_journal(runtime, now)
     if pruned:
         logger.info(
             "paid-call journal: %d answers older than %d days dropped",
             pruned,
             settings.llm.journal_keep_days,
         )
-    outcomes: Counter[str] = Counter()
-    decisions: Counter[str] = Counter()
-    for r in results:
-        outcomes.update(r.outcomes)
-        decisions.update(r.decisions)
-    judged = sum(r.items for r in results)
-    summary = LaneSummary(
-        run_id=run_id,
-        pending=pending.height,
+    summary = _summary(run, pending.height, already, results, stopped)
+    _publish(runtime, summary)
+    return summary
+
+
+def _summary(
+    run: str, pending: int, already: int, results: list[LaneChunkResult], stopped: bool
+) -> EscalationSummary:
+    totals = fold(results, LaneChunkResult)
+    outcomes = totals["outcomes"]
+    return EscalationSummary(
+        run_id=run,
+        pending=pending,
         already_decided=already,
-        judged=judged,
-        outcomes=dict(outcomes),
-        decisions=dict(decisions),
-        deferred=outcomes.get("deferred", 0) + (pending.height - judged),
-        calls=sum(r.calls for r in results),
-        replayed_calls=sum(r.replayed_calls for r in results),
-        input_tokens=sum(r.input_tokens for r in results),
-        output_tokens=sum(r.output_tokens for r in results),
-        cost_usd=round(sum(r.cost_usd for r in results), 8),
-        cases_written=sum(r.cases_written for r in results),
+        judged=totals["items"],
+        outcomes=outcomes,
+        decisions=totals["decisions"],
+        deferred=outcomes.get("deferred", 0) + (pending - totals["items"]),
+        calls=totals["calls"],
+        replayed_calls=totals["replayed_calls"],
+        input_tokens=totals["input_tokens"],
+        output_tokens=totals["output_tokens"],
+        cost_usd=round(totals["cost_usd"], 8),
+        cases_written=totals["cases_written"],
         stopped_early=stopped,
     )
-    logger.info(
+
+
+def _publish(runtime: Runtime, summary: EscalationSummary) -> None:
+    get_run_logger().info(
         "%s done: %d pending, %d judged, %d deferred, %d calls, $%.6f",
         WORKFLOW,
         summary.pending,
-        judged,
+        summary.judged,
         summary.deferred,
         summary.calls,
         summary.cost_usd,
@@ -112,8 +117,7 @@ def escalation_lane(params: LaneParams | None = None) -> LaneSummary:
         key=WORKFLOW,
         table=[
             *({"measure": k, "value": str(v)} for k, v in summary.model_dump().items()),
-            {"measure": "audit_head", "value": head_label(resources.audit(settings).last())},
+            {"measure": "audit_head", "value": head_label(runtime.audit.last())},
         ],
         description="Counts and cost of one escalation-lane run",
     )
-    return summary

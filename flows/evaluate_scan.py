@@ -8,21 +8,19 @@ the cascade's recall on in-scope positives (those mentioning a watched product).
 from __future__ import annotations
 
 import json
-import uuid
 from pathlib import Path
 from typing import Any, Literal
 
 import polars as pl
 from prefect import flow
 from prefect.artifacts import create_table_artifact
-from prefect.runtime import flow_run
 
+from flows.runs import intake, run_id
 from tasks.core.evaluation import screening_metrics
 from tasks.policy.planner import plan
+from tasks.services.paths import confined_output
+from tasks.services.runtime import Runtime, utcnow
 from tasks.settings import load_settings
-from tasks.steps import resources
-from tasks.steps.paths import confined_output
-from tasks.steps.scan import load_citations, select, source_files, tools_and_route, utcnow, validate
 from tasks.steps.training import embed_split
 
 WORKFLOW = "evaluate-scan"
@@ -35,15 +33,20 @@ def evaluate_scan(
     limit: int | None = None,
     results_dir: str | None = None,
 ) -> dict[str, Any]:
+    """The scan's screening quality on a labelled split, written to ``eval_<split>.json``.
+
+    Args:
+        split: the labelled split to measure on
+        limit: only the first items (quick checks)
+        results_dir: folder of the JSON; default bench/results
+    """
     settings = load_settings()
     folder = confined_output(settings, results_dir or RESULTS, "results_dir")
-    run_id, now = str(flow_run.get_id() or uuid.uuid4()), utcnow()
-    citations, _ = load_citations(source_files(None), settings.cache_dir)
-    checked = validate(select(citations, None, None, split, limit), settings)
-    rows = tools_and_route(checked.valid, settings).sort("item_id")
-    vectors = embed_split(rows, settings, workflow=WORKFLOW, run_id=run_id, now=now)
-    scorer = resources.scorer(settings)
-    chosen = resources.thresholds(settings)  # the ones the nightly scan's planner uses
+    runtime, run, now = Runtime.for_settings(settings), run_id(), utcnow()
+    rows = intake(settings, split=split, limit=limit).routed.sort("item_id")
+    vectors = embed_split(rows, settings, workflow=WORKFLOW, run_id=run, now=now)
+    scorer = runtime.scorer()
+    chosen = runtime.thresholds()  # the ones the nightly scan's planner uses
     thresholds = chosen.thresholds
     scored = rows.with_columns(pl.Series("probability", scorer.probabilities(vectors)))
     # The scan only scores in-scope items; out-of-scope ones take the tool path whatever p is.

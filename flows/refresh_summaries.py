@@ -11,8 +11,10 @@ from __future__ import annotations
 import polars as pl
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
+from tasks.services.paths import confined_sources
+from tasks.services.runtime import utcnow
 from tasks.settings import load_settings
 from tasks.steps.knowledge import (
     faers_signals,
@@ -20,17 +22,7 @@ from tasks.steps.knowledge import (
     index_reference,
     materialise_summaries,
     publish_index_version,
-    utcnow,
 )
-from tasks.steps.paths import confined_sources
-
-
-class RefreshParams(BaseModel):
-    """What one refresh covers."""
-
-    sources: list[str] | None = Field(
-        None, description="MEDLINE XML files holding the scanned abstracts; default: bundled"
-    )
 
 
 class RefreshSummary(BaseModel):
@@ -46,10 +38,14 @@ class RefreshSummary(BaseModel):
 
 
 @flow(name="refresh-summaries", log_prints=False)
-def refresh_summaries(params: RefreshParams | None = None) -> RefreshSummary:
-    params = params or RefreshParams()
+def refresh_summaries(sources: list[str] | None = None) -> RefreshSummary:
+    """Re-index the knowledge layer and rebuild the per-product summaries.
+
+    Args:
+        sources: MEDLINE XML files holding the scanned abstracts; default: the bundled files
+    """
     settings = load_settings()
-    sources = confined_sources(settings, params.sources)
+    sources = confined_sources(settings, sources)
     now = utcnow()
     signals = pl.DataFrame(faers_signals())
     abstracts = index_abstracts(settings, sources)

@@ -6,16 +6,14 @@ split (7): Platt scaling and the thresholds. The test split (8-9) is never read 
 
 from __future__ import annotations
 
-import uuid
-
 import polars as pl
 from prefect import flow, get_run_logger
-from prefect.runtime import flow_run
 from pydantic import BaseModel
 
+from flows.runs import intake, run_id
 from tasks.core.training import balanced_sample
+from tasks.services.runtime import utcnow
 from tasks.settings import load_settings
-from tasks.steps.scan import load_citations, select, source_files, tools_and_route, utcnow, validate
 from tasks.steps.training import embed_split, fit_and_calibrate
 
 WORKFLOW = "train-scorer"
@@ -32,19 +30,18 @@ class TrainSummary(BaseModel):
 
 @flow(name="train-scorer", log_prints=False)
 def train_scorer() -> TrainSummary:
+    """Train on the train split, calibrate on the calibration split, save the scorer."""
     settings = load_settings()
-    run_id, now = str(flow_run.get_id() or uuid.uuid4()), utcnow()
-    citations, _ = load_citations(source_files(None), settings.cache_dir)
-    checked = validate(select(citations, None, None, "all", None), settings)
-    rows = tools_and_route(checked.valid, settings)
+    run, now = run_id(), utcnow()
+    rows = intake(settings, split="all").routed
     train = balanced_sample(
         rows.filter(pl.col("split") == "train"),
         negatives_per_positive=settings.train.negatives_per_positive,
         seed=settings.train.seed,
     )
     calibration = rows.filter(pl.col("split") == "calibration").sort("item_id")
-    x_train = embed_split(train, settings, workflow=WORKFLOW, run_id=run_id, now=now)
-    x_cal = embed_split(calibration, settings, workflow=WORKFLOW, run_id=run_id, now=now)
+    x_train = embed_split(train, settings, workflow=WORKFLOW, run_id=run, now=now)
+    x_cal = embed_split(calibration, settings, workflow=WORKFLOW, run_id=run, now=now)
     scorer = fit_and_calibrate(
         x_train, train["label_ade"].to_numpy(), x_cal, calibration["label_ade"].to_numpy(), settings
     )

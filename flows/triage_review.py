@@ -15,8 +15,8 @@ from prefect.input import RunInput
 from pydantic import Field
 
 from tasks.errors import PolicyDenied
+from tasks.services.runtime import utcnow
 from tasks.settings import load_settings
-from tasks.steps.triage import utcnow
 from tasks.steps.triage_lane import held_case, record_review
 
 
@@ -28,6 +28,13 @@ class ReviewInput(RunInput):
 
 @flow(name="triage-review", log_prints=False)
 def triage_review(case_id: str, timeout_seconds: int = 3600, poll_seconds: int = 10) -> str:
+    """Pause with the review form until a reviewer answers; store the answer.
+
+    Args:
+        case_id: the held case
+        timeout_seconds: give up (REVIEW_TIMEOUT) when no reviewer answers this long
+        poll_seconds: how often the paused run looks for an answer
+    """
     settings = load_settings()
     decision = held_case(settings, case_id)
     facts = (

@@ -13,28 +13,22 @@ losing and re-booking nothing. Its artifact records the audit head it reached.
 from __future__ import annotations
 
 import time
-import uuid
+from typing import Annotated
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 from prefect.concurrency.sync import concurrency
-from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
+from flows.runs import run_id
+from tasks.services.audit import head_label
+from tasks.services.runtime import Runtime, utcnow
+from tasks.services.triage import WORKFLOW
 from tasks.settings import load_settings
-from tasks.steps import resources
-from tasks.steps.audit import head_label
-from tasks.steps.triage import WORKFLOW, utcnow
 from tasks.steps.triage_lane import book_batch, settle_deferred
 
 
-class LaneParams(BaseModel):
-    max_batches: int = Field(10_000, ge=1, le=1_000_000, description="micro-batches, then stop")
-    idle_stop_seconds: float = Field(60.0, ge=0, le=86_400, description="stop when idle this long")
-    poll_seconds: float = Field(1.0, gt=0, le=60, description="wait between empty polls")
-
-
-class LaneSummary(BaseModel):
+class TriageLaneSummary(BaseModel):
     batches: int
     cases: int
     held: int
@@ -44,19 +38,29 @@ class LaneSummary(BaseModel):
 
 
 @flow(name=WORKFLOW, log_prints=False)
-def urgent_ae_triage(params: LaneParams | None = None) -> LaneSummary:
-    params = params or LaneParams()
+def urgent_ae_triage(
+    max_batches: Annotated[int, Field(ge=1, le=1_000_000)] = 10_000,
+    idle_stop_seconds: Annotated[float, Field(ge=0, le=86_400)] = 60.0,
+    poll_seconds: Annotated[float, Field(gt=0, le=60)] = 1.0,
+) -> TriageLaneSummary:
+    """Book what the intake service decided, in micro-batches, until idle or done.
+
+    Args:
+        max_batches: micro-batches, then stop
+        idle_stop_seconds: stop when idle this long
+        poll_seconds: wait between empty polls
+    """
     settings = load_settings()
-    run_id = str(flow_run.get_id() or uuid.uuid4())
-    totals = LaneSummary(batches=0, cases=0, held=0, deferred=0, reviews=0, cost_usd=0.0)
+    run = run_id()
+    totals = TriageLaneSummary(batches=0, cases=0, held=0, deferred=0, reviews=0, cost_usd=0.0)
     idle_since = time.monotonic()
-    for _ in range(params.max_batches):
+    for _ in range(max_batches):
         with concurrency(WORKFLOW, occupy=1, strict=True):
             settled = settle_deferred(settings)
-            booked = book_batch(settings, run_id, utcnow())
+            booked = book_batch(settings, run, utcnow())
         if settled or booked.cases or booked.reviews:
             idle_since = time.monotonic()
-            totals = LaneSummary(
+            totals = TriageLaneSummary(
                 batches=totals.batches + 1,
                 cases=totals.cases + booked.cases,
                 held=totals.held + booked.held,
@@ -65,10 +69,10 @@ def urgent_ae_triage(params: LaneParams | None = None) -> LaneSummary:
                 cost_usd=totals.cost_usd + booked.cost_usd,
             )
             continue
-        if time.monotonic() - idle_since >= params.idle_stop_seconds:
+        if time.monotonic() - idle_since >= idle_stop_seconds:
             break
-        time.sleep(params.poll_seconds)
-    head = head_label(resources.audit(settings).last())
+        time.sleep(poll_seconds)
+    head = head_label(Runtime.for_settings(settings).audit.last())
     create_table_artifact(
         key=WORKFLOW,
         table=[

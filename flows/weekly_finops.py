@@ -3,20 +3,18 @@ Prefect artifacts (cost per workflow, cost per outcome, top calls, burst alerts)
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime
+from typing import Annotated
 
 import polars as pl
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from pydantic import BaseModel, Field
 
+from tasks.services.finops import Period
+from tasks.services.runtime import utcnow
 from tasks.settings import load_settings
 from tasks.steps.finops import finops_report, write_finops_html
-
-
-class FinopsParams(BaseModel):
-    until: date | None = Field(None, description="last day reported (UTC); default today")
-    days: int = Field(7, ge=1, le=92, description="days reported, ending with `until`")
 
 
 class FinopsSummary(BaseModel):
@@ -33,12 +31,18 @@ def _rows(frame: pl.DataFrame) -> list[dict[str, object]]:
 
 
 @flow(name="weekly-finops", log_prints=False)
-def weekly_finops(params: FinopsParams | None = None) -> FinopsSummary:
-    params = params or FinopsParams()
+def weekly_finops(
+    until: date | None = None, days: Annotated[int, Field(ge=1, le=92)] = 7
+) -> FinopsSummary:
+    """The period's FinOps report as HTML and as Prefect artifacts.
+
+    Args:
+        until: last day reported (UTC); default today
+        days: days reported, ending with `until`
+    """
     settings = load_settings()
-    last = params.until or datetime.now(UTC).date()
-    end = datetime.combine(last + timedelta(days=1), time(), tzinfo=UTC)
-    start = end - timedelta(days=params.days)
+    period = Period.ending(until or utcnow().date(), days)
+    start, end, last = period.start, period.end, period.last
     report = finops_report(settings, start, end)
     path = write_finops_html(
         report, settings.reports_dir / f"finops-{start:%Y%m%d}-{last:%Y%m%d}.html"

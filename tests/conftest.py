@@ -5,20 +5,15 @@ from __future__ import annotations
 import functools
 import gzip
 import json
-import os
 import re
 from pathlib import Path
 
 import pytest
 
+from flows.environment import prefect_defaults
+
 REPO = Path(__file__).resolve().parents[1]
-os.environ.setdefault("PREFECT_HOME", str(REPO / ".prefect"))
-os.environ.setdefault("DO_NOT_TRACK", "1")
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+prefect_defaults()
 
 _ARTICLE = re.compile(rb"<PubmedArticle\b.*?</PubmedArticle>", re.DOTALL)
 _HEADER = b'<?xml version="1.0" encoding="utf-8"?>\n<PubmedArticleSet>\n'

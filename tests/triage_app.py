@@ -19,19 +19,14 @@ import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from flows.triage_app import create_app
 from models.embedder import default_embedder
 from models.narrative import NarrativeFlagger
-from tasks.settings import (
-    ApiKey,
-    Settings,
-    TriageSettings,
-    load_models,
-    load_policies,
-    load_settings,
-)
-from tasks.steps import resources
-from tasks.steps.triage import NARRATIVE_TASK, Triager
-from tasks.steps.triage_api import create_app, hash_key
+from tasks.rules import load_models, load_policies
+from tasks.services.runtime import Runtime
+from tasks.services.triage import NARRATIVE_TASK, Triager
+from tasks.services.triage_access import hash_key
+from tasks.settings import ApiKey, Settings, TriageSettings, load_settings
 
 SALT = "test-salt"
 ROLES = {"a": "submitter", "b": "submitter", "rev": "reviewer", "old": "submitter"}
@@ -58,8 +53,8 @@ def build(home: Path, **triage: Any) -> tuple[Triager, Settings]:
     catalog = load_models(settings)
     key = catalog.tasks[NARRATIVE_TASK]
     triager = Triager(
-        settings,
-        resources.triage_store(settings),
+        Runtime.for_settings(settings),
+        Runtime.for_settings(settings).triage_store,
         flagger(),
         rules=load_policies(settings).rules,
         price=catalog.models[key],

@@ -18,7 +18,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from tasks.steps.triage_api import create_app
+from flows.triage_app import create_app
 from tests.triage_app import HEADERS, build, report
 
 RATE_PER_MINUTE = 60

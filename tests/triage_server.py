@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from tasks.steps.triage_api import hash_key
+from tasks.services.triage_access import hash_key
 
 REPO = Path(__file__).resolve().parents[1]
 SALT = "server-test-salt"

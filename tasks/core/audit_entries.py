@@ -10,7 +10,7 @@ from typing import Any
 
 import polars as pl
 
-from tasks.core.chunks import stable_id
+from tasks.core.batches import stable_id
 
 
 def decision_entries(decided: pl.DataFrame) -> list[dict[str, Any]]:

@@ -16,7 +16,7 @@ import polars as pl
 
 from tasks.core.pricing import CACHE_MODEL
 from tasks.errors import DataContractError
-from tasks.settings import ModelsFile
+from tasks.rules import ModelsFile
 
 # decision -> the business outcome it resolves (cost per outcome is spend / outcomes)
 OUTCOMES = {

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 import polars as pl
 
-from tasks.core.chunking import split_sentences
+from tasks.core.passages import split_sentences
 
 REFERENCE_PREFIX = "ref"
 
@@ -202,7 +202,7 @@ class Composed:
 class Composer(Protocol):
     """Turns retrieved passages into an answer with citations.
 
-    The extractive composer runs here; an LLM composer (models/llm, issue 3) implements the same
+    The extractive composer runs here; an LLM composer (models/llm) implements the same
     call and is priced by the catalog's ``knowledge-answer-llm`` task.
     """
 

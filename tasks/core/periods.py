@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from tasks.settings import Period
+from tasks.rules import Period
 
 
 def period_window(period: Period, now: datetime) -> tuple[datetime, datetime]:

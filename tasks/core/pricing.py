@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tasks.settings import ModelPrice
+from tasks.rules import ModelPrice
 
 # The ledger's model for an answer served from a cache (semantic, warm or summary tier): a real
 # call event that costs $0. It is not in the price catalog, so no task can ever be served by it.

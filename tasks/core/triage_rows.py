@@ -12,8 +12,9 @@ from datetime import datetime
 import polars as pl
 import pyarrow as pa
 
-from tasks.core.chunks import stable_id
-from tasks.schemas import TRIAGE_AUDIT, TRIAGE_DECISION, TriageDecision
+from tasks.core.batches import stable_id
+from tasks.intake import TriageDecision
+from tasks.schemas import TRIAGE_AUDIT, TRIAGE_DECISION
 
 
 def _polars_schema(schema: pa.Schema) -> pl.Schema:

@@ -43,7 +43,7 @@ from typing import Literal
 
 from tasks.core.periods import period_window
 from tasks.errors import BudgetExceeded, DataContractError
-from tasks.settings import Budget
+from tasks.rules import Budget
 
 Kind = Literal["grant", "override", "overage"]
 

@@ -28,9 +28,9 @@ from datetime import datetime
 from pathlib import Path
 
 from tasks.errors import CaseConflict, DataContractError
+from tasks.intake import IcsrCase, TriageDecision
 from tasks.io.private_files import private_sqlite
 from tasks.io.sealing import Sealer
-from tasks.schemas import IcsrCase, TriageDecision
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS cases (

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tasks.settings import Condition, PolicyRule
+from tasks.rules import Condition, PolicyRule
 
 DEFAULT_ALLOW = "DEFAULT_ALLOW"
 

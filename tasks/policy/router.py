@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import polars as pl
 
-from tasks.settings import RouteRule
+from tasks.rules import RouteRule
 
 
 def _condition(rule: RouteRule, text: pl.Expr, products: pl.Expr) -> pl.Expr:

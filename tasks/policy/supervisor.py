@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from tasks.policy.engine import DEFAULT_ALLOW, Reason, decide
-from tasks.settings import Budget, PolicyRule
+from tasks.rules import Budget, PolicyRule
 
 NO_OVERRIDE_RULE = Reason(
     "BUDGET_EXHAUSTED_NO_OVERRIDE_RULE",

@@ -8,13 +8,11 @@ from pathlib import Path
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.core.finops import FinopsReport, assemble
-from tasks.core.finops_render import render_charts, render_html
-from tasks.io.reports import write_text_atomic
-from tasks.io.warehouse import Warehouse
-from tasks.settings import Settings, load_models
-from tasks.steps import resources
-from tasks.steps.retry import retry_transient_only
+from tasks.core.finops import FinopsReport
+from tasks.services import finops
+from tasks.services.runtime import Runtime
+from tasks.settings import Settings
+from tasks.steps import retry_transient_only
 
 
 @task(
@@ -22,18 +20,10 @@ from tasks.steps.retry import retry_transient_only
 )
 def finops_report(settings: Settings, start: datetime, end: datetime) -> FinopsReport:
     """Ledger and decisions of ``[start, end)``, checked and aggregated."""
-    figures = Warehouse(resources.lake(settings)).figures(start, end)
-    return assemble(
-        figures,
-        load_models(settings),
-        start=start,
-        end=end,
-        burst_factor=settings.supervisor.burst_factor,
-        baseline_hours=settings.supervisor.burst_baseline_hours,
-    )
+    return finops.report(Runtime.for_settings(settings), start, end)
 
 
 @task(name="write-finops-html", cache_policy=NO_CACHE)
 def write_finops_html(report: FinopsReport, path: Path) -> Path:
     """The self-contained HTML report with its charts."""
-    return write_text_atomic(path, render_html(report, render_charts(report)))
+    return finops.write_html(report, path)

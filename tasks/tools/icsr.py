@@ -14,7 +14,7 @@ from datetime import date, datetime, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from tasks.schemas import IcsrCase, Outcome
+from tasks.intake import IcsrCase, Outcome
 from tasks.tools.text import match_key
 
 # ICH E2A criteria, in the order a report lists them.

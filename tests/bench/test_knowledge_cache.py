@@ -19,9 +19,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tasks.services.knowledge import Asker
+from tasks.services.runtime import Runtime
 from tasks.settings import load_settings
 from tasks.steps.knowledge import (
-    Asker,
     faers_signals,
     index_abstracts,
     index_reference,
@@ -102,7 +103,9 @@ def test_knowledge_cache_workload(tmp_path):
     questions = 0
     for night, batch in enumerate(_workload()):
         now = T0 + timedelta(days=night)
-        asker = Asker(settings, clock=lambda now=now: now)  # a fresh process each night
+        asker = Asker(
+            Runtime.for_settings(settings), clock=lambda now=now: now
+        )  # a fresh process each night
         if night == 0:
             asker.ask("warm-up: does aspirin cause nausea")  # loads models and dictionaries
             asker._hot.clear()

@@ -16,11 +16,11 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from flows.nightly_literature_scan import ScanParams, nightly_literature_scan
+from flows.nightly_literature_scan import nightly_literature_scan
 from models.embedder import default_embedder
+from tasks.services.embedding import texts_of
+from tasks.services.runtime import Runtime
 from tasks.settings import load_settings
-from tasks.steps.embedding import texts_of
-from tasks.steps.resources import scorer
 from tests.conftest import pmid_of, pmids_mentioning_products, real_medline_records, write_medline
 
 RESULTS = Path(__file__).resolve().parents[2] / "bench" / "results"
@@ -37,16 +37,14 @@ def test_scan_throughput_vs_raw_model(tmp_path, monkeypatch):
     source = write_medline(tmp_path / "bench.xml", chosen)
 
     monkeypatch.setenv("PHARMALANE_HOME", str(tmp_path / "warmup"))
-    nightly_literature_scan(
-        ScanParams(sources=[str(write_medline(tmp_path / "w.xml", chosen[:3]))])
-    )
+    nightly_literature_scan(sources=[str(write_medline(tmp_path / "w.xml", chosen[:3]))])
 
     from tasks.io.medline import read_medline
 
     citations, _ = read_medline(source)
     frame = citations.filter(pl.col("abstract").is_not_null())
     texts = texts_of(frame)
-    model, calibrated = default_embedder(), scorer(load_settings())
+    model, calibrated = default_embedder(), Runtime.for_settings(load_settings()).scorer()
     settings = load_settings()
     start = time.perf_counter()
     model.count_tokens(texts)
@@ -58,7 +56,7 @@ def test_scan_throughput_vs_raw_model(tmp_path, monkeypatch):
 
     monkeypatch.setenv("PHARMALANE_HOME", str(tmp_path / "home"))
     start = time.perf_counter()
-    summary = nightly_literature_scan(ScanParams(sources=[str(source)]))
+    summary = nightly_literature_scan(sources=[str(source)])
     flow_seconds = time.perf_counter() - start
     assert summary.embedded == len(texts)
 

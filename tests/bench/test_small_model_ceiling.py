@@ -27,9 +27,11 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
+from tasks.services.embedding import texts_of
+from tasks.services.intake import source_files
+from tasks.services.runtime import utcnow
 from tasks.settings import load_settings
-from tasks.steps.embedding import texts_of
-from tasks.steps.scan import load_citations, select, source_files, tools_and_route, utcnow, validate
+from tasks.steps.scan import load_citations, select_window, tools_and_route, validate
 from tasks.steps.training import embed_split
 
 RESULTS = Path(__file__).resolve().parents[2] / "bench" / "results"
@@ -43,7 +45,7 @@ def labelled_split_vectors() -> tuple[pl.DataFrame, np.ndarray]:
     citations, _ = load_citations(source_files(None), settings.cache_dir)
     frames, vectors = [], []
     for split in SPLITS:
-        valid = validate(select(citations, None, None, split, None), settings).valid
+        valid = validate(select_window(citations, None, None, split, None), settings).valid
         rows = tools_and_route(valid, settings).sort("item_id")
         run_id = str(uuid.uuid4())
         vectors.append(

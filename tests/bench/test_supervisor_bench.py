@@ -16,7 +16,7 @@ import pytest
 
 from tasks.io.audit import AuditTrail
 from tasks.io.budget import BudgetStore
-from tasks.settings import Budget
+from tasks.rules import Budget
 
 RESULTS = Path(__file__).resolve().parents[2] / "bench" / "results" / "supervisor.json"
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)

@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 from tasks.io.drug_dictionary import product_variants
-from tasks.settings import load_models, load_policies, load_products, load_routing, load_settings
+from tasks.rules import load_models, load_policies, load_products, load_routing
+from tasks.settings import load_settings
 
 REPO = Path(__file__).resolve().parents[2]
 

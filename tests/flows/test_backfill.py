@@ -29,13 +29,13 @@ def test_backfill_twice_second_run_adds_zero_rows_and_zero_cost(isolated_home, t
         "pmid"
     ].n_unique()
 
-    first = backfill(params)
+    first = backfill(**params.model_dump())
     lake = Lake(isolated_home / "lake")
     counts = {name: lake.read(name).height for name in ("decisions", "ledger", "quarantine")}
     assert (first.windows, first.succeeded, first.failed_windows) == (3, 3, [])
     assert first.screened == counts["decisions"] == expected > 0
 
-    second = backfill(params)
+    second = backfill(**params.model_dump())
     assert (second.screened, second.cost_usd) == (0, 0.0)
     assert second.already_decided == first.screened
     assert {name: lake.read(name).height for name in counts} == counts

@@ -24,9 +24,9 @@ from prefect.client.schemas.filters import (
 from typer.testing import CliRunner
 
 from flows.cli import app
-from flows.nightly_literature_scan import ScanParams, nightly_literature_scan
-from flows.refresh_summaries import RefreshParams, refresh_summaries
-from flows.weekly_finops import FinopsParams, weekly_finops
+from flows.nightly_literature_scan import nightly_literature_scan
+from flows.refresh_summaries import refresh_summaries
+from flows.weekly_finops import weekly_finops
 from tasks.core.pricing import CACHE_MODEL
 from tasks.io.lake import Lake
 from tasks.settings import load_settings
@@ -70,9 +70,9 @@ def _published(flow_run_id, key: str) -> list[dict[str, str]]:
 
 def test_weekly_finops_reports_an_ordinary_day(isolated_home, tmp_path, monkeypatch):
     source = _a_day_of_abstracts(tmp_path)
-    scanned = nightly_literature_scan(ScanParams(sources=[str(source)]))
+    scanned = nightly_literature_scan(sources=[str(source)])
     assert scanned.embedded > 0
-    refresh_summaries(RefreshParams(sources=[str(source)]))
+    refresh_summaries(sources=[str(source)])
     settings = load_settings()
     lake = Lake(settings.lake_dir)
     product = lake.read("decisions").explode("products")["products"].drop_nulls()[0]
@@ -81,7 +81,7 @@ def test_weekly_finops_reports_an_ordinary_day(isolated_home, tmp_path, monkeypa
     tiers = [_ask(question, monkeypatch), _ask(question, monkeypatch)]
     assert tiers[1] != "miss"  # the second asking is served from a cache tier
 
-    state = weekly_finops(FinopsParams(), return_state=True)
+    state = weekly_finops(return_state=True)
     summary = state.result()
     ledger = lake.read("ledger")
     today = datetime.now(UTC).date()

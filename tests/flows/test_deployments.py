@@ -48,7 +48,7 @@ def test_ad_hoc_run_through_the_api_is_executed_by_a_process_worker(tmp_path):
     with get_client(sync_client=True) as client:
         deployment = client.read_deployment_by_name("nightly-literature-scan/nightly")
         run = client.create_flow_run_from_deployment(
-            deployment.id, parameters={"params": {"sources": [str(source)]}}
+            deployment.id, parameters={"sources": [str(source)]}
         )
     _run(["worker", "start", "--pool", "batch", "--run-once"], env, timeout=300)
 
@@ -71,7 +71,5 @@ def test_a_parameter_that_breaks_the_schema_is_refused_by_the_server(tmp_path):
         with pytest.raises(Exception, match=r"(?i)valid"):
             client.create_flow_run_from_deployment(
                 deployment.id,
-                parameters={
-                    "params": {"since": "2021-01-01", "until": "2021-01-02", "days_per_run": 0}
-                },
+                parameters={"since": "2021-01-01", "until": "2021-01-02", "days_per_run": 0},
             )

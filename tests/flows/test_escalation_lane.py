@@ -15,7 +15,7 @@ import pytest
 import yaml
 from prefect.settings import PREFECT_API_URL
 
-from flows.escalation_lane import LaneParams, escalation_lane
+from flows.escalation_lane import escalation_lane
 from models.llm.local import free_port
 from tasks.core.verdict import PROMPT_SHA256
 from tasks.io.audit import AuditTrail
@@ -124,9 +124,9 @@ def test_lane_decides_every_item_never_accepts_bad_answers_and_pays_once(
     validated_recall(tmp_path / "large_models", "local-smollm2", recall=1.0)
     with OpenAIStub(responder_for()) as stub:
         point_lane_at(stub.base_url, tmp_path, monkeypatch)
-        first = escalation_lane(LaneParams())
+        first = escalation_lane()
         calls_after_first = len(stub.requests)
-        again = escalation_lane(LaneParams())
+        again = escalation_lane()
 
     assert first.pending == 5 and first.judged == 5 and first.deferred == 0
     lane = lane_home.read("decisions").filter(pl.col("workflow") == "escalation-lane")
@@ -165,14 +165,14 @@ def test_a_backend_that_is_down_defers_items_and_a_later_run_decides_them(
     lane_home, tmp_path, monkeypatch
 ):
     point_lane_at(f"http://127.0.0.1:{free_port()}/v1", tmp_path, monkeypatch)
-    down = escalation_lane(LaneParams(limit=4))
+    down = escalation_lane(limit=4)
     assert down.stopped_early and down.deferred == 4 and down.calls == 0
     assert lane_home.read("decisions").filter(pl.col("workflow") == "escalation-lane").is_empty()
     assert lane_home.read("ledger").is_empty()
 
     with OpenAIStub(responder_for()) as stub:
         point_lane_at(stub.base_url, tmp_path, monkeypatch)
-        up = escalation_lane(LaneParams())
+        up = escalation_lane()
     assert up.pending == 5 and up.judged == 5 and up.deferred == 0
 
 
@@ -204,7 +204,7 @@ def test_a_lane_killed_mid_chunk_resumes_without_paying_twice(lane_home, tmp_pat
         assert process.wait(timeout=30) == -signal.SIGKILL
         assert lane_home.read("ledger").is_empty()  # killed before the chunk's ledger write
 
-        resumed = escalation_lane(LaneParams())
+        resumed = escalation_lane()
 
     # 8 answers in all (see the test above); 3 came back before the kill and are replayed
     assert resumed.replayed_calls == 3
@@ -228,12 +228,12 @@ def test_a_spent_lane_budget_decides_urgent_items_and_defers_the_rest(
         lane_budget = next(b for b in budgets["budgets"] if b["workflow"] == "escalation-lane")
         lane_budget["usd"] = 0.000001
         (config / "budgets.yaml").write_text(yaml.safe_dump(budgets))
-        spent = escalation_lane(LaneParams())
+        spent = escalation_lane()
         asked_while_spent = len(stub.requests)
 
         lane_budget["usd"] = 1.0
         (config / "budgets.yaml").write_text(yaml.safe_dump(budgets))
-        refilled = escalation_lane(LaneParams())
+        refilled = escalation_lane()
 
     # 105 is hot (urgent): it goes on over budget; the 4 others wait, nothing is lost
     decided = lane_home.read("decisions").filter(pl.col("workflow") == "escalation-lane")
@@ -253,7 +253,7 @@ def test_a_model_whose_recall_is_not_validated_cannot_close_items(lane_home, tmp
     validated_recall(tmp_path / "large_models", "local-smollm2", recall=0.9)  # under 0.95
     with OpenAIStub(responder_for()) as stub:
         point_lane_at(stub.base_url, tmp_path, monkeypatch)
-        escalation_lane(LaneParams())
+        escalation_lane()
     lane = lane_home.read("decisions").filter(pl.col("workflow") == "escalation-lane")
     no_event = lane.filter(pl.col("item_id") == "102")
     assert no_event["decision"].to_list() == ["human_review"]

@@ -11,10 +11,10 @@ import json
 import pytest
 
 from flows.calibrate_ladder import calibrate_ladder
-from flows.ladder_eval import LadderEvalParams, ladder_eval
+from flows.ladder_eval import ladder_eval
 from tasks.core.verdict import PROMPT_SHA256
+from tasks.services.runtime import Runtime
 from tasks.settings import load_settings
-from tasks.steps import resources
 from tests.flows.test_escalation_lane import point_lane_at
 from tests.openai_stub import OpenAIStub, Reply, verdict_json
 
@@ -41,24 +41,24 @@ def test_calibration_meets_its_recall_target_and_is_used_only_with_its_scorer(la
     )
     recalls = [row["recall"] for row in sorted(stored["curve"], key=lambda r: r["low"])]
     assert recalls == sorted(recalls, reverse=True)  # a higher low never finds more positives
-    assert stored["scorer_sha256"] == resources.scorer(settings).meta.weights_sha256
+    assert stored["scorer_sha256"] == Runtime.for_settings(settings).scorer().meta.weights_sha256
 
-    chosen = resources.thresholds(settings)
+    chosen = Runtime.for_settings(settings).thresholds()
     assert (chosen.source, chosen.thresholds.low) == ("calibration", summary.low)
 
     stored["scorer_sha256"] = "0" * 64  # a calibration made for some other scorer
     settings.ladder.choice_file.write_text(json.dumps(stored))
-    fallback = resources.thresholds(settings)
+    fallback = Runtime.for_settings(settings).thresholds()
     assert fallback.source == "scorer" and "another scorer" in fallback.note
-    assert fallback.thresholds.low == resources.scorer(settings).meta.threshold_low
+    assert fallback.thresholds.low == Runtime.for_settings(settings).scorer().meta.threshold_low
 
 
 def test_ladder_eval_with_a_model_that_always_flags(ladder_home, tmp_path, monkeypatch):
     with OpenAIStub(lambda _: Reply(verdict_json(True))) as stub:
         point_lane_at(stub.base_url, tmp_path, monkeypatch)
-        result = ladder_eval(LadderEvalParams(split="calibration", sample=SAMPLE, out_dir=tmp_path))
+        result = ladder_eval(split="calibration", sample=SAMPLE, out_dir=tmp_path)
         asked = len(stub.requests)
-        again = ladder_eval(LadderEvalParams(split="calibration", sample=SAMPLE, out_dir=tmp_path))
+        again = ladder_eval(split="calibration", sample=SAMPLE, out_dir=tmp_path)
 
     assert (
         json.loads((tmp_path / "ladder_eval.json").read_text())["measured_sample"]
@@ -85,7 +85,7 @@ def test_ladder_eval_with_a_model_that_always_flags(ladder_home, tmp_path, monke
 
     # stored verdicts are reused: a re-run asks nothing and reports the same
     assert again["measured_sample"] == measured
-    ledger = resources.lake(load_settings()).read("ledger")
+    ledger = Runtime.for_settings(load_settings()).lake.read("ledger")
     assert ledger.filter(ledger["workflow"] == "ladder-eval").height >= SAMPLE
 
 
@@ -94,7 +94,7 @@ def test_ladder_eval_counts_rejected_answers_as_flagged_never_as_negatives(
 ):
     with OpenAIStub(lambda _: Reply("I think this might be an adverse event.")) as stub:
         point_lane_at(stub.base_url, tmp_path, monkeypatch)
-        result = ladder_eval(LadderEvalParams(split="calibration", sample=SAMPLE, out_dir=tmp_path))
+        result = ladder_eval(split="calibration", sample=SAMPLE, out_dir=tmp_path)
 
     measured = result["measured_sample"]
     assert len(stub.requests) == 2 * SAMPLE  # every item asked once more, then sent to a human

@@ -86,7 +86,7 @@ def test_scan_accounts_for_every_row_and_a_rerun_adds_nothing(
     monkeypatch.setenv("PHARMALANE_SCAN__CHUNK_SIZE", "5")
     params = ScanParams(sources=[str(medline_batch["path"])])
 
-    first = nightly_literature_scan(params)
+    first = nightly_literature_scan(**params.model_dump())
 
     lake = Lake(isolated_home / "lake")
     assert first.rows_in == medline_batch["rows"] == first.valid + first.quarantined
@@ -124,7 +124,7 @@ def test_scan_accounts_for_every_row_and_a_rerun_adds_nothing(
     assert digest["items"].sum() >= medline_batch["in_scope"]
 
     before = _lake_counts(lake)
-    second = nightly_literature_scan(params)
+    second = nightly_literature_scan(**params.model_dump())
     assert (second.screened, second.embedded, second.cost_usd) == (0, 0, 0.0)
     assert second.already_decided == first.valid
     assert _lake_counts(lake) == before
@@ -134,9 +134,7 @@ def test_window_outside_the_data_screens_nothing(isolated_home, medline_batch):
     from datetime import date
 
     summary = nightly_literature_scan(
-        ScanParams(
-            sources=[str(medline_batch["path"])], since=date(1900, 1, 1), until=date(1900, 1, 2)
-        )
+        sources=[str(medline_batch["path"])], since=date(1900, 1, 1), until=date(1900, 1, 2)
     )
     # Only rows whose date cannot be read (and the non-UTF-8 one) pass the window, to quarantine.
     assert summary.screened == 0
@@ -148,6 +146,18 @@ def test_params_refuse_a_reversed_window():
 
     with pytest.raises(ValueError, match="after until"):
         ScanParams(since=date(2021, 2, 1), until=date(2021, 1, 1))
+
+
+def test_a_reversed_window_fails_the_run_at_its_start_naming_both_fields(isolated_home):
+    from datetime import date
+
+    state = nightly_literature_scan(
+        since=date(2021, 2, 1), until=date(2021, 1, 1), return_state=True
+    )
+    assert state.is_failed()
+    with pytest.raises(ValueError, match=r"since \(2021-02-01\) is after until \(2021-01-01\)"):
+        state.result()
+    assert not (isolated_home / "lake").exists()  # nothing read, nothing written
 
 
 def test_spent_budget_defers_model_work_without_dropping_it(
@@ -170,7 +180,7 @@ def test_spent_budget_defers_model_work_without_dropping_it(
     monkeypatch.setenv("PHARMALANE_CONFIG_DIR", str(configs))
     params = ScanParams(sources=[str(medline_batch["path"])])
 
-    starved = nightly_literature_scan(params)
+    starved = nightly_literature_scan(**params.model_dump())
     lake = Lake(isolated_home / "lake")
     assert starved.deferred == medline_batch["in_scope"]
     assert starved.cost_usd == 0 and lake.read("ledger").is_empty()
@@ -185,6 +195,6 @@ def test_spent_budget_defers_model_work_without_dropping_it(
     assert alerts and alerts[0]["action"] == "defer"
 
     monkeypatch.delenv("PHARMALANE_CONFIG_DIR")
-    funded = nightly_literature_scan(params)
+    funded = nightly_literature_scan(**params.model_dump())
     assert (funded.deferred, funded.embedded) == (0, medline_batch["in_scope"])
     assert lake.read("decisions").height == medline_batch["valid"]

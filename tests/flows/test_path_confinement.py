@@ -13,13 +13,13 @@ import pytest
 
 from flows.backfill import BackfillParams, backfill
 from flows.evaluate_scan import evaluate_scan
-from flows.ladder_eval import LadderEvalParams, ladder_eval
-from flows.nightly_literature_scan import ScanParams, nightly_literature_scan
-from flows.refresh_summaries import RefreshParams, refresh_summaries
+from flows.ladder_eval import ladder_eval
+from flows.nightly_literature_scan import nightly_literature_scan
+from flows.refresh_summaries import refresh_summaries
 from tasks.errors import DataContractError
 from tasks.io.medline import bundled_medline_files
+from tasks.services.paths import confined_output, confined_sources
 from tasks.settings import REPO_ROOT, load_settings
-from tasks.steps.paths import confined_output, confined_sources
 
 
 def refused(state, field: str) -> str:
@@ -31,7 +31,7 @@ def refused(state, field: str) -> str:
 
 
 def test_scan_refuses_etc_passwd_as_a_source_before_reading_anything(isolated_home):
-    state = nightly_literature_scan(ScanParams(sources=["/etc/passwd"]), return_state=True)
+    state = nightly_literature_scan(sources=["/etc/passwd"], return_state=True)
     assert "/etc/passwd" in refused(state, "sources")
     assert not isolated_home.exists()  # no cache, lake or quarantine written
 
@@ -39,20 +39,18 @@ def test_scan_refuses_etc_passwd_as_a_source_before_reading_anything(isolated_ho
 def test_scan_refuses_a_symlink_in_home_that_points_out(isolated_home):
     isolated_home.mkdir()
     (isolated_home / "feed.xml").symlink_to("/etc/passwd")
-    state = nightly_literature_scan(
-        ScanParams(sources=[str(isolated_home / "feed.xml")]), return_state=True
-    )
+    state = nightly_literature_scan(sources=[str(isolated_home / "feed.xml")], return_state=True)
     refused(state, "sources")
 
 
 def test_backfill_and_refresh_refuse_the_same_source(isolated_home):
     params = BackfillParams(since=date(2020, 1, 1), until=date(2020, 1, 3), sources=["/etc/passwd"])
-    refused(backfill(params, return_state=True), "sources")
-    refused(refresh_summaries(RefreshParams(sources=["/etc/passwd"]), return_state=True), "sources")
+    refused(backfill(**params.model_dump(), return_state=True), "sources")
+    refused(refresh_summaries(sources=["/etc/passwd"], return_state=True), "sources")
 
 
 def test_output_folders_outside_the_roots_are_refused(isolated_home):
-    ladder = ladder_eval(LadderEvalParams(out_dir="/tmp/../etc", sample=0), return_state=True)
+    ladder = ladder_eval(out_dir="/tmp/../etc", sample=0, return_state=True)
     assert "/etc" in refused(ladder, "out_dir")
     evaluated = evaluate_scan(results_dir="/tmp/../etc", return_state=True)
     refused(evaluated, "results_dir")

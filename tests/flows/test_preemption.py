@@ -15,7 +15,7 @@ import pytest
 from polars.testing import assert_frame_equal
 from prefect.settings import PREFECT_API_URL
 
-from flows.nightly_literature_scan import ScanParams, nightly_literature_scan
+from flows.nightly_literature_scan import nightly_literature_scan
 from tasks.io.lake import Lake
 from tasks.io.vectors import VectorStore
 from tests.conftest import pmid_of, pmids_mentioning_products, real_medline_records, write_medline
@@ -44,7 +44,7 @@ def test_killed_scan_resumes_with_no_loss_no_duplicate_and_no_double_charge(tmp_
     monkeypatch.setenv("PHARMALANE_SCAN__CHUNK_SIZE", "4")
 
     monkeypatch.setenv("PHARMALANE_HOME", str(tmp_path / "clean"))
-    clean = nightly_literature_scan(ScanParams(sources=[str(source)]))
+    clean = nightly_literature_scan(sources=[str(source)])
 
     killed_home = tmp_path / "killed"
     env = {
@@ -74,7 +74,7 @@ def test_killed_scan_resumes_with_no_loss_no_duplicate_and_no_double_charge(tmp_
     assert 0 < partial.height < clean.valid, f"kill after {delay:.2f}s did not land mid-run"
 
     monkeypatch.setenv("PHARMALANE_HOME", str(killed_home))
-    resumed = nightly_literature_scan(ScanParams(sources=[str(source)]))
+    resumed = nightly_literature_scan(sources=[str(source)])
     assert resumed.already_decided == partial.height
 
     want, got = _outputs(tmp_path / "clean"), _outputs(killed_home)

@@ -5,11 +5,12 @@ from datetime import UTC, date, datetime
 import polars as pl
 import pytest
 
-from flows.refresh_summaries import RefreshParams, refresh_summaries
+from flows.refresh_summaries import refresh_summaries
 from tasks.io.lake import Lake
 from tasks.io.medline import read_medline
+from tasks.rules import load_products
 from tasks.schemas import DECISION
-from tasks.settings import load_products, load_settings
+from tasks.settings import load_settings
 from tests.conftest import real_medline_records, write_medline
 
 pytestmark = pytest.mark.slow
@@ -48,16 +49,16 @@ def test_refresh_indexes_once_and_materialises_summaries(isolated_home, tmp_path
     source = write_medline(tmp_path / "scan.xml", real_medline_records(6))
     settings = load_settings()
     ids = _decided(source, Lake(settings.lake_dir))
-    params = RefreshParams(sources=[str(source)])
+    params = dict(sources=[str(source)])
 
-    first = refresh_summaries(params)
+    first = refresh_summaries(**params)
     assert first.abstract_sources == len(ids)
     assert first.abstract_chunks_inserted == first.abstract_chunks > 0
     assert first.reference_chunks_inserted == first.reference_chunks > 0
     assert first.faers_signals > 0
     assert first.summaries == 2 * len(load_products(settings).products)
 
-    second = refresh_summaries(params)
+    second = refresh_summaries(**params)
     assert second.index_version == first.index_version
     assert second.abstract_chunks_inserted == 0 and second.reference_chunks_inserted == 0
 

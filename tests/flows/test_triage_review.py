@@ -13,10 +13,10 @@ from prefect.client.schemas.objects import StateType
 from prefect.flow_runs import resume_flow_run
 
 from flows.triage_review import triage_review
+from tasks.intake import IcsrCase, TriageDecision
 from tasks.io.triage_store import TriageStore
-from tasks.schemas import IcsrCase, TriageDecision
+from tasks.services.runtime import Runtime
 from tasks.settings import load_settings
-from tasks.steps.resources import triage_store
 from tasks.tools import icsr
 
 
@@ -55,7 +55,7 @@ def paused_run_id(deadline_s: float = 60.0):
 
 @pytest.mark.slow
 def test_reviewer_answers_the_paused_run_form(isolated_home):
-    store = triage_store(load_settings())
+    store = Runtime.for_settings(load_settings()).triage_store
     held(store)
     outcome: dict[str, str] = {}
     runner = threading.Thread(

@@ -10,7 +10,8 @@ from pathlib import Path
 from prefect.client.orchestration import get_client
 from prefect.settings import PREFECT_API_URL
 
-from tasks.settings import load_budgets, load_settings
+from tasks.rules import load_budgets
+from tasks.settings import load_settings
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -9,20 +9,20 @@ import pytest
 from prefect import get_client
 from prefect.concurrency.asyncio import ConcurrencySlotAcquisitionError
 
-from flows.urgent_ae_triage import LaneParams, urgent_ae_triage
+from flows.urgent_ae_triage import urgent_ae_triage
+from tasks.intake import IcsrCase
 from tasks.io.lake import Lake
-from tasks.schemas import IcsrCase
+from tasks.io.orchestrator import ensure_global_limit
+from tasks.services.audit import verify
+from tasks.services.runtime import Runtime
+from tasks.services.triage import WORKFLOW, Triager
 from tasks.settings import load_settings
-from tasks.steps import resources
-from tasks.steps.audit import verify
-from tasks.steps.triage import WORKFLOW, Triager
-from tasks.steps.triage_lane import ensure_lane_limit
 
 
 @pytest.fixture(autouse=True)
 def lane_limit() -> None:
     """The lane's global concurrency limit, as `make ui` creates it (the lane needs it)."""
-    ensure_lane_limit()
+    ensure_global_limit(WORKFLOW)
 
 
 def case(i: int, **fields) -> IcsrCase:
@@ -41,7 +41,7 @@ def case(i: int, **fields) -> IcsrCase:
 @pytest.mark.slow
 def test_lane_books_decisions_audit_and_ledger_once(isolated_home):
     settings = load_settings()
-    triager = Triager.build(settings)
+    triager = Triager.build(Runtime.for_settings(settings))
     decisions = [triager.triage(case(i), "k-sub")[0] for i in range(2)]
     held, _ = triager.triage(case(9, outcome={"hospitalisation": True}), "k-sub")
     for i in range(settings.triage.max_in_flight):  # saturated: a non-urgent case defers
@@ -56,7 +56,7 @@ def test_lane_books_decisions_audit_and_ledger_once(isolated_home):
         at=datetime(2026, 3, 3, tzinfo=UTC),
     )
 
-    summary = urgent_ae_triage(LaneParams(idle_stop_seconds=0, poll_seconds=0.1))
+    summary = urgent_ae_triage(idle_stop_seconds=0, poll_seconds=0.1)
 
     assert (summary.cases, summary.held, summary.reviews) == (4, 2, 1)  # L-2 settled as held
     lake = Lake(settings.lake_dir)
@@ -85,19 +85,19 @@ def test_lane_books_decisions_audit_and_ledger_once(isolated_home):
     assert ledger["cost_usd"].sum() == pytest.approx(paid)
     assert set(ledger["workflow"]) == {"urgent-ae-triage"}
 
-    again = urgent_ae_triage(LaneParams(idle_stop_seconds=0, poll_seconds=0.1))
+    again = urgent_ae_triage(idle_stop_seconds=0, poll_seconds=0.1)
     assert (again.cases, again.reviews) == (0, 0)
     assert lake.read("triage_decisions").height == 4
     assert lake.read("triage_audit").height == 5
 
     # every decision and review of the lake is in the keyed chain too, with the same facts
-    chain = resources.audit(settings).entries()
+    chain = Runtime.for_settings(settings).audit.entries()
     events = lake.read("triage_audit").select("event", "case_id", "status", "actor").rows()
     assert len(chain) == 5
     assert sorted((e["kind"], e["case_id"], e["status"], e["actor"]) for e in chain) == sorted(
         (f"triage_{event}", case_id, status, actor) for event, case_id, status, actor in events
     )
-    check = verify(settings)
+    check = verify(Runtime.for_settings(settings))
     assert check.verification.ok and check.anchors >= 1
 
 
@@ -106,7 +106,7 @@ def test_without_its_concurrency_limit_the_lane_fails_instead_of_running_unlimit
         client.delete_global_concurrency_limit_by_name(WORKFLOW)
     try:
         with pytest.raises(ConcurrencySlotAcquisitionError, match="must be created"):
-            urgent_ae_triage(LaneParams(max_batches=1, idle_stop_seconds=0))
+            urgent_ae_triage(max_batches=1, idle_stop_seconds=0)
         assert not Lake(load_settings().lake_dir).files("triage_decisions")
     finally:
-        ensure_lane_limit()
+        ensure_global_limit(WORKFLOW)

@@ -2,8 +2,8 @@
 
 from collections import Counter
 
+from tasks.intake import IcsrCase
 from tasks.io.ae_feed import cdisc_cases, drugscom_cases, replay_feed
-from tasks.schemas import IcsrCase
 from tasks.tools import icsr
 
 

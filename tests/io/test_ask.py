@@ -13,15 +13,10 @@ from tasks.core.cache_keys import checksum
 from tasks.core.signals import disproportionality
 from tasks.io import faers
 from tasks.io.knowledge import ABSTRACT_CHUNKS, SEMANTIC_CACHE
+from tasks.services.knowledge import Asker, embed_and_sync
+from tasks.services.runtime import Runtime
 from tasks.settings import load_settings
-from tasks.steps.knowledge import (
-    Asker,
-    _embed_and_sync,
-    index_reference,
-    knowledge_store,
-    materialise_summaries,
-    publish_index_version,
-)
+from tasks.steps.knowledge import index_reference, materialise_summaries, publish_index_version
 
 pytestmark = pytest.mark.slow
 T0 = datetime(2026, 11, 22, 1, 0, tzinfo=UTC)
@@ -62,7 +57,7 @@ class Clock:
 def test_miss_then_hot_then_expiry_rebuilds(indexed):
     settings, _ = indexed
     clock = Clock()
-    asker = Asker(settings, clock=clock)
+    asker = Asker(Runtime.for_settings(settings), clock=clock)
     first = asker.ask(QUESTION)
     assert first.tier == "miss" and first.cost_usd > 0
     assert any(c.startswith("ref:propranolol/") for c in first.answer.citations)
@@ -80,14 +75,14 @@ def test_miss_then_hot_then_expiry_rebuilds(indexed):
 
 def test_a_new_process_is_served_from_the_warm_tier(indexed):
     settings, _ = indexed
-    Asker(settings, clock=Clock()).ask(QUESTION)
-    warm = Asker(settings, clock=Clock()).ask(QUESTION)
+    Asker(Runtime.for_settings(settings), clock=Clock()).ask(QUESTION)
+    warm = Asker(Runtime.for_settings(settings), clock=Clock()).ask(QUESTION)
     assert warm.tier == "warm" and warm.cost_usd == 0
 
 
 def test_paraphrase_is_a_semantic_hit_and_near_misses_never_are(indexed):
     settings, _ = indexed
-    asker = Asker(settings, clock=Clock())
+    asker = Asker(Runtime.for_settings(settings), clock=Clock())
     asker.ask(QUESTION)
     assert asker.ask("Is bradycardia caused by propranolol?").tier == "semantic"
     for near_miss in (
@@ -100,7 +95,7 @@ def test_paraphrase_is_a_semantic_hit_and_near_misses_never_are(indexed):
 
 def test_product_filter_is_part_of_the_key_and_of_the_semantic_rule(indexed):
     settings, _ = indexed
-    asker = Asker(settings, clock=Clock())
+    asker = Asker(Runtime.for_settings(settings), clock=Clock())
     asker.ask(QUESTION)
     filtered = asker.ask(QUESTION, product="propranolol")
     assert filtered.tier == "miss"
@@ -109,7 +104,7 @@ def test_product_filter_is_part_of_the_key_and_of_the_semantic_rule(indexed):
 
 def test_reindexing_invalidates_every_tier(indexed, signals):
     settings, version = indexed
-    asker = Asker(settings, clock=Clock())
+    asker = Asker(Runtime.for_settings(settings), clock=Clock())
     asker.ask(QUESTION)
     docs = pl.DataFrame(
         {
@@ -120,21 +115,21 @@ def test_reindexing_invalidates_every_tier(indexed, signals):
         },
         schema_overrides={"pub_date": pl.Date},
     )
-    _embed_and_sync(settings, ABSTRACT_CHUNKS, docs)
+    embed_and_sync(Runtime.for_settings(settings), ABSTRACT_CHUNKS, docs)
     new_version = publish_index_version.fn(settings, T0)
     assert new_version != version
     assert not (settings.lake_dir / "knowledge_cache" / f"index_version={version}").exists()
-    assert knowledge_store(settings).count(SEMANTIC_CACHE) == 0
+    assert Runtime.for_settings(settings).knowledge.count(SEMANTIC_CACHE) == 0
     after = asker.ask(QUESTION)
     assert after.tier == "miss"
-    assert Asker(settings, clock=Clock()).ask("Is bradycardia caused by propranolol?").tier == (
-        "semantic"
-    )
+    assert Asker(Runtime.for_settings(settings), clock=Clock()).ask(
+        "Is bradycardia caused by propranolol?"
+    ).tier == ("semantic")
 
 
 def test_a_corrupted_warm_entry_is_ignored_and_rebuilt(indexed):
     settings, version = indexed
-    first = Asker(settings, clock=Clock()).ask(QUESTION)
+    first = Asker(Runtime.for_settings(settings), clock=Clock()).ask(QUESTION)
     path = (
         settings.lake_dir / "knowledge_cache" / f"index_version={version}" / f"{first.key}.parquet"
     )
@@ -144,18 +139,18 @@ def test_a_corrupted_warm_entry_is_ignored_and_rebuilt(indexed):
     )
     pq.write_table(tampered, path)
 
-    fresh = Asker(settings, clock=Clock())
+    fresh = Asker(Runtime.for_settings(settings), clock=Clock())
     rebuilt = fresh.ask(QUESTION)
     assert rebuilt.tier != "warm" and "tampered" not in rebuilt.answer.text
-    assert Asker(settings, clock=Clock()).ask(QUESTION).tier == "warm"
+    assert Asker(Runtime.for_settings(settings), clock=Clock()).ask(QUESTION).tier == "warm"
     stored = pq.read_table(path).to_pylist()[0]
     assert stored["checksum"] == checksum(stored["payload"])
 
 
 def test_a_corrupted_semantic_entry_is_never_served(indexed):
     settings, version = indexed
-    store = knowledge_store(settings)
-    asker = Asker(settings, clock=Clock())
+    store = Runtime.for_settings(settings).knowledge
+    asker = Asker(Runtime.for_settings(settings), clock=Clock())
     first = asker.ask(QUESTION)
     vector = asker.embedder.embed([QUESTION])[0]
     row = store.cache_nearest(vector, k=1, index_version=version).row(0, named=True)
@@ -165,7 +160,9 @@ def test_a_corrupted_semantic_entry_is_never_served(indexed):
         {**{k: v for k, v in row.items() if k != "similarity"}, "payload": tampered}, vector
     )
 
-    paraphrase = Asker(settings, clock=Clock()).ask("Is bradycardia caused by propranolol?")
+    paraphrase = Asker(Runtime.for_settings(settings), clock=Clock()).ask(
+        "Is bradycardia caused by propranolol?"
+    )
     assert paraphrase.tier == "miss" and "TAMPERED" not in paraphrase.answer.text
     rows = store.cache_nearest(vector, k=5, index_version=version)
     assert rows.height >= 1
@@ -177,7 +174,7 @@ def test_a_materialised_summary_answers_without_a_model_and_ledger_records_each_
 ):
     settings, version = indexed
     materialise_summaries.fn(settings, signals, version, T0)
-    asker = Asker(settings, clock=Clock())
+    asker = Asker(Runtime.for_settings(settings), clock=Clock())
     summary = asker.ask("Any disproportionality signals for propranolol?")
     assert summary.tier == "summary" and summary.cost_usd == 0
     assert summary.answer.citations == ["faers:betablocker500"]

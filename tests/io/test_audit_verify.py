@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 from flows.cli import app
 from tasks.errors import ConfigError
 from tasks.io.lake import Lake
+from tasks.services.runtime import Runtime
 from tasks.settings import Settings, load_settings
-from tasks.steps import resources
 from tasks.steps.triage_lane import book_batch, record_review
 from tests.io.test_triage_cli import store_case
 
@@ -34,7 +34,7 @@ def verify_cli() -> tuple[int, str]:
 def booked(isolated_home) -> Settings:
     """Two triage decisions booked by the lane: chain entries, lake rows and one anchor."""
     settings = load_settings()
-    store = resources.triage_store(settings)
+    store = Runtime.for_settings(settings).triage_store
     store_case(store, "H-1", "held_for_review")
     store_case(store, "A-1", "auto_accepted")
     assert book_batch.fn(settings, "run-1", NOW).cases == 2
@@ -42,7 +42,7 @@ def booked(isolated_home) -> Settings:
 
 
 def test_triage_decisions_are_in_the_chain_and_anchored(booked):
-    entries = resources.audit(booked).entries()
+    entries = Runtime.for_settings(booked).audit.entries()
     assert sorted((e["kind"], e["case_id"], e["status"], e["actor"]) for e in entries) == [
         ("triage_decided", "A-1", "auto_accepted", "triage-service"),
         ("triage_decided", "H-1", "held_for_review", "triage-service"),
@@ -58,7 +58,7 @@ def test_triage_decisions_are_in_the_chain_and_anchored(booked):
 def test_reviews_are_in_the_chain_with_a_hash_of_the_reason_not_its_text(booked):
     at = datetime(2026, 3, 3, 8, 0, tzinfo=UTC)
     record_review.fn(booked, "H-1", verdict="accepted", reviewer="dr-x", reason=REASON, at=at)
-    trail = resources.audit(booked)
+    trail = Runtime.for_settings(booked).audit
     review = trail.entries()[-1]
     assert (review["kind"], review["case_id"], review["status"], review["actor"]) == (
         "triage_reviewed",
@@ -78,11 +78,11 @@ def test_reviews_are_in_the_chain_with_a_hash_of_the_reason_not_its_text(booked)
 
 
 def test_a_review_stored_by_the_http_app_reaches_the_chain_through_the_lane(booked):
-    resources.triage_store(booked).review(
+    Runtime.for_settings(booked).triage_store.review(
         "H-1", verdict="rejected", reviewer="k-rev", reason="duplicate", at=NOW
     )
     book_batch.fn(booked, "run-2", NOW)
-    kinds = [(e["kind"], e["actor"]) for e in resources.audit(booked).entries()]
+    kinds = [(e["kind"], e["actor"]) for e in Runtime.for_settings(booked).audit.entries()]
     assert kinds[-1] == ("triage_reviewed", "k-rev")
 
 
@@ -100,7 +100,9 @@ def test_deleting_trail_and_head_while_decisions_exist_fails(booked):
 def test_a_trail_rebuilt_with_a_new_key_fails_on_the_anchor(booked):
     shutil.rmtree(booked.audit_dir)
     booked.audit_dev_key_file.unlink()
-    rebuilt = resources.audit(booked)  # a fresh dev key, a fresh chain of the same length
+    rebuilt = Runtime.for_settings(
+        booked
+    ).audit  # a fresh dev key, a fresh chain of the same length
     rebuilt.append([{"key": "a", "kind": "x"}, {"key": "b", "kind": "x"}], now=NOW)
     code, out = verify_cli()
     assert code == 1
@@ -109,7 +111,7 @@ def test_a_trail_rebuilt_with_a_new_key_fails_on_the_anchor(booked):
 
 
 def test_a_cut_trail_with_its_old_signed_head_fails_on_a_later_anchor(booked):
-    trail = resources.audit(booked)
+    trail = Runtime.for_settings(booked).audit
     old_trail, old_head = trail.trail.read_bytes(), trail.head.read_bytes()
     record_review.fn(booked, "H-1", verdict="rejected", reviewer="dr-x", reason="dup", at=NOW)
     book_batch.fn(booked, "run-2", NOW)  # anchors the head that now covers the review
@@ -138,13 +140,13 @@ def test_outside_dev_the_key_comes_from_the_environment(isolated_home, monkeypat
     with pytest.raises(
         ConfigError, match="env prod writes an audit trail: set PHARMALANE_AUDIT_KEY"
     ):
-        resources.audit(load_settings())
+        _ = Runtime.for_settings(load_settings()).audit
     assert verify_cli()[0] == 2
     monkeypatch.setenv("PHARMALANE_AUDIT_KEY", "too-short")
     with pytest.raises(ConfigError, match="at least 32 characters"):
-        resources.audit(load_settings())
+        _ = Runtime.for_settings(load_settings()).audit
     monkeypatch.setenv("PHARMALANE_AUDIT_KEY", "p" * 40)
     settings = load_settings()
-    assert resources.audit(settings).append([{"key": "k", "kind": "x"}], now=NOW) == 1
+    assert Runtime.for_settings(settings).audit.append([{"key": "k", "kind": "x"}], now=NOW) == 1
     assert not settings.audit_dev_key_file.exists()
     assert verify_cli()[0] == 0

@@ -14,7 +14,7 @@ import pytest
 
 from tasks.errors import BudgetExceeded, DataContractError
 from tasks.io.budget import BudgetStore, Reservation
-from tasks.settings import Budget
+from tasks.rules import Budget
 
 NOW = datetime(2026, 11, 22, 9, 30, tzinfo=UTC)
 BUDGET = Budget(workflow="nightly-literature-scan", period="day", usd=5.0, on_exhaustion="defer")

@@ -17,7 +17,7 @@ from typing import Any
 
 from tasks.errors import BudgetExceeded
 from tasks.io.budget import NANO, BudgetStore, Reservation
-from tasks.settings import Budget
+from tasks.rules import Budget
 
 PROCESSES, CALLS = 4, 25
 BUDGET = Budget(workflow="escalation-lane", period="day", usd=1.0, on_exhaustion="defer")

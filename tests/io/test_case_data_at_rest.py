@@ -1,6 +1,6 @@
 """Case data at rest: sealed in the real SQLite store, owner-only files, key rotation, lost keys.
 
-Each test reproduces an attack from issue 11: reading narratives out of cases.sqlite (or its
+Each test reproduces a known attack: reading narratives out of cases.sqlite (or its
 WAL) with `strings`, reading the file as another local user, and losing or rotating the key.
 """
 
@@ -21,9 +21,9 @@ from cryptography.fernet import Fernet
 from pydantic import SecretStr
 
 from tasks.errors import ConfigError, DataContractError
+from tasks.intake import IcsrCase, TriageDecision
 from tasks.io.sealing import KEYS_ENV, Sealer, dev_key, key_id, parse_keys, sealer_for
 from tasks.io.triage_store import TriageStore
-from tasks.schemas import IcsrCase, TriageDecision
 from tasks.settings import load_settings
 
 NARRATIVE = "Patient Quetzalia Brightwater collapsed after the second infusion of Xanomeline"

@@ -8,8 +8,8 @@ from typer.testing import CliRunner
 from flows.cli import app
 from tasks.errors import ConfigError
 from tasks.io.sealing import KEYS_ENV, key_id
+from tasks.services.runtime import Runtime
 from tasks.settings import load_settings
-from tasks.steps.resources import triage_store
 from tests.io.test_case_data_at_rest import put
 
 
@@ -24,7 +24,7 @@ def test_rotate_key_moves_every_case_to_the_new_key(isolated_home, monkeypatch):
     old, new = new_key(runner), new_key(runner)
     assert old != new
     monkeypatch.setenv(KEYS_ENV, old)
-    put(triage_store(load_settings()), "C-1")
+    put(Runtime.for_settings(load_settings()).triage_store, "C-1")
 
     monkeypatch.setenv(KEYS_ENV, f"{new},{old}")
     rotated = runner.invoke(app, ["triage", "rotate-key"])
@@ -32,11 +32,11 @@ def test_rotate_key_moves_every_case_to_the_new_key(isolated_home, monkeypatch):
     assert f"1 case(s) resealed with data key {key_id(new.encode())}" in rotated.output
 
     monkeypatch.setenv(KEYS_ENV, new)
-    stored = triage_store(load_settings()).get("C-1")
+    stored = Runtime.for_settings(load_settings()).triage_store.get("C-1")
     assert stored is not None and stored.case.case_id == "C-1"
     monkeypatch.setenv(KEYS_ENV, old)
     with pytest.raises(ConfigError, match=key_id(new.encode())):
-        triage_store(load_settings())
+        _ = Runtime.for_settings(load_settings()).triage_store
 
 
 def test_rotate_key_without_the_old_key_fails_clearly_and_changes_nothing(
@@ -45,18 +45,18 @@ def test_rotate_key_without_the_old_key_fails_clearly_and_changes_nothing(
     runner = CliRunner()
     old, other = new_key(runner), new_key(runner)
     monkeypatch.setenv(KEYS_ENV, old)
-    put(triage_store(load_settings()), "C-1")
+    put(Runtime.for_settings(load_settings()).triage_store, "C-1")
     monkeypatch.setenv(KEYS_ENV, other)
     failed = runner.invoke(app, ["triage", "rotate-key"])
     assert failed.exit_code == 1
     assert KEYS_ENV in " ".join(failed.output.split())
     monkeypatch.setenv(KEYS_ENV, old)
-    assert triage_store(load_settings()).get("C-1") is not None
+    assert Runtime.for_settings(load_settings()).triage_store.get("C-1") is not None
 
 
 def test_the_prod_environment_without_a_key_refuses_the_store(isolated_home, monkeypatch):
     monkeypatch.setenv("PHARMALANE_ENV", "prod")
     monkeypatch.delenv(KEYS_ENV, raising=False)
     with pytest.raises(ConfigError, match=f"{KEYS_ENV} is not set"):
-        triage_store(load_settings())
+        _ = Runtime.for_settings(load_settings()).triage_store
     assert not (isolated_home / "triage").exists()  # nothing written in the clear, nothing at all

@@ -15,8 +15,9 @@ from tasks.core.pricing import CACHE_MODEL
 from tasks.errors import DataContractError
 from tasks.io.lake import Lake
 from tasks.io.warehouse import Warehouse
+from tasks.rules import load_models
 from tasks.schemas import CACHE_EVENT, DECISION, LEDGER
-from tasks.settings import load_models, load_settings
+from tasks.settings import load_settings
 
 T0 = datetime(2026, 11, 16, 0, 5, tzinfo=UTC)
 START, END = datetime(2026, 11, 16, tzinfo=UTC), datetime(2026, 11, 23, tzinfo=UTC)

@@ -8,7 +8,7 @@ import pytest
 
 from models.embedder import default_embedder
 from tasks.core.cache_keys import checksum
-from tasks.core.chunking import chunk_documents
+from tasks.core.passages import chunk_documents
 from tasks.errors import DataContractError
 from tasks.io import faers
 from tasks.io.knowledge import ABSTRACT_CHUNKS, KnowledgeStore

@@ -5,7 +5,7 @@ import pytest
 from models.llm import LLMBadResponse, LLMUnavailable
 from models.llm.local import free_port
 from models.llm.openai_http import FallbackLLM, OpenAICompatibleLLM
-from tasks.io.judge import judge
+from tasks.core.judge import judge
 from tests.openai_stub import OpenAIStub, Reply, scripted, verdict_json
 
 MESSAGES = [{"role": "user", "content": "hello"}]

@@ -12,8 +12,10 @@ from models.llm.openai_http import FallbackLLM, OpenAICompatibleLLM
 from tasks.errors import ConfigError
 from tasks.io.audit import AuditTrail
 from tasks.io.call_journal import CallJournal, call_key
-from tasks.settings import load_budgets, load_settings
-from tasks.steps.paid_calls import BudgetDeferred, SupervisedLLM, journal
+from tasks.rules import load_budgets
+from tasks.services.runtime import Runtime
+from tasks.services.supervisor import BudgetDeferred, SupervisedLLM
+from tasks.settings import load_settings
 from tests.openai_stub import OpenAIStub, Reply, verdict_json
 
 MESSAGES = [{"role": "system", "content": "judge"}, {"role": "user", "content": "Title: x"}]
@@ -62,17 +64,21 @@ def test_an_answered_question_is_replayed_not_paid_again(tmp_path, monkeypatch):
     _config(tmp_path, monkeypatch, budget_usd=1.0)
     settings = load_settings()
     with OpenAIStub(lambda _: Reply(verdict_json(True))) as stub:
-        first = SupervisedLLM(_served(stub.base_url), settings, workflow="escalation-lane")
+        first = SupervisedLLM(
+            _served(stub.base_url), Runtime.for_settings(settings), workflow="escalation-lane"
+        )
         answer = first.chat(MESSAGES, schema={"type": "object"}, max_tokens=64)
         # a new process would build a new wrapper: the journal is what remembers
-        again = SupervisedLLM(_served(stub.base_url), settings, workflow="escalation-lane")
+        again = SupervisedLLM(
+            _served(stub.base_url), Runtime.for_settings(settings), workflow="escalation-lane"
+        )
         replay = again.chat(MESSAGES, schema={"type": "object"}, max_tokens=64)
         other = again.chat(MESSAGES, schema={"type": "object"}, max_tokens=65)
 
     assert len(stub.requests) == 2
     assert replay == answer and other.text == answer.text
     assert (first.called, first.replayed, again.called, again.replayed) == (1, 0, 1, 1)
-    assert journal(settings).count() == 2
+    assert Runtime.for_settings(settings).journal.count() == 2
 
 
 def test_a_spent_budget_defers_the_call_except_urgent_work_and_raises_an_alert(
@@ -81,7 +87,9 @@ def test_a_spent_budget_defers_the_call_except_urgent_work_and_raises_an_alert(
     _config(tmp_path, monkeypatch, budget_usd=0.000001)
     settings = load_settings()
     with OpenAIStub(lambda _: Reply(verdict_json(True))) as stub:
-        lane = SupervisedLLM(_served(stub.base_url), settings, workflow="escalation-lane")
+        lane = SupervisedLLM(
+            _served(stub.base_url), Runtime.for_settings(settings), workflow="escalation-lane"
+        )
         with pytest.raises(BudgetDeferred, match="budget spent"):
             lane.for_item(urgent=False).chat(MESSAGES, max_tokens=64)
         assert stub.requests == []
@@ -101,10 +109,9 @@ def _closed_port() -> int:
 
 
 def _escalation_spend(settings):
-    from tasks.steps import resources
 
     budget = load_budgets(settings).budget("escalation-lane")
-    return resources.budgets(settings).spend(budget, datetime.now(UTC))
+    return Runtime.for_settings(settings).budgets.spend(budget, datetime.now(UTC))
 
 
 def test_a_fallback_chain_is_reserved_at_its_dearest_model(tmp_path, monkeypatch):
@@ -122,7 +129,9 @@ def test_a_fallback_chain_is_reserved_at_its_dearest_model(tmp_path, monkeypatch
     answered = deferred = 0
     with OpenAIStub(lambda _: Reply(verdict_json(True))) as stub:
         up = OpenAICompatibleLLM(stub.base_url, "stub", name="large-hosted", max_retries=0)
-        lane = SupervisedLLM(FallbackLLM([down, up]), settings, workflow="escalation-lane")
+        lane = SupervisedLLM(
+            FallbackLLM([down, up]), Runtime.for_settings(settings), workflow="escalation-lane"
+        )
         assert lane.may_serve == ("local-smollm2", "large-hosted")
         for i in range(20):
             question = [*MESSAGES, {"role": "user", "content": f"item {i}"}]
@@ -146,7 +155,9 @@ def test_a_failed_call_may_have_been_billed_so_it_settles_at_its_estimate(tmp_pa
         f"http://127.0.0.1:{_closed_port()}/v1", "stub", name="large-hosted", max_retries=0
     )
     with pytest.raises(LLMUnavailable):
-        SupervisedLLM(down, settings, workflow="escalation-lane").chat(MESSAGES, max_tokens=64)
+        SupervisedLLM(down, Runtime.for_settings(settings), workflow="escalation-lane").chat(
+            MESSAGES, max_tokens=64
+        )
     spend = _escalation_spend(settings)
     assert spend.settled_usd > 0.064 * 0.01  # at least every output token at the hosted price
     assert spend.reserved_usd == 0.0
@@ -156,4 +167,4 @@ def test_a_model_without_a_price_is_refused_before_any_call(tmp_path, monkeypatc
     _config(tmp_path, monkeypatch, budget_usd=1.0)
     unpriced = OpenAICompatibleLLM("http://127.0.0.1:9/v1", "stub", name="no-such-model")
     with pytest.raises(ConfigError, match="no-such-model"):
-        SupervisedLLM(unpriced, load_settings(), workflow="escalation-lane")
+        SupervisedLLM(unpriced, Runtime.for_settings(load_settings()), workflow="escalation-lane")

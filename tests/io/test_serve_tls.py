@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tasks.steps.triage_api import hash_key
+from tasks.services.triage_access import hash_key
 from tests.triage_server import SALT, free_port
 
 REPO = Path(__file__).resolve().parents[2]

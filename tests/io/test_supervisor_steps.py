@@ -9,9 +9,10 @@ import pytest
 from typer.testing import CliRunner
 
 from tasks.io.audit import AuditTrail
-from tasks.settings import DEFAULT_CONFIG_DIR, load_budgets, load_settings
-from tasks.steps import resources
-from tasks.steps.supervisor import admit, settle, throttle
+from tasks.rules import load_budgets
+from tasks.services.runtime import Runtime
+from tasks.services.supervisor import admit, settle, throttle
+from tasks.settings import DEFAULT_CONFIG_DIR, load_settings
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 BUDGETS = """
@@ -37,23 +38,31 @@ def _entries(settings, kind):
 
 
 def test_admit_reserves_then_policy_decides_on_exhaustion(settings):
-    ticket = admit(settings, "urgent-ae-triage", 0.8, urgent=False, now=NOW)
+    ticket = admit(Runtime.for_settings(settings), "urgent-ae-triage", 0.8, urgent=False, now=NOW)
     assert ticket.admission.action == "run" and ticket.reservation.kind == "grant"
-    over = admit(settings, "urgent-ae-triage", 0.5, urgent=False, now=NOW)
+    over = admit(Runtime.for_settings(settings), "urgent-ae-triage", 0.5, urgent=False, now=NOW)
     assert over.admission.action == "defer" and over.reservation is None
     assert over.admission.alert
-    urgent = admit(settings, "urgent-ae-triage", 0.5, urgent=True, now=NOW)
+    urgent = admit(Runtime.for_settings(settings), "urgent-ae-triage", 0.5, urgent=True, now=NOW)
     assert urgent.admission.action == "continue_over_budget"
     assert urgent.admission.reasons[0].code == "BUDGET_EXHAUSTED_URGENT_SAFETY_CONTINUES"
     # going on over budget is booked: an override reservation, held like any other
     assert urgent.reservation.kind == "override"
     # the first call cost less than estimated: settling frees room, the override still holds
-    settle(settings, ticket, 0.3, now=NOW)
-    assert not admit(settings, "urgent-ae-triage", 0.5, urgent=False, now=NOW).admission.runs
-    assert admit(settings, "urgent-ae-triage", 0.2, urgent=False, now=NOW).admission.runs
-    scan = admit(settings, "nightly-literature-scan", 1.5, urgent=None, now=NOW)
+    settle(Runtime.for_settings(settings), ticket, 0.3, now=NOW)
+    assert not admit(
+        Runtime.for_settings(settings), "urgent-ae-triage", 0.5, urgent=False, now=NOW
+    ).admission.runs
+    assert admit(
+        Runtime.for_settings(settings), "urgent-ae-triage", 0.2, urgent=False, now=NOW
+    ).admission.runs
+    scan = admit(
+        Runtime.for_settings(settings), "nightly-literature-scan", 1.5, urgent=None, now=NOW
+    )
     assert scan.admission.action == "route_down"
-    assert admit(settings, "no-budget-workflow", 99.0, urgent=None, now=NOW).admission.runs
+    assert admit(
+        Runtime.for_settings(settings), "no-budget-workflow", 99.0, urgent=None, now=NOW
+    ).admission.runs
     # every exhaustion is a reason of record in the audit trail; an override names its row
     alerts = _entries(settings, "budget_exhausted")
     assert [(e["workflow"], e["action"]) for e in alerts] == [
@@ -63,7 +72,7 @@ def test_admit_reserves_then_policy_decides_on_exhaustion(settings):
         ("nightly-literature-scan", "route_down"),
     ]
     assert alerts[3]["reason_codes"] == ["BUDGET_EXHAUSTED_ROUTED_DOWN"]
-    overrides = resources.budgets(settings).overrides("urgent-ae-triage")
+    overrides = Runtime.for_settings(settings).budgets.overrides("urgent-ae-triage")
     assert overrides == [(urgent.reservation.id, "BUDGET_EXHAUSTED_URGENT_SAFETY_CONTINUES")]
     assert [e["reservation"] for e in alerts if e["action"] == "continue_over_budget"] == [
         urgent.reservation.id
@@ -71,18 +80,20 @@ def test_admit_reserves_then_policy_decides_on_exhaustion(settings):
 
 
 def test_an_actual_above_its_estimate_is_an_alerted_overage_and_shuts_the_period(settings):
-    ticket = admit(settings, "nightly-literature-scan", 0.4, urgent=None, now=NOW)
-    settle(settings, ticket, 0.8, now=NOW)  # twice the estimate
+    ticket = admit(
+        Runtime.for_settings(settings), "nightly-literature-scan", 0.4, urgent=None, now=NOW
+    )
+    settle(Runtime.for_settings(settings), ticket, 0.8, now=NOW)  # twice the estimate
     [overage] = _entries(settings, "budget_overage")
     assert overage["reservation"] == ticket.reservation.id
     assert (overage["estimate_usd"], overage["overage_usd"]) == (0.4, 0.4)
-    spend = resources.budgets(settings).spend(
+    spend = Runtime.for_settings(settings).budgets.spend(
         load_budgets(settings).budget(overage["workflow"]), NOW
     )
     assert (spend.settled_usd, spend.overage_usd, spend.overages) == (0.4, 0.4, 1)
     # $0.20 of headroom by the numbers, but the estimates lied: nothing more this period
     assert admit(
-        settings, "nightly-literature-scan", 0.1, urgent=None, now=NOW
+        Runtime.for_settings(settings), "nightly-literature-scan", 0.1, urgent=None, now=NOW
     ).admission.action == ("route_down")
 
 
@@ -93,8 +104,13 @@ def test_budget_status_shows_overrides_and_overages_apart_and_exits_1(settings):
     calm = runner.invoke(app, ["budget", "status"])
     assert calm.exit_code == 0, calm.output
     now = datetime.now(UTC)
-    admit(settings, "urgent-ae-triage", 1.0, urgent=True, now=now)
-    settle(settings, admit(settings, "urgent-ae-triage", 0.3, urgent=True, now=now), 0.6, now=now)
+    admit(Runtime.for_settings(settings), "urgent-ae-triage", 1.0, urgent=True, now=now)
+    settle(
+        Runtime.for_settings(settings),
+        admit(Runtime.for_settings(settings), "urgent-ae-triage", 0.3, urgent=True, now=now),
+        0.6,
+        now=now,
+    )
     result = runner.invoke(app, ["budget", "status"], env={"COLUMNS": "250"})
     assert result.exit_code == 1
     row = next(line for line in result.output.splitlines() if "│ urgent-ae-triage" in line)
@@ -107,18 +123,33 @@ def test_budget_status_shows_overrides_and_overages_apart_and_exits_1(settings):
 
 def test_embedded_throttle_gives_the_rate_then_times_out(settings):
     for _ in range(2):
-        throttle(settings, "urgent-ae-triage", timeout_seconds=0, backend="embedded")
+        throttle(
+            Runtime.for_settings(settings),
+            "urgent-ae-triage",
+            timeout_seconds=0,
+            backend="embedded",
+        )
     with pytest.raises(TimeoutError, match="urgent-ae-triage"):
-        throttle(settings, "urgent-ae-triage", timeout_seconds=0, backend="embedded")
+        throttle(
+            Runtime.for_settings(settings),
+            "urgent-ae-triage",
+            timeout_seconds=0,
+            backend="embedded",
+        )
     assert (settings.supervisor_dir / "budget.sqlite").is_file()
     # no throttle declared for this workflow
-    throttle(settings, "nightly-literature-scan", timeout_seconds=0, backend="embedded")
+    throttle(
+        Runtime.for_settings(settings),
+        "nightly-literature-scan",
+        timeout_seconds=0,
+        backend="embedded",
+    )
 
 
 def test_cli_audit_verify_names_the_first_bad_entry(isolated_home):
     from flows.cli import app
 
-    trail = resources.audit(load_settings())
+    trail = Runtime.for_settings(load_settings()).audit
     trail.append(
         [{"key": f"k{i}", "item_id": f"pmid-{i}", "decision": "escalated"} for i in range(4)],
         now=NOW,

@@ -8,12 +8,14 @@ from datetime import date
 import pytest
 from fastapi.testclient import TestClient
 
+from flows.triage_app import create_app
 from models.embedder import default_embedder
 from models.narrative import NarrativeFlagger
-from tasks.settings import ApiKey, TriageSettings, load_models, load_policies, load_settings
-from tasks.steps.resources import triage_store
-from tasks.steps.triage import NARRATIVE_TASK, Triager
-from tasks.steps.triage_api import create_app, hash_key
+from tasks.rules import load_models, load_policies
+from tasks.services.runtime import Runtime
+from tasks.services.triage import NARRATIVE_TASK, Triager
+from tasks.services.triage_access import hash_key
+from tasks.settings import ApiKey, TriageSettings, load_settings
 
 SALT = "test-salt"
 KEYS = {"sub": "submitter", "rev": "reviewer", "old": "submitter"}
@@ -37,8 +39,8 @@ def build(tmp_path, flagger, **triage):
     catalog = load_models(settings)
     key = catalog.tasks[NARRATIVE_TASK]
     triager = Triager(
-        settings,
-        triage_store(settings),
+        Runtime.for_settings(settings),
+        Runtime.for_settings(settings).triage_store,
         flagger,
         rules=load_policies(settings).rules,
         price=catalog.models[key],

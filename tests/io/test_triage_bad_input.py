@@ -1,6 +1,6 @@
 """Bad input gets a clear 4xx naming the field: never a 500, never the value in an answer or log.
 
-Each test replays one attack of issue 11 against the real app over a real store; the last ones
+Each test replays one known attack against the real app over a real store; the last ones
 against the same app under a real uvicorn on loopback, whose loggers are captured too.
 """
 
@@ -13,8 +13,8 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
+from flows.triage_app import create_app
 from tasks.errors import DataContractError
-from tasks.steps.triage_api import create_app
 from tests.triage_app import HEADERS, REV, A, build, client, report, served
 
 SECRET = "Zebulon Quartzfield"  # a patient detail no answer or log line may repeat

@@ -11,17 +11,12 @@ import pytest
 from models.embedder import default_embedder
 from models.narrative import NarrativeFlagger
 from tasks.errors import ConfigError
+from tasks.intake import IcsrCase
 from tasks.io.audit import AuditTrail
-from tasks.schemas import IcsrCase
-from tasks.settings import (
-    DEFAULT_CONFIG_DIR,
-    load_budgets,
-    load_models,
-    load_policies,
-    load_settings,
-)
-from tasks.steps import resources
-from tasks.steps.triage import NARRATIVE_TASK, WORKFLOW, Triager, narrative_token_bound
+from tasks.rules import load_budgets, load_models, load_policies
+from tasks.services.runtime import Runtime
+from tasks.services.triage import NARRATIVE_TASK, WORKFLOW, Triager, narrative_token_bound
+from tasks.settings import DEFAULT_CONFIG_DIR, load_settings
 
 NARRATIVES = [
     "Mild itching where the patch was applied. It resolved after two days.",
@@ -49,8 +44,8 @@ def _triager(settings, flagger) -> Triager:
     catalog = load_models(settings)
     key = catalog.tasks[NARRATIVE_TASK]
     return Triager(
-        settings,
-        resources.triage_store(settings),
+        Runtime.for_settings(settings),
+        Runtime.for_settings(settings).triage_store,
         flagger,
         rules=load_policies(settings).rules,
         price=catalog.models[key],
@@ -89,7 +84,7 @@ def test_triage_reserves_and_goes_on_over_a_spent_budget_through_alerted_overrid
         d.input_tokens <= narrative_token_bound(n)
         for d, n in zip(decisions, NARRATIVES, strict=True)
     )
-    store = resources.budgets(settings)
+    store = Runtime.for_settings(settings).budgets
     spend = store.spend(load_budgets(settings).budget(WORKFLOW), decisions[-1].decided_at)
     # every call was booked, at what it cost
     assert spend.settled_usd + spend.override_usd == pytest.approx(

@@ -9,12 +9,11 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
+from tasks.intake import IcsrCase, TriageDecision
 from tasks.io.triage_store import TriageStore
-from tasks.schemas import IcsrCase, TriageDecision
+from tasks.services.runtime import Runtime
+from tasks.services.triage_access import hash_key
 from tasks.settings import load_settings
-from tasks.steps import resources
-from tasks.steps.resources import triage_store
-from tasks.steps.triage_api import hash_key
 from tasks.tools import icsr
 
 
@@ -53,7 +52,7 @@ def reviewer_keys(isolated_home, monkeypatch):
 
 
 def test_review_commands(reviewer_keys):
-    store = triage_store(load_settings())
+    store = Runtime.for_settings(load_settings()).triage_store
     store_case(store, "H-1", "held_for_review")
     store_case(store, "A-1", "auto_accepted")
     runner = CliRunner()
@@ -72,7 +71,7 @@ def test_review_commands(reviewer_keys):
     assert (stored.decision.status, stored.reviewer, stored.review_reason) == (
         "rejected", "dr-x", "duplicate of H-0",
     )  # fmt: skip
-    chained = resources.audit(load_settings()).entries()
+    chained = Runtime.for_settings(load_settings()).audit.entries()
     assert [(e["kind"], e["case_id"], e["actor"]) for e in chained] == [
         ("triage_reviewed", "H-1", "dr-x")
     ]
@@ -93,7 +92,7 @@ def test_review_commands(reviewer_keys):
     ids=["missing", "wrong", "submitter", "revoked"],
 )
 def test_a_review_without_a_valid_reviewer_key_records_nothing(reviewer_keys, key, message):
-    store = triage_store(load_settings())
+    store = Runtime.for_settings(load_settings()).triage_store
     store_case(store, "H-1", "held_for_review")
     if key is not None:
         reviewer_keys.setenv("PHARMALANE_API_KEY", key)
@@ -108,7 +107,7 @@ def test_a_review_without_a_valid_reviewer_key_records_nothing(reviewer_keys, ke
 
 
 def test_the_key_can_be_typed_hidden_and_a_typed_name_is_no_longer_accepted(reviewer_keys):
-    store = triage_store(load_settings())
+    store = Runtime.for_settings(load_settings()).triage_store
     store_case(store, "H-1", "held_for_review")
     runner = CliRunner()
     named = ["review", "accept", "H-1", "--reason", "ok, reviewed", "--reviewer", "dr-x"]
@@ -118,3 +117,20 @@ def test_the_key_can_be_typed_hidden_and_a_typed_name_is_no_longer_accepted(revi
     )
     assert typed.exit_code == 0 and "rev-key" not in typed.output
     assert store.get("H-1").reviewer == "dr-x"
+
+
+def test_hash_key_prints_only_the_hash_on_stdout(isolated_home):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PHARMALANE_TRIAGE__KEY_SALT": SALT, "PYTHONPATH": repo}
+    result = subprocess.run(
+        [sys.executable, "-c", "from flows.cli import app; app()", "triage", "hash-key"],
+        input="rev-key\n", capture_output=True, text=True, env=env, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == hash_key(SALT, "rev-key") + "\n"  # `$(pharmalane ...)` gets it whole
+    assert "API key" in result.stderr  # the prompt goes to stderr

@@ -1,6 +1,6 @@
 """One key's burst of serious cases cannot make another submitter's death case wait.
 
-The attack (issue 11): a burst of large serious cases from one key held every model slot, and
+The attack: a burst of large serious cases from one key held every model slot, and
 another submitter's death case waited 17 s behind it. Now one key holds at most
 ``max_in_flight_per_submitter`` slots, and a serious case that finds none free within
 ``urgent_slot_wait_s`` is stored held for a human (the narrative unread) instead of waiting.

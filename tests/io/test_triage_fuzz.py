@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
-from tasks.steps.triage_api import create_app
+from flows.triage_app import create_app
 from tests.triage_app import REV, A, build, report
 
 CLIENT_SIDE = ("httpx", "httpcore", "httpx2", "hypothesis", "schemathesis", "asyncio")

@@ -1,6 +1,6 @@
 """A reused case id never drops a real report: idempotency is per submitter and per payload.
 
-The attack (issue 11): submitter B posts id X (harmless), then A posts a death case under X and
+The attack: submitter B posts id X (harmless), then A posts a death case under X and
 was answered 200, ``Idempotent-Replay: true``, ``serious: false``: A's report was discarded.
 """
 
@@ -13,8 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from tasks.errors import CaseConflict
+from tasks.intake import IcsrCase
 from tasks.io.triage_store import TriageStore
-from tasks.schemas import IcsrCase
 from tests.triage_app import REV, A, B, client, report
 
 DEATH = {

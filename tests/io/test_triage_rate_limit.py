@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from tasks.steps.triage_api import create_app
+from flows.triage_app import create_app
 from tests.triage_app import HEADERS, REV, A, B, build, report
 
 NOW = 1_000_000.0

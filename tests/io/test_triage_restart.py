@@ -11,11 +11,12 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from flows.triage_app import create_app
 from tasks.io.ae_feed import replay_feed
+from tasks.services.runtime import Runtime
+from tasks.services.triage import Triager
+from tasks.services.triage_access import hash_key
 from tasks.settings import ApiKey, TriageSettings, load_settings
-from tasks.steps.resources import triage_store
-from tasks.steps.triage import Triager
-from tasks.steps.triage_api import create_app, hash_key
 from tests.triage_server import SALT, SUBMITTER_ID, SUBMITTER_KEY, free_port, start_server, stop
 
 HEADERS = {"X-API-Key": SUBMITTER_KEY}
@@ -57,9 +58,9 @@ def test_kill_mid_stream_then_restart_loses_no_accepted_case(tmp_path):
             ],
         ),
     )
-    store = triage_store(settings)
+    store = Runtime.for_settings(settings).triage_store
     assert store.count() >= len(accepted)  # answered => committed before the answer
-    client = TestClient(create_app(settings, Triager.build(settings, store)))
+    client = TestClient(create_app(settings, Triager.build(Runtime.for_settings(settings), store)))
     for case_id, answer in accepted.items():
         assert client.get(f"/cases/{case_id}", headers=HEADERS).json() == answer
     for case in cases:  # the client resubmits everything: the first decision stands

@@ -1,4 +1,4 @@
-"""Issue 11: a report is auto-accepted only when its non-seriousness is *established*.
+"""A report is auto-accepted only when its non-seriousness is *established*.
 
 Through the real Triager (SQLite store in tmp_path, the packaged MiniLM) and the real FastAPI
 app. Each reworded death or hospitalisation below passed as non-serious on a 90-day clock
@@ -14,13 +14,15 @@ from datetime import date
 import pytest
 from fastapi.testclient import TestClient
 
+from flows.triage_app import create_app
 from models.embedder import default_embedder
 from models.narrative import NarrativeFlagger
-from tasks.schemas import IcsrCase
-from tasks.settings import ApiKey, TriageSettings, load_models, load_policies, load_settings
-from tasks.steps import resources
-from tasks.steps.triage import NARRATIVE_TASK, Triager
-from tasks.steps.triage_api import create_app, hash_key
+from tasks.intake import IcsrCase
+from tasks.rules import load_models, load_policies
+from tasks.services.runtime import Runtime
+from tasks.services.triage import NARRATIVE_TASK, Triager
+from tasks.services.triage_access import hash_key
+from tasks.settings import ApiKey, TriageSettings, load_settings
 
 FILLERS = (
     "The patient attended the clinic for a routine follow-up visit.",
@@ -142,8 +144,8 @@ def build(tmp_path, flagger) -> Triager:
     catalog = load_models(settings)
     key = catalog.tasks[NARRATIVE_TASK]
     return Triager(
-        settings,
-        resources.triage_store(settings),
+        Runtime.for_settings(settings),
+        Runtime.for_settings(settings).triage_store,
         flagger,
         rules=load_policies(settings).rules,
         price=catalog.models[key],

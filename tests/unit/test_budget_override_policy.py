@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tasks.policy.supervisor import on_exhausted
-from tasks.settings import Budget, PolicyRule
+from tasks.rules import Budget, PolicyRule
 
 URGENT = Budget(workflow="w", period="day", usd=1.0, on_exhaustion="continue_if_urgent")
 

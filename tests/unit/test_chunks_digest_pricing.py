@@ -3,10 +3,10 @@ from datetime import UTC, date, datetime
 import polars as pl
 import pytest
 
-from tasks.core.chunks import chunk_id, iter_chunks
+from tasks.core.batches import chunk_id, iter_chunks
 from tasks.core.digest import product_digest
 from tasks.core.pricing import call_cost
-from tasks.settings import ModelPrice
+from tasks.rules import ModelPrice
 
 
 def test_chunks_put_hot_items_first_and_ids_depend_on_content_only():

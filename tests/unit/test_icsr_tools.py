@@ -3,7 +3,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 import pytest
 from pydantic import ValidationError
 
-from tasks.schemas import IcsrCase, Outcome
+from tasks.intake import IcsrCase, Outcome
 from tasks.tools import icsr
 
 RECEIVED = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # a Monday

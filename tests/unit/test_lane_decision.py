@@ -2,10 +2,11 @@
 
 import pytest
 
+from tasks.core.judge import Judgement
 from tasks.core.verdict import Verdict
-from tasks.io.judge import Judgement
-from tasks.settings import load_policies, load_settings
-from tasks.steps.escalation import lane_decision
+from tasks.rules import load_policies
+from tasks.services.escalation import lane_decision
+from tasks.settings import load_settings
 
 RULES = load_policies(load_settings()).rules
 

@@ -4,7 +4,8 @@ import pytest
 
 from tasks.errors import ConfigError
 from tasks.policy.engine import DEFAULT_ALLOW, decide
-from tasks.settings import Condition, PolicyRule, load_policies, load_settings
+from tasks.rules import Condition, PolicyRule, load_policies
+from tasks.settings import load_settings
 
 REVIEW = PolicyRule(
     code="SEVERE",
@@ -74,7 +75,7 @@ def test_policy_file_with_unknown_field_is_refused(tmp_path: Path):
 )
 def test_shipped_policy_on_an_exhausted_budget(on_exhaustion, urgent, action, code):
     from tasks.policy.supervisor import on_exhausted
-    from tasks.settings import Budget
+    from tasks.rules import Budget
 
     rules = load_policies(load_settings()).rules
     budget = Budget(workflow="w", period="day", usd=1.0, on_exhaustion=on_exhaustion)

@@ -3,7 +3,7 @@ import pytest
 
 from tasks.policy.planner import Thresholds, plan
 from tasks.policy.router import route
-from tasks.settings import RouteCondition, RouteRule
+from tasks.rules import RouteCondition, RouteRule
 from tasks.tools.products import match_products, product_pattern
 
 RULES = [

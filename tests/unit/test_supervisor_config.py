@@ -7,7 +7,8 @@ import shutil
 import pytest
 
 from tasks.errors import ConfigError
-from tasks.settings import DEFAULT_CONFIG_DIR, load_budgets, load_policies, load_settings
+from tasks.rules import load_budgets, load_policies
+from tasks.settings import DEFAULT_CONFIG_DIR, load_settings
 
 
 @pytest.fixture

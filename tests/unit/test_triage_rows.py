@@ -1,7 +1,8 @@
 from datetime import UTC, date, datetime
 
 from tasks.core.triage_rows import decision_audit, decision_rows, machine_status
-from tasks.schemas import TRIAGE_AUDIT, TRIAGE_DECISION, TriageDecision
+from tasks.intake import TriageDecision
+from tasks.schemas import TRIAGE_AUDIT, TRIAGE_DECISION
 
 
 def decision(case_id="C-1", status="held_for_review") -> TriageDecision:

@@ -1,4 +1,4 @@
-"""The triage hot path: deterministic tools, the small narrative model, the supervisor.
+"""The triage hot path: deterministic tools, the small narrative model, the Supervisor.
 
 Runs inline in the intake service (no Prefect run per case). The decision is stored durably
 before it is returned; the Prefect lane (``flows/urgent_ae_triage.py``) books it later.
@@ -10,36 +10,24 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from models.narrative import NarrativeFlagger, NarrativeVerdict
 from tasks.core.pricing import call_cost
 from tasks.errors import ConfigError
+from tasks.intake import IcsrCase, TriageDecision
 from tasks.io.triage_store import TriageStore
 from tasks.policy.engine import Decision, decide
 from tasks.policy.supervisor import on_exhausted
-from tasks.schemas import IcsrCase, TriageDecision
-from tasks.settings import (
-    Budget,
-    ModelPrice,
-    PolicyRule,
-    Settings,
-    load_budgets,
-    load_models,
-    load_policies,
-)
-from tasks.steps import resources
-from tasks.steps.supervisor import admit_within, settle
+from tasks.rules import Budget, ModelPrice, PolicyRule
+from tasks.services.runtime import Runtime, utcnow
+from tasks.services.supervisor import admit_within, settle
 from tasks.tools import icsr
 from tasks.tools.text import check_english, normalise_text
 
 WORKFLOW = "urgent-ae-triage"
 NARRATIVE_TASK = "triage-narrative"
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def narrative_token_bound(narrative: str) -> int:
@@ -52,7 +40,7 @@ def narrative_token_bound(narrative: str) -> int:
     return 2 * len(narrative) + 64
 
 
-def triage_budget(settings: Settings, rules: Sequence[PolicyRule]) -> Budget:
+def triage_budget(runtime: Runtime, rules: Sequence[PolicyRule]) -> Budget:
     """The triage lane's budget, which must let urgent work go on when spent.
 
     Triage is urgent safety work: a case is never dropped or delayed for money, so a spent
@@ -61,7 +49,7 @@ def triage_budget(settings: Settings, rules: Sequence[PolicyRule]) -> Budget:
     Raises:
         ConfigError: no budget for the lane, or the policy would defer urgent work on it.
     """
-    budget = load_budgets(settings).budget(WORKFLOW)
+    budget = runtime.rules.budgets.budget(WORKFLOW)
     if budget is None:
         raise ConfigError(f"configs/budgets.yaml has no budget for {WORKFLOW}: add one")
     if on_exhausted(budget, rules, urgent=True).action != "continue_over_budget":
@@ -115,7 +103,7 @@ class Triager:
 
     def __init__(
         self,
-        settings: Settings,
+        runtime: Runtime,
         store: TriageStore,
         flagger: NarrativeFlagger,
         *,
@@ -124,27 +112,28 @@ class Triager:
         model_key: str,
         clock: Callable[[], datetime] = utcnow,
     ):
-        self.settings, self.store, self.flagger = settings, store, flagger
+        self.runtime, self.store, self.flagger = runtime, store, flagger
+        self.settings = runtime.settings
         self.rules, self.price, self.model_key, self.clock = rules, price, model_key, clock
-        self.slots = SlotPool(
-            settings.triage.max_in_flight, settings.triage.max_in_flight_per_submitter
-        )
-        self.budget = triage_budget(settings, rules)
+        triage = self.settings.triage
+        self.slots = SlotPool(triage.max_in_flight, triage.max_in_flight_per_submitter)
+        self.budget = triage_budget(runtime, rules)
 
     @classmethod
-    def build(cls, settings: Settings, store: TriageStore | None = None) -> Triager:
-        catalog = load_models(settings)
+    def build(cls, runtime: Runtime, store: TriageStore | None = None) -> Triager:
+        """The triager of ``runtime``'s settings with the packaged narrative model."""
+        catalog, triage = runtime.rules.models, runtime.settings.triage
         model_key = catalog.tasks[NARRATIVE_TASK]
         return cls(
-            settings,
-            store or resources.triage_store(settings),
+            runtime,
+            store or runtime.triage_store,
             NarrativeFlagger(
-                resources.embedder(),
-                settings.triage.narrative_threshold,
-                clear_below=settings.triage.clear_below,
-                max_windows=settings.triage.max_narrative_windows,
+                runtime.embedder,
+                triage.narrative_threshold,
+                clear_below=triage.clear_below,
+                max_windows=triage.max_narrative_windows,
             ),
-            rules=load_policies(settings).rules,
+            rules=runtime.rules.policies.rules,
             price=catalog.models[model_key],
             model_key=model_key,
         )
@@ -187,15 +176,15 @@ class Triager:
         """
         estimate = call_cost(self.price, input_tokens=narrative_token_bound(narrative))
         ticket = admit_within(
-            self.settings, self.budget, self.rules, estimate, urgent=True, now=self.clock()
+            self.runtime, self.budget, self.rules, estimate, urgent=True, now=self.clock()
         )
         try:
             verdict = self.flagger.assess(narrative)
         except BaseException:
-            settle(self.settings, ticket, estimate, now=self.clock())
+            settle(self.runtime, ticket, estimate, now=self.clock())
             raise
         actual = call_cost(self.price, input_tokens=verdict.input_tokens)
-        settle(self.settings, ticket, actual, now=self.clock())
+        settle(self.runtime, ticket, actual, now=self.clock())
         return verdict
 
     def _read(

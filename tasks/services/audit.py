@@ -17,21 +17,20 @@ from tasks.core.audit_entries import anchor_row
 from tasks.io.audit import Anchor, AuditTrail, Head, Verification
 from tasks.io.lake import Lake
 from tasks.schemas import AUDIT_ANCHOR
-from tasks.settings import Settings
-from tasks.steps import resources
+from tasks.services.runtime import Runtime, audit_key
 
 ANCHORS = "audit_anchors"
 # datasets whose rows exist only with a reason of record in the trail
 DECISION_DATASETS = ("decisions", "escalations", "triage_decisions", "triage_audit", ANCHORS)
 
 
-def anchor(settings: Settings, *, workflow: str, run_id: str, now: datetime) -> Head | None:
+def anchor(runtime: Runtime, *, workflow: str, run_id: str, now: datetime) -> Head | None:
     """Record the trail's current head in the lake (once per distinct head); return it."""
-    head = resources.audit(settings).last()
+    head = runtime.audit.last()
     if head is None:
         return None
     row = anchor_row(head.seq, head.hash, workflow=workflow, run_id=run_id, now=now)
-    Lake(settings.lake_dir).append_new(
+    runtime.lake.append_new(
         ANCHORS,
         pl.DataFrame([row]),
         AUDIT_ANCHOR,
@@ -54,12 +53,12 @@ class AuditCheck:
     anchors: int
 
 
-def verify(settings: Settings) -> AuditCheck:
+def verify(runtime: Runtime) -> AuditCheck:
     """Verify the trail against the lake's anchors; missing while decisions exist fails too."""
-    lake = Lake(settings.lake_dir)
+    settings, lake = runtime.settings, runtime.lake
     anchors = _anchors(lake)
     evidence = [d for d in DECISION_DATASETS if lake.files(d)]
-    key = resources.audit_key(settings, create=False)
+    key = audit_key(settings, create=False)
     trail = AuditTrail(settings.audit_dir, key)
     if key is None:
         if evidence or trail.trail.exists() or trail.head.exists():

@@ -3,7 +3,7 @@ import itertools
 import polars as pl
 import pytest
 
-from tasks.core.chunking import chunk_documents, chunk_sections, split_sections, split_sentences
+from tasks.core.passages import chunk_documents, chunk_sections, split_sections, split_sentences
 
 STRUCTURED = (
     "BACKGROUND: Propranolol is a beta blocker. It slows the heart. "

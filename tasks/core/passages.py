@@ -1,4 +1,4 @@
-"""Structure-aware chunking for retrieval: sections, then sentences, with overlap.
+"""Retrieval passages: structure-aware chunking into sections, then sentences, with overlap.
 
 A chunk never crosses a section; inside a section, whole sentences are packed up to a size
 bound and the last ``overlap`` sentences of a chunk open the next one, so a statement that

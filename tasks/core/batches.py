@@ -1,9 +1,12 @@
-"""Chunking: the unit of work, checkpoint and resume. Ids are derived from content."""
+"""Work batches: the unit of work, checkpoint and resume. Ids are derived from content."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import polars as pl
 
@@ -28,3 +31,19 @@ def iter_chunks(frame: pl.DataFrame, size: int) -> Iterator[pl.DataFrame]:
     ).sort("_priority", "item_id")
     for start in range(0, ordered.height, size):
         yield ordered.slice(start, size).drop("_priority")
+
+
+def fold(results: Sequence[Any], of: type[Any]) -> dict[str, Any]:
+    """Field-wise totals of per-chunk results (dataclasses ``of``): numbers summed, count maps
+    merged, text fields (ids) left out. Every numeric field is present, 0 when no chunk ran."""
+    totals: dict[str, Any] = {}
+    for f in dataclasses.fields(of):
+        values = [getattr(r, f.name) for r in results]
+        if f.type in ("int", "float", int, float):
+            totals[f.name] = sum(values, 0.0 if f.type in ("float", float) else 0)
+        elif str(f.type).startswith("dict"):
+            merged: Counter[str] = Counter()
+            for value in values:
+                merged.update(value)
+            totals[f.name] = dict(merged)
+    return totals

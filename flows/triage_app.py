@@ -1,4 +1,4 @@
-"""The intake service: ``POST /cases`` answers a triage decision in well under a second.
+"""The intake service, an entrypoint beside the CLI: ``POST /cases`` answers in under a second.
 
 An app factory (``create_app``) so tests and the benchmark build the real app over a store of
 their choice. Order of checks per request: body size (413, declared or streamed) -> client
@@ -12,11 +12,9 @@ from parsing. Nothing here logs case content, and no error answer repeats an inp
 """
 
 import codecs
-import hashlib
-import hmac
 import time
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
-from typing import Annotated, Any, Literal, TypeVar
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from typing import Annotated, Any, Literal, NoReturn, TypeVar
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -25,10 +23,11 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from tasks.errors import CaseConflict, ConfigError, DataContractError
-from tasks.io.rate_limit import RequestBuckets, retry_after
-from tasks.schemas import IcsrCase, TriageDecision
+from tasks.intake import IcsrCase, TriageDecision
+from tasks.services.runtime import Runtime, utcnow
+from tasks.services.triage import Triager
+from tasks.services.triage_access import Gate, Refusal
 from tasks.settings import ApiKey, Settings
-from tasks.steps.triage import Triager, utcnow
 
 Role = Literal["submitter", "reviewer"]
 Scope = MutableMapping[str, Any]
@@ -36,20 +35,6 @@ Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 Body = TypeVar("Body", bound=BaseModel)
-
-
-def hash_key(salt: str, key: str) -> str:
-    """How a key is stored: sha256 of the per-deployment salt and the key, hex."""
-    return hashlib.sha256((salt + key).encode("utf-8")).hexdigest()
-
-
-def lookup_key(keys: Iterable[ApiKey], salt: str, presented: str) -> ApiKey | None:
-    """The configured key ``presented`` hashes to (compared in constant time), or None.
-
-    Revocation and role are the caller's checks: the HTTP app and the review CLI share this.
-    """
-    digest = hash_key(salt, presented)
-    return next((k for k in keys if hmac.compare_digest(k.sha256, digest)), None)
 
 
 class BodyLimit:
@@ -177,51 +162,11 @@ async def parse_body(request: Request, model: type[Body], **context: Any) -> Bod
         raise RequestValidationError([e | {"loc": ("body", *e["loc"])} for e in errors]) from None
 
 
-def _too_many(what: str, wait_s: float) -> HTTPException:
-    seconds = retry_after(wait_s)
-    return HTTPException(
-        429, f"{what}; retry in {seconds} s", headers={"Retry-After": str(seconds)}
-    )
-
-
-class Gate:
-    """Who calls, and may they now: the address throttle, the key check, the key's bucket.
-
-    Failed keys (missing, unknown, revoked) spend the client address's bucket, and an address
-    whose bucket is empty gets 429 before its key is even looked at: a brute-force burst is
-    slowed, not answered. Buckets live in SQLite, so every server process shares them.
-    """
-
-    def __init__(self, settings: Settings, salt: str, clock: Callable[[], float]):
-        self.triage = settings.triage
-        self.salt, self.clock = salt, clock
-        self.keys = settings.triage.api_keys
-        self.buckets = RequestBuckets(settings.triage_limits_db)
-
-    def _match(self, presented: str | None) -> tuple[ApiKey | None, str]:
-        if not presented:
-            return None, "missing X-API-Key header"
-        match = lookup_key(self.keys, self.salt, presented)
-        if match is None:
-            return None, "unknown API key"
-        if match.revoked:
-            return None, f"API key {match.key_id} is revoked"
-        return match, ""
-
-    def __call__(self, request: Request, presented: str | None) -> ApiKey:
-        address = f"addr:{request.client.host if request.client else 'unknown'}"
-        now, per_address = self.clock(), self.triage.failed_auth_per_minute
-        throttled = "too many requests without a valid API key from this address"
-        if wait := self.buckets.wait(address, per_address, now):
-            raise _too_many(throttled, wait)
-        key, problem = self._match(presented)
-        if key is None:
-            if wait := self.buckets.take(address, per_address, now):
-                raise _too_many(throttled, wait)
-            raise HTTPException(401, problem)
-        if wait := self.buckets.take(f"key:{key.key_id}", self.triage.rate_per_minute, now):
-            raise _too_many(f"rate limit of {self.triage.rate_per_minute}/min exceeded", wait)
-        return key
+def _raise(refusal: Refusal) -> NoReturn:
+    headers = None
+    if refusal.retry_after_s is not None:
+        headers = {"Retry-After": str(refusal.retry_after_s)}
+    raise HTTPException(refusal.status, refusal.detail, headers=headers)
 
 
 def _body_schema(name: str) -> dict[str, Any]:
@@ -273,7 +218,7 @@ def create_app(
             "(hash with `pharmalane triage hash-key`)"
         )
     gate = Gate(settings, settings.triage.key_salt.get_secret_value(), rate_clock)
-    engine = triager or Triager.build(settings)
+    engine = triager or Triager.build(Runtime.for_settings(settings))
     app = FastAPI(
         title="pharmalane urgent AE triage",
         description="Intake of ICSR-like reports; answers validity, seriousness and the clock.",
@@ -286,11 +231,19 @@ def create_app(
     return app
 
 
-def _routes(app: FastAPI, engine: Triager, gate: Gate) -> None:
-    def caller(request: Request, x_api_key: Annotated[str | None, Header()] = None) -> ApiKey:
-        return gate(request, x_api_key)
+Check = Callable[..., ApiKey]
 
-    def role(*allowed: Role) -> Callable[[ApiKey], ApiKey]:
+
+def _roles(gate: Gate) -> tuple[Check, Check, Check]:
+    """Dependencies for (submitter, reviewer, either): the gate, then the key's role (403)."""
+
+    def caller(request: Request, x_api_key: Annotated[str | None, Header()] = None) -> ApiKey:
+        checked = gate.check(request.client.host if request.client else "unknown", x_api_key)
+        if isinstance(checked, Refusal):
+            _raise(checked)
+        return checked
+
+    def role(*allowed: Role) -> Check:
         def check(key: Annotated[ApiKey, Depends(caller)]) -> ApiKey:
             if key.role not in allowed:
                 raise HTTPException(403, f"role {key.role} may not do this; needs {allowed}")
@@ -298,13 +251,14 @@ def _routes(app: FastAPI, engine: Triager, gate: Gate) -> None:
 
         return check
 
-    submitter, reviewer, anyone = role("submitter"), role("reviewer"), role("submitter", "reviewer")
+    return role("submitter"), role("reviewer"), role("submitter", "reviewer")
+
+
+def _routes(app: FastAPI, engine: Triager, gate: Gate) -> None:
+    submitter, reviewer, anyone = _roles(gate)
 
     async def case_body(request: Request, _key: Annotated[ApiKey, Depends(submitter)]) -> IcsrCase:
         return await parse_body(request, IcsrCase, now=engine.clock())
-
-    async def review_body(request: Request, _key: Annotated[ApiKey, Depends(reviewer)]) -> ReviewIn:
-        return await parse_body(request, ReviewIn)
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
@@ -331,6 +285,13 @@ def _routes(app: FastAPI, engine: Triager, gate: Gate) -> None:
         if decision is None:
             raise HTTPException(404, "no case with this id for this key")
         return decision
+
+    _review_routes(app, engine, reviewer)
+
+
+def _review_routes(app: FastAPI, engine: Triager, reviewer: Check) -> None:
+    async def review_body(request: Request, _key: Annotated[ApiKey, Depends(reviewer)]) -> ReviewIn:
+        return await parse_body(request, ReviewIn)
 
     @app.get("/reviews", response_model=list[TriageDecision])
     def held(_key: Annotated[ApiKey, Depends(reviewer)]) -> list[TriageDecision]:

@@ -1,0 +1,125 @@
+"""Embedding that pays once: reuse stored vectors, charge the ledger before the model runs.
+
+Shared by the scan, training and evaluation, so every embedding anywhere is priced the same
+way and no text is ever embedded (or charged) twice for the same content.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+import polars as pl
+
+from tasks.core.batches import stable_id
+from tasks.core.ledger import ledger_frame, ledger_row
+from tasks.core.pricing import call_cost
+from tasks.schemas import LEDGER
+from tasks.services.runtime import Runtime
+from tasks.services.supervisor import admit, settle, throttle
+
+SCREEN_TASK = "ade-screen"
+
+
+@dataclass(frozen=True)
+class Embedded:
+    """Vectors for every row, and what this call paid."""
+
+    vectors: dict[str, np.ndarray]
+    tokens: pl.Series
+    embedded: int
+    cost_usd: float
+    usd_per_token: float
+    model_key: str
+    deferred: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Who pays for an embedding call and where its ledger row goes."""
+
+    workflow: str
+    run_id: str
+    chunk: str
+    now: datetime
+    pattern: str
+
+
+def texts_of(frame: pl.DataFrame) -> list[str]:
+    return (frame["title"].fill_null("") + ". " + frame["abstract"].fill_null("")).to_list()
+
+
+def embed_paying_once(runtime: Runtime, frame: pl.DataFrame, batch: Batch) -> Embedded:
+    """Vectors for ``frame`` (item_id, content_hash, title, abstract, pub_date, products).
+
+    The supervisor admits the call first: its estimate is reserved against the workflow's
+    budget (and settled after), and it waits for a throttle slot. When the budget is spent and
+    policy does not let the work run over it, nothing is embedded and the missing items come
+    back as ``deferred``: the caller leaves them undecided for the next window.
+    """
+    catalog, model = runtime.rules.models, runtime.embedder
+    model_key = catalog.tasks[SCREEN_TASK]
+    per_token = catalog.models[model_key].usd_per_1k_input_tokens / 1000
+    tokens = pl.Series("tokens", model.count_tokens(texts_of(frame)), dtype=pl.Int64)
+    vectors = runtime.vectors.cached_vectors(
+        frame["item_id"].to_list(), frame["content_hash"].to_list(), model.name
+    )
+    missing = frame.with_columns(tokens).filter(~pl.col("item_id").is_in(list(vectors)))
+    if not missing.height:
+        return Embedded(vectors, tokens, 0, 0.0, per_token, model_key)
+    paid = _embed_missing(runtime, missing, batch, model_key)
+    if paid is None:
+        deferred = tuple(missing["item_id"].to_list())
+        return Embedded(vectors, tokens, 0, 0.0, per_token, model_key, deferred)
+    vectors.update(zip(missing["item_id"].to_list(), paid[0], strict=True))
+    return Embedded(vectors, tokens, missing.height, paid[1], per_token, model_key)
+
+
+def _embed_missing(
+    runtime: Runtime, missing: pl.DataFrame, batch: Batch, model_key: str
+) -> tuple[np.ndarray, float] | None:
+    """Admit, book the ledger row, embed and store ``missing``; None when the budget refuses."""
+    price, model = runtime.rules.models.models[model_key], runtime.embedder
+    paid_tokens = int(missing["tokens"].sum())
+    cost = call_cost(price, input_tokens=paid_tokens)
+    urgent = "route" in missing.columns and bool((missing["route"] == "hot").any())
+    ticket = admit(runtime, batch.workflow, cost, urgent=urgent, now=batch.now)
+    if not ticket.admission.runs:
+        return None
+    throttle(runtime, batch.workflow)
+    keys = (missing["item_id"] + ":" + missing["content_hash"]).to_list()
+    row = ledger_row(
+        call_id=stable_id([*keys, model_key], "call"),
+        workflow=batch.workflow,
+        run_id=batch.run_id,
+        chunk_id=batch.chunk,
+        task=SCREEN_TASK,
+        model=model_key,
+        backend=price.backend,
+        pattern=batch.pattern,
+        n_items=missing.height,
+        input_tokens=paid_tokens,
+        cost_usd=cost,
+        now=batch.now,
+    )
+    runtime.lake.append_new(
+        "ledger",
+        ledger_frame([row]),
+        LEDGER,
+        keys=["call_id"],
+        partition_by="day",
+        stem=batch.chunk,
+    )
+    batch_size = runtime.settings.scan.embed_batch_size
+    fresh = model.embed(texts_of(missing), batch_size=batch_size)
+    runtime.vectors.upsert(missing.rename({"item_id": "id"}), fresh, model.name)
+    settle(runtime, ticket, cost, now=batch.now)
+    return fresh, cost
+
+
+def matrix(embedded: Embedded, item_ids: list[str]) -> np.ndarray:
+    """The vectors of ``item_ids`` as rows, in that order."""
+    if not item_ids:
+        return np.zeros((0, 0), dtype=np.float32)
+    return np.stack([embedded.vectors[i] for i in item_ids])

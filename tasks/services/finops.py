@@ -1,0 +1,53 @@
+"""FinOps: the ledger and decisions of a period, checked and aggregated; its window and HTML."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+
+from tasks.core.finops import FinopsReport, assemble
+from tasks.core.finops_render import render_charts, render_html
+from tasks.io.reports import write_text_atomic
+from tasks.io.warehouse import Warehouse
+from tasks.services.runtime import Runtime
+
+
+@dataclass(frozen=True)
+class Period:
+    """Whole UTC days ``first``..``last``, as the half-open ``[start, end)``."""
+
+    first: date
+    last: date
+
+    @property
+    def start(self) -> datetime:
+        return datetime.combine(self.first, time(), tzinfo=UTC)
+
+    @property
+    def end(self) -> datetime:
+        return datetime.combine(self.last + timedelta(days=1), time(), tzinfo=UTC)
+
+    @classmethod
+    def ending(cls, last: date, days: int) -> Period:
+        """``days`` whole days ending with ``last``."""
+        return cls(last - timedelta(days=days - 1), last)
+
+
+def report(runtime: Runtime, start: datetime, end: datetime) -> FinopsReport:
+    """Ledger and decisions of ``[start, end)``, checked and aggregated."""
+    figures = Warehouse(runtime.lake).figures(start, end)
+    supervisor = runtime.settings.supervisor
+    return assemble(
+        figures,
+        runtime.rules.models,
+        start=start,
+        end=end,
+        burst_factor=supervisor.burst_factor,
+        baseline_hours=supervisor.burst_baseline_hours,
+    )
+
+
+def write_html(report: FinopsReport, path: Path) -> Path:
+    """The self-contained HTML report with its charts."""
+    return write_text_atomic(path, render_html(report, render_charts(report)))
