@@ -43,6 +43,7 @@ from typing import Literal
 
 from tasks.core.periods import period_window
 from tasks.errors import BudgetExceeded, DataContractError
+from tasks.io.sqlite_wal import enable_wal
 from tasks.rules import Budget
 
 Kind = Literal["grant", "override", "overage"]
@@ -214,7 +215,7 @@ class BudgetStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         con = sqlite3.connect(path, timeout=60, isolation_level=None)
         try:
-            con.execute("PRAGMA journal_mode=WAL")
+            enable_wal(con)
             con.execute("BEGIN IMMEDIATE")
             for statement in _SCHEMA:
                 con.execute(statement)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from models.llm import ChatResult
+from tasks.io.sqlite_wal import enable_wal
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (
@@ -63,7 +64,7 @@ class CallJournal:
         con: sqlite3.Connection | None = getattr(self._local, "con", None)
         if con is None:
             con = sqlite3.connect(self.path, timeout=30.0)
-            con.execute("PRAGMA journal_mode=WAL")
+            enable_wal(con)
             con.execute("PRAGMA synchronous=FULL")
             self._local.con = con
         return con

@@ -16,6 +16,7 @@ import threading
 from pathlib import Path
 
 from tasks.io.private_files import private_sqlite
+from tasks.io.sqlite_wal import enable_wal
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS request_buckets (
@@ -37,7 +38,7 @@ class RequestBuckets:
         private_sqlite(path)  # key ids and client addresses: owner-only like the case store
         con = sqlite3.connect(path, timeout=30, isolation_level=None)
         try:
-            con.execute("PRAGMA journal_mode=WAL")
+            enable_wal(con)
             con.executescript(_SCHEMA)
         finally:
             con.close()

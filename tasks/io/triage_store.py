@@ -31,6 +31,7 @@ from tasks.errors import CaseConflict, DataContractError
 from tasks.intake import IcsrCase, TriageDecision
 from tasks.io.private_files import private_sqlite
 from tasks.io.sealing import Sealer
+from tasks.io.sqlite_wal import enable_wal
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS cases (
@@ -120,7 +121,7 @@ class TriageStore:
         self.path, self.sealer = path, sealer
         private_sqlite(path)
         with self._connect() as con:
-            con.execute("PRAGMA journal_mode=WAL")
+            enable_wal(con)
             con.executescript(_DDL)
             self._add_missing_columns(con)
         self._check_key()

@@ -1,0 +1,34 @@
+"""Switching a SQLite file to WAL safely when several threads or processes open it at once.
+
+Changing the journal mode needs an exclusive lock, and SQLite answers "database is locked" at
+once (its busy handler does not wait for this) when another connection holds any lock. Two
+first opens of a new file, or an open beside a running writer, then fail. The mode is
+persistent, so a file already in WAL needs no change: read it first, and retry the switch for
+a bounded time.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+
+
+def enable_wal(con: sqlite3.Connection, *, timeout_seconds: float = 60.0) -> None:
+    """Put the database of ``con`` in WAL mode, waiting out other openers.
+
+    Raises:
+        sqlite3.OperationalError: the file stayed locked for ``timeout_seconds``.
+    """
+    deadline = time.monotonic() + timeout_seconds
+    pause = 0.005
+    while True:
+        try:
+            if str(con.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal":
+                return
+            con.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.2)
