@@ -49,7 +49,7 @@ def test_supervisor_throughput(tmp_path):
         store.take_token("w", 10**6, NOW + timedelta(microseconds=i))
     results["throttle_token_per_s"] = _rate(n, time.perf_counter() - t)
 
-    trail = AuditTrail(tmp_path / "audit")
+    trail = AuditTrail(tmp_path / "audit", key=b"bench-audit-key-" * 4)
     entries = [
         {
             "key": f"k{i}",
