@@ -289,6 +289,11 @@ class Settings(BaseSettings):
         return self.home / "triage" / "rate_limits.sqlite"
 
     @property
+    def inbox_db(self) -> Path:
+        """The review inbox: every item a human must decide, evidence sealed (0600)."""
+        return self.home / "inbox" / "items.sqlite"
+
+    @property
     def keys_dir(self) -> Path:
         """The dev-only data key (env dev with no PHARMALANE_DATA_KEYS); 0700."""
         return self.home / "keys"
