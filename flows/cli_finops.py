@@ -25,6 +25,7 @@ def finops(
     html: Annotated[Path | None, typer.Option(help="also write a self-contained HTML")] = None,
 ) -> None:
     """Cost per workflow, pattern and outcome, cache savings, top calls, burst alerts."""
+    from tasks.core.finops_render import usd
     from tasks.errors import PharmalaneError
     from tasks.services import finops as service
     from tasks.services.runtime import Runtime
@@ -40,7 +41,7 @@ def finops(
         console.print(f"[red]{type(exc).__name__}: {exc}[/red]")
         raise typer.Exit(2) from exc
     console.print(
-        f"FinOps {period.first} to {period.last}: ${report.total_usd:.6f} over {report.calls} calls"
+        f"FinOps {period.first} to {period.last}: {usd(report.total_usd)} over {report.calls} calls"
     )
     for title, data in (
         ("cost per workflow", report.by_workflow),
