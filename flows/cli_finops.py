@@ -46,7 +46,8 @@ def finops(
     for title, data in (
         ("cost per workflow", report.by_workflow),
         ("cost per pattern", report.by_pattern),
-        ("cost per resolved outcome", report.per_outcome),
+        ("cost per resolved outcome (attributed model cost + review)", report.resolved_outcomes),
+        ("workflow spend per machine decision", report.per_outcome),
         ("cache savings", report.cache_savings),
         ("ten most expensive calls", report.top_calls.drop("created_at", strict=False)),
         ("burst hours", report.bursts),

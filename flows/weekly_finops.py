@@ -53,6 +53,11 @@ def weekly_finops(
         key="finops-cost-per-workflow", table=_rows(report.by_workflow), description="USD"
     )
     create_table_artifact(key="finops-cost-per-outcome", table=_rows(report.per_outcome))
+    create_table_artifact(
+        key="finops-cost-per-resolved-outcome",
+        table=_rows(report.resolved_outcomes),
+        description="USD: model cost attributed to the items resolved so, plus one review each",
+    )
     create_table_artifact(key="finops-top-calls", table=_rows(report.top_calls))
     create_markdown_artifact(
         key="finops-summary",

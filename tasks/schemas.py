@@ -104,6 +104,7 @@ LEDGER = pa.schema(
         pa.field("workflow", pa.string()),
         pa.field("run_id", pa.string()),
         pa.field("chunk_id", pa.string()),
+        pa.field("item_id", pa.string()),  # the item that caused the call; null: shared
         pa.field("task", pa.string()),
         pa.field("model", pa.string()),
         pa.field("backend", pa.string()),

@@ -64,6 +64,12 @@ class SupervisorSettings(_Strict):
         3.0, gt=1, description="an hour spending more than factor x trailing mean is a burst"
     )
     burst_baseline_hours: int = Field(24, ge=1, le=24 * 28, description="trailing window")
+    reviewer_cost_usd: float = Field(
+        25.0,
+        ge=0,
+        le=10_000,
+        description="what one human review costs (FinOps prices each resolved outcome with it)",
+    )
 
 
 class ApiKey(_Strict):

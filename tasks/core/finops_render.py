@@ -147,7 +147,8 @@ def render_html(report: FinopsReport, charts: dict[str, bytes]) -> str:
     sections = [
         ("Cost per workflow", report.by_workflow),
         ("Cost per pattern (route/path x model)", report.by_pattern),
-        ("Cost per resolved outcome", report.per_outcome),
+        ("Cost per resolved outcome (attributed model cost + review)", report.resolved_outcomes),
+        ("Workflow spend per machine decision", report.per_outcome),
         ("Path mix", report.path_mix),
         ("Cache savings", report.cache_savings),
         ("Ten most expensive prompts (calls)", report.top_calls),

@@ -7,7 +7,7 @@ loopback (tests/openai_stub.py), the real HTTP app and CLI, the real audit trail
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import polars as pl
 import pytest
@@ -19,6 +19,8 @@ from flows.escalation_lane import escalation_lane
 from flows.nightly_literature_scan import nightly_literature_scan
 from flows.triage_app import create_app
 from tasks.io.lake import Lake
+from tasks.services import finops
+from tasks.services.finops import Period
 from tasks.services.runtime import Runtime
 from tasks.services.triage_access import hash_key
 from tasks.settings import load_settings
@@ -128,6 +130,22 @@ def test_scan_to_inbox_to_resolutions_to_a_verified_chain(reviewers, tmp_path, m
     assert all("reason" not in e and len(e["reason_sha256"]) == 64 for e in resolutions)
 
     _verify_then_tamper(monkeypatch, settings.audit_dir / "trail.jsonl")
+    _priced_per_outcome(runtime, settings)
+
+
+def _priced_per_outcome(runtime, settings):
+    today = datetime.now(UTC).date()
+    period = Period(today - timedelta(days=1), today + timedelta(days=1))
+    report = finops.report(runtime, period.start, period.end)
+    table = {r["outcome"]: r for r in report.resolved_outcomes.to_dicts()}
+    ledger = Lake(settings.lake_dir).read("ledger")
+    assert report.resolved_outcomes["model_usd"].sum() == pytest.approx(ledger["cost_usd"].sum())
+    assert (table["confirmed_icsr"]["items"], table["not_icsr"]["items"]) == (2, 1)
+    reviewer = settings.supervisor.reviewer_cost_usd
+    for outcome in ("confirmed_icsr", "not_icsr"):
+        row = table[outcome]
+        assert row["model_usd"] > 0  # the embedding share and the verdict calls of its items
+        assert row["total_usd"] == pytest.approx(row["model_usd"] + row["items"] * reviewer)
 
 
 def _verify_then_tamper(monkeypatch, trail):
