@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import polars as pl
 
@@ -186,6 +187,45 @@ def open_items(runtime: Runtime) -> list[InboxItem]:
     inbox = runtime.inbox
     inbox.add(triage_items(runtime), now=utcnow())
     return inbox.items()
+
+
+@dataclass(frozen=True)
+class DueWatch:
+    """Open items due within the watch's horizon; ``overdue`` already past their due date."""
+
+    today: date
+    within_days: int
+    due: list[InboxItem]
+
+    @property
+    def overdue(self) -> list[InboxItem]:
+        return [i for i in self.due if i.due_date < self.today]
+
+
+def watch_due(runtime: Runtime, *, within_days: int, now: datetime) -> DueWatch:
+    """Open items due within ``within_days`` of today (site time zone), chained as one alert.
+
+    The audit entry (ids, counts, horizon) is keyed by day and horizon, so a watch re-run the
+    same day adds nothing; nothing becomes overdue without an entry naming it.
+    """
+    today = now.astimezone(ZoneInfo(runtime.settings.triage.site_timezone)).date()
+    horizon = today + timedelta(days=within_days)
+    due = [i for i in open_items(runtime) if i.due_date <= horizon]
+    watch = DueWatch(today, within_days, due)
+    if due:
+        entry = {
+            "key": f"review-due:{today.isoformat()}:{within_days}",
+            "kind": "review_due_alert",
+            "workflow": "review-overdue-watch",
+            "within_days": within_days,
+            "due_items": len(due),
+            "overdue_items": len(watch.overdue),
+            "item_ids": [i.item_id for i in due],
+            "reason_codes": ["REVIEW_OVERDUE" if watch.overdue else "REVIEW_DUE_SOON"],
+            "at": now.isoformat(),
+        }
+        runtime.audit.append([entry], now=now)
+    return watch
 
 
 def find(runtime: Runtime, ref: str) -> InboxItem:

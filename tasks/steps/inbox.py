@@ -25,3 +25,15 @@ def fill_inbox(settings: Settings, now: datetime) -> Filled:
         filled.open_items,
     )
     return filled
+
+
+@task(name="watch-review-due-dates", cache_policy=NO_CACHE)
+def watch_due(settings: Settings, within_days: int, now: datetime) -> inbox.DueWatch:
+    """Open review items due within ``within_days``: one audit entry, a warning per overdue item."""
+    watch = inbox.watch_due(Runtime.for_settings(settings), within_days=within_days, now=now)
+    logger = get_run_logger()
+    for item in watch.overdue:
+        logger.warning(
+            "ALERT review overdue: %s (%s) was due %s", item.item_id, item.reason, item.due_date
+        )
+    return watch
