@@ -280,6 +280,16 @@ def _verdict(item: str, verdict: str, reason: str) -> None:
     console.print(f"{resolved.item_id}: {resolved.outcome} by {reviewer}")
 
 
+@review_app.command("export")
+def review_export(folder: Path) -> None:
+    """Confirmed literature ICSRs as confirmed-cases.json and .csv (0600), for the safety DB."""
+    from tasks.services import inbox
+
+    runtime, _ = _runtime_and_reviewer()
+    json_path, csv_path, count = inbox.export_confirmed(runtime, folder)
+    console.print(f"{count} confirmed cases: {json_path}, {csv_path}")
+
+
 Reason = Annotated[str, typer.Option(help="the reason of record (audit trail)")]
 
 

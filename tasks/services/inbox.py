@@ -18,9 +18,13 @@ audit hash chain as codes and hashes, never the reviewer's text.
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
+import json
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -28,6 +32,7 @@ import polars as pl
 
 from tasks.errors import AlreadyResolved, DataContractError
 from tasks.intake import TriageDecision
+from tasks.io.private_files import write_private
 from tasks.schemas import OUTCOMES, InboxItem
 from tasks.services.runtime import Runtime, utcnow
 from tasks.services.triage_lane import record_review
@@ -310,3 +315,74 @@ def resolution_entry(item: InboxItem) -> dict[str, Any]:
         "due_date": item.due_date.isoformat(),
         "at": item.resolved_at.isoformat() if item.resolved_at else None,
     }
+
+
+HANDOFF_FIELDS = (
+    "item_id",
+    "literature_reference",
+    "title",
+    "pub_date",
+    "content_hash",
+    "reporter",
+    "patient",
+    "suspect_drugs",
+    "reactions",
+    "seriousness",
+    "products",
+    "day_zero",
+    "due_date",
+    "outcome",
+    "reviewer",
+    "resolved_at",
+)
+
+
+def confirmed_cases(runtime: Runtime) -> list[dict[str, Any]]:
+    """Literature items a reviewer confirmed as ICSRs, with the minimum ICSR fields.
+
+    Reporter and patient of a literature case are those the article describes: the reference
+    stands for the reporter, and the patient is not extracted yet (None), for the case
+    processor to complete in the safety database.
+    """
+    rows = []
+    for item in runtime.inbox.items(status="resolved"):
+        if item.outcome != "confirmed_icsr":
+            continue
+        evidence, case = item.evidence, item.evidence.get("case") or {}
+        reference = evidence.get("reference", {})
+        rows.append(
+            {
+                "item_id": item.item_id,
+                "literature_reference": f"PMID:{item.source_id}",
+                "title": evidence.get("title"),
+                "pub_date": reference.get("pub_date"),
+                "content_hash": reference.get("content_hash"),
+                "reporter": f"authors of PMID:{item.source_id}",
+                "patient": None,
+                "suspect_drugs": list(case.get("suspect_drugs") or []),
+                "reactions": list(case.get("reactions") or []),
+                "seriousness": list(case.get("seriousness") or []),
+                "products": list(evidence.get("products") or []),
+                "day_zero": item.day_zero.isoformat(),
+                "due_date": item.due_date.isoformat(),
+                "outcome": item.outcome,
+                "reviewer": item.reviewer,
+                "resolved_at": item.resolved_at.isoformat() if item.resolved_at else None,
+            }
+        )
+    return rows
+
+
+def export_confirmed(runtime: Runtime, folder: Path) -> tuple[Path, Path, int]:
+    """``confirmed-cases.json`` and ``.csv`` in ``folder`` (0600): the handoff to the safety
+    database. Returns both paths and the number of cases."""
+    rows = confirmed_cases(runtime)
+    as_json = json.dumps(rows, indent=2, ensure_ascii=False).encode("utf-8")
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=HANDOFF_FIELDS)
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: "; ".join(v) if isinstance(v, list) else v for k, v in row.items()})
+    json_path = write_private(folder / "confirmed-cases.json", as_json)
+    csv_path = write_private(folder / "confirmed-cases.csv", buffer.getvalue().encode("utf-8"))
+    return json_path, csv_path, len(rows)

@@ -6,6 +6,7 @@ loopback (tests/openai_stub.py), the real HTTP app and CLI, the real audit trail
 
 from __future__ import annotations
 
+import csv
 import json
 from datetime import UTC, datetime, timedelta
 
@@ -129,6 +130,7 @@ def test_scan_to_inbox_to_resolutions_to_a_verified_chain(reviewers, tmp_path, m
     ]
     assert all("reason" not in e and len(e["reason_sha256"]) == 64 for e in resolutions)
 
+    _handed_off(monkeypatch, tmp_path / "handoff", [first, third])
     _verify_then_tamper(monkeypatch, settings.audit_dir / "trail.jsonl")
     _priced_per_outcome(runtime, settings)
 
@@ -146,6 +148,21 @@ def _priced_per_outcome(runtime, settings):
         row = table[outcome]
         assert row["model_usd"] > 0  # the embedding share and the verdict calls of its items
         assert row["total_usd"] == pytest.approx(row["model_usd"] + row["items"] * reviewer)
+
+
+def _handed_off(monkeypatch, folder, confirmed):
+    exported = _cli(monkeypatch, "cli-key", "review", "export", str(folder))
+    assert exported.exit_code == 0, exported.output
+    cases = json.loads((folder / "confirmed-cases.json").read_text())
+    assert sorted(c["item_id"] for c in cases) == sorted(confirmed)
+    for case in cases:
+        assert case["literature_reference"] == "PMID:" + case["item_id"].split(":", 1)[1]
+        assert case["suspect_drugs"] and case["reactions"] and case["reviewer"]
+    rows = list(csv.DictReader((folder / "confirmed-cases.csv").open()))
+    assert [r["item_id"] for r in rows] == [c["item_id"] for c in cases]
+    assert (folder / "confirmed-cases.csv").stat().st_mode & 0o777 == 0o600
+    refused = _cli(monkeypatch, "sub-key", "review", "export", str(folder))
+    assert refused.exit_code == 1  # a submitter key exports nothing
 
 
 def _verify_then_tamper(monkeypatch, trail):
