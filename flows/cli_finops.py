@@ -25,6 +25,7 @@ def finops(
     html: Annotated[Path | None, typer.Option(help="also write a self-contained HTML")] = None,
 ) -> None:
     """Cost per workflow, pattern and outcome, cache savings, top calls, burst alerts."""
+    from tasks.core.finops_render import usd
     from tasks.errors import PharmalaneError
     from tasks.services import finops as service
     from tasks.services.runtime import Runtime
@@ -40,12 +41,13 @@ def finops(
         console.print(f"[red]{type(exc).__name__}: {exc}[/red]")
         raise typer.Exit(2) from exc
     console.print(
-        f"FinOps {period.first} to {period.last}: ${report.total_usd:.6f} over {report.calls} calls"
+        f"FinOps {period.first} to {period.last}: {usd(report.total_usd)} over {report.calls} calls"
     )
     for title, data in (
         ("cost per workflow", report.by_workflow),
         ("cost per pattern", report.by_pattern),
-        ("cost per resolved outcome", report.per_outcome),
+        ("cost per resolved outcome (attributed model cost + review)", report.resolved_outcomes),
+        ("workflow spend per machine decision", report.per_outcome),
         ("cache savings", report.cache_savings),
         ("ten most expensive calls", report.top_calls.drop("created_at", strict=False)),
         ("burst hours", report.bursts),

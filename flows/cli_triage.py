@@ -21,11 +21,14 @@ from flows.environment import prefect_defaults
 
 if TYPE_CHECKING:
     from tasks.io.triage_store import TriageStore
+    from tasks.services.runtime import Runtime
     from tasks.settings import Settings
 
 app = typer.Typer()
 triage_app = typer.Typer(help="Urgent AE triage: submit and replay cases.", no_args_is_help=True)
-review_app = typer.Typer(help="Human review of held triage cases.", no_args_is_help=True)
+review_app = typer.Typer(
+    help="The review inbox: literature case candidates and held triage cases.", no_args_is_help=True
+)
 app.add_typer(triage_app, name="triage")
 app.add_typer(review_app, name="review")
 
@@ -186,22 +189,50 @@ def _store() -> TriageStore:
     return Runtime.for_settings(load_settings()).triage_store
 
 
+def _runtime_and_reviewer() -> tuple[Runtime, str]:
+    from tasks.services.runtime import Runtime
+    from tasks.settings import load_settings
+
+    settings = load_settings()
+    reviewer = _reviewer_key_id(settings)
+    return Runtime.for_settings(settings), reviewer
+
+
 @review_app.command("list")
 def review_list() -> None:
-    """Cases held for a human, earliest due date first."""
-    columns = ["case", "due", "serious", "severity", "valid", "reasons"]
+    """Open items of the review inbox (literature and triage), earliest due date first."""
+    from tasks.services import inbox
+
+    runtime, _ = _runtime_and_reviewer()
+    columns = ["item", "reason", "day 0", "clock", "due", "prio"]
     rows = [
         [
-            d.case_id,
-            str(d.due_date),
-            ",".join(d.seriousness) or "-",
-            str(d.severity),
-            str(d.valid),
-            " ".join(d.reasons),
+            i.item_id,
+            i.reason,
+            str(i.day_zero),
+            f"{i.clock_days} d",
+            str(i.due_date),
+            str(i.priority),
         ]
-        for d in _store().held()
+        for i in inbox.open_items(runtime)
     ]
-    console.print(records("held for review", columns, rows))
+    console.print(records("review inbox: open items", columns, rows))
+
+
+@review_app.command("show")
+def review_show(item: str) -> None:
+    """One item with its evidence (abstract or case, verdicts, reason codes) as JSON."""
+    from dataclasses import asdict
+
+    from tasks.errors import DataContractError
+    from tasks.services import inbox
+
+    runtime, _ = _runtime_and_reviewer()
+    try:
+        found = inbox.find(runtime, item)
+    except DataContractError as exc:
+        _refuse(str(exc))
+    console.print_json(json.dumps(asdict(found), default=str))
 
 
 def _reviewer_key_id(settings: Settings) -> str:
@@ -235,38 +266,40 @@ def _refuse(message: str) -> NoReturn:
     raise typer.Exit(1)
 
 
-def _verdict(case_id: str, verdict: str, reason: str) -> None:
+def _verdict(item: str, verdict: str, reason: str) -> None:
     from tasks.errors import DataContractError
-    from tasks.services.runtime import Runtime
-    from tasks.services.triage_lane import record_review
-    from tasks.settings import load_settings
+    from tasks.services import inbox
 
-    settings = load_settings()
-    reviewer = _reviewer_key_id(settings)
+    runtime, reviewer = _runtime_and_reviewer()
     try:
-        decision = record_review(
-            Runtime.for_settings(settings),
-            case_id,
-            verdict=verdict,
-            reviewer=reviewer,
-            reason=reason,
-            at=datetime.now(UTC),
+        resolved = inbox.resolve(
+            runtime, item, verdict=verdict, reviewer=reviewer, reason=reason, at=datetime.now(UTC)
         )
-    except DataContractError as exc:
+    except DataContractError as exc:  # AlreadyResolved included: nothing changed
         _refuse(str(exc))
-    console.print(f"{decision.case_id}: {decision.status} by {reviewer}")
+    console.print(f"{resolved.item_id}: {resolved.outcome} by {reviewer}")
+
+
+@review_app.command("export")
+def review_export(folder: Path) -> None:
+    """Confirmed literature ICSRs as confirmed-cases.json and .csv (0600), for the safety DB."""
+    from tasks.services import inbox
+
+    runtime, _ = _runtime_and_reviewer()
+    json_path, csv_path, count = inbox.export_confirmed(runtime, folder)
+    console.print(f"{count} confirmed cases: {json_path}, {csv_path}")
 
 
 Reason = Annotated[str, typer.Option(help="the reason of record (audit trail)")]
 
 
 @review_app.command()
-def accept(case_id: str, reason: Reason) -> None:
-    """Accept a held case as the reviewer whose key is in PHARMALANE_API_KEY (or prompted)."""
-    _verdict(case_id, "accepted", reason)
+def accept(item: str, reason: Reason) -> None:
+    """Accept an item (literature: a confirmed ICSR) as the reviewer of PHARMALANE_API_KEY."""
+    _verdict(item, "accept", reason)
 
 
 @review_app.command()
-def reject(case_id: str, reason: Reason) -> None:
-    """Reject a held case as the reviewer whose key is in PHARMALANE_API_KEY (or prompted)."""
-    _verdict(case_id, "rejected", reason)
+def reject(item: str, reason: Reason) -> None:
+    """Reject an item (literature: not an ICSR) as the reviewer of PHARMALANE_API_KEY."""
+    _verdict(item, "reject", reason)

@@ -23,6 +23,7 @@ from tasks.services.escalation import WORKFLOW, LaneChunkResult, prune_journal
 from tasks.services.runtime import Runtime, utcnow
 from tasks.settings import load_settings, with_llm_model
 from tasks.steps.escalation import judge_chunk, pending_escalations
+from tasks.steps.inbox import fill_inbox
 
 
 class EscalationSummary(BaseModel):
@@ -67,6 +68,7 @@ def escalation_lane(
             stopped = True
             logger.warning("backend unavailable for a whole chunk: stopping; items stay pending")
             break
+    fill_inbox(settings, now)  # case candidates and human reviews, with their clocks
     runtime = Runtime.for_settings(settings)
     pruned = prune_journal(runtime, now)
     if pruned:

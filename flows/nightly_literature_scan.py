@@ -22,6 +22,7 @@ from tasks.services.paths import confined_sources
 from tasks.services.runtime import ChosenThresholds, Runtime, utcnow
 from tasks.services.screening import ChunkResult
 from tasks.settings import Settings, load_settings
+from tasks.steps.inbox import fill_inbox
 from tasks.steps.scan import materialise_digest as digest_months
 from tasks.steps.scan import pending_only, screen_chunk, write_quarantine
 
@@ -125,6 +126,7 @@ def nightly_literature_scan(
     # chunk resumes with nothing pending and must still materialise the digest.
     months = sorted(set(taken.routed["pub_month"].drop_nulls().to_list()))
     digest_rows = digest_months(months, settings, now) if params.materialise_digest else 0
+    fill_inbox(settings, now)  # the small model's case candidates, with their clocks
     summary = _summary(runtime, run, taken, quarantined, pending, already, results, chosen)
     summary = summary.model_copy(update={"digest_rows": digest_rows})
     _publish(runtime, summary)

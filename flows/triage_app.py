@@ -14,6 +14,7 @@ from parsing. Nothing here logs case content, and no error answer repeats an inp
 import codecs
 import time
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from datetime import date, datetime
 from typing import Annotated, Any, Literal, NoReturn, TypeVar
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Request, Response
@@ -22,8 +23,10 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from tasks.errors import CaseConflict, ConfigError, DataContractError
+from tasks.errors import AlreadyResolved, CaseConflict, ConfigError, DataContractError
 from tasks.intake import IcsrCase, TriageDecision
+from tasks.schemas import InboxItem
+from tasks.services import inbox
 from tasks.services.runtime import Runtime, utcnow
 from tasks.services.triage import Triager
 from tasks.services.triage_access import Gate, Refusal
@@ -286,31 +289,68 @@ def _routes(app: FastAPI, engine: Triager, gate: Gate) -> None:
             raise HTTPException(404, "no case with this id for this key")
         return decision
 
-    _review_routes(app, engine, reviewer)
+    _review_routes(app, Runtime.for_settings(engine.settings), reviewer)
 
 
-def _review_routes(app: FastAPI, engine: Triager, reviewer: Check) -> None:
+class ReviewItem(BaseModel):
+    """An inbox item as a reviewer reads it: clock, status, outcome and the evidence."""
+
+    item_id: str
+    kind: str
+    source_id: str
+    source: str
+    reason: str
+    day_zero: date
+    clock_days: int
+    due_date: date
+    priority: int
+    status: str
+    outcome: str | None
+    reviewer: str | None
+    resolved_at: datetime | None
+    evidence: dict[str, Any]
+
+    @classmethod
+    def of(cls, item: InboxItem) -> "ReviewItem":
+        return cls.model_validate(item, from_attributes=True)
+
+
+def _review_routes(app: FastAPI, runtime: Runtime, reviewer: Check) -> None:
     async def review_body(request: Request, _key: Annotated[ApiKey, Depends(reviewer)]) -> ReviewIn:
         return await parse_body(request, ReviewIn)
 
-    @app.get("/reviews", response_model=list[TriageDecision])
-    def held(_key: Annotated[ApiKey, Depends(reviewer)]) -> list[TriageDecision]:
-        return engine.store.held()
+    @app.get("/reviews", response_model=list[ReviewItem])
+    def open_items(_key: Annotated[ApiKey, Depends(reviewer)]) -> list[ReviewItem]:
+        return [ReviewItem.of(i) for i in inbox.open_items(runtime)]
+
+    @app.get("/reviews/{item_id}", response_model=ReviewItem)
+    def one(item_id: str, _key: Annotated[ApiKey, Depends(reviewer)]) -> ReviewItem:
+        try:
+            return ReviewItem.of(inbox.find(runtime, item_id))
+        except DataContractError as exc:
+            raise HTTPException(404 if exc.field == "item_id" else 409, str(exc)) from exc
 
     @app.post(
-        "/reviews/{case_id}", response_model=TriageDecision, openapi_extra=_body_schema("ReviewIn")
+        "/reviews/{item_id}", response_model=ReviewItem, openapi_extra=_body_schema("ReviewIn")
     )
     def review(
-        case_id: str,
+        item_id: str,
         key: Annotated[ApiKey, Depends(reviewer)],
         body: Annotated[ReviewIn, Depends(review_body)],
-    ) -> TriageDecision:
-        verdict = "accepted" if body.verdict == "accept" else "rejected"
+    ) -> ReviewItem:
         try:
-            return engine.store.review(
-                case_id, verdict=verdict, reviewer=key.key_id, reason=body.reason, at=utcnow()
+            item = inbox.resolve(
+                runtime,
+                item_id,
+                verdict=body.verdict,
+                reviewer=key.key_id,
+                reason=body.reason,
+                at=utcnow(),
             )
+        except AlreadyResolved as exc:
+            raise HTTPException(409, str(exc)) from exc
         except DataContractError as exc:
-            if exc.field == "case_id":
-                raise HTTPException(404, "no case with this id") from exc
-            raise HTTPException(409 if exc.field == "status" else 422, str(exc)) from exc
+            if exc.field == "item_id":
+                raise HTTPException(404, "no review item with this id") from exc
+            raise HTTPException(409 if exc.field in ("status", "id") else 422, str(exc)) from exc
+        return ReviewItem.of(item)

@@ -25,6 +25,7 @@ from tasks.services.audit import head_label
 from tasks.services.runtime import Runtime, utcnow
 from tasks.services.triage import WORKFLOW
 from tasks.settings import load_settings
+from tasks.steps.inbox import fill_inbox
 from tasks.steps.triage_lane import book_batch, settle_deferred
 
 
@@ -72,6 +73,7 @@ def urgent_ae_triage(
         if time.monotonic() - idle_since >= idle_stop_seconds:
             break
         time.sleep(poll_seconds)
+    fill_inbox(settings, utcnow())  # held cases, with their clocks
     head = head_label(Runtime.for_settings(settings).audit.last())
     create_table_artifact(
         key=WORKFLOW,

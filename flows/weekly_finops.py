@@ -11,6 +11,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from pydantic import BaseModel, Field
 
+from tasks.core.finops_render import usd
 from tasks.services.finops import Period
 from tasks.services.runtime import utcnow
 from tasks.settings import load_settings
@@ -27,6 +28,7 @@ class FinopsSummary(BaseModel):
 
 
 def _rows(frame: pl.DataFrame) -> list[dict[str, object]]:
+    """Artifact rows, amounts at full precision (``str`` of the float: 4.16e-05, never 0.0)."""
     return [{k: str(v) for k, v in row.items()} for row in frame.to_dicts()]
 
 
@@ -51,12 +53,17 @@ def weekly_finops(
         key="finops-cost-per-workflow", table=_rows(report.by_workflow), description="USD"
     )
     create_table_artifact(key="finops-cost-per-outcome", table=_rows(report.per_outcome))
+    create_table_artifact(
+        key="finops-cost-per-resolved-outcome",
+        table=_rows(report.resolved_outcomes),
+        description="USD: model cost attributed to the items resolved so, plus one review each",
+    )
     create_table_artifact(key="finops-top-calls", table=_rows(report.top_calls))
     create_markdown_artifact(
         key="finops-summary",
         markdown=(
             f"# FinOps {start:%Y-%m-%d} to {last:%Y-%m-%d}\n\n"
-            f"Total **${report.total_usd:.6f}** over {report.calls} calls; "
+            f"Total **{usd(report.total_usd)}** over {report.calls} calls; "
             f"{report.bursts.height} burst hour(s). Report: `{path}`"
         ),
     )

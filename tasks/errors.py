@@ -3,7 +3,8 @@
     PharmalaneError
     ├── ConfigError          a settings or config file is missing or wrong
     ├── DataContractError    input breaks its schema; carries the record and field
-    │   └── CaseConflict     a case id already names a different report (or submitter)
+    │   ├── CaseConflict     a case id already names a different report (or submitter)
+    │   └── AlreadyResolved  a review item was resolved before: the first resolution stands
     ├── PolicyDenied         the supervisor refused an action; carries the reason code
     ├── BudgetExceeded       a reservation would overspend a workflow budget
     └── BackendUnavailable   a model backend or store cannot be reached
@@ -51,6 +52,13 @@ class CaseConflict(DataContractError):
     Nothing was stored and nothing was overwritten: the sender must send the report again under
     a new case id. Raised instead of answering with the first report's decision, which would
     silently drop this one.
+    """
+
+
+class AlreadyResolved(DataContractError):
+    """A review item was already resolved; the first resolution stands and nothing changed.
+
+    Whichever path (API, CLI) resolves an item first wins; every later attempt gets this.
     """
 
 

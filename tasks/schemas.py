@@ -6,6 +6,10 @@ get exactly these columns. The vector dimension is not here: it comes from the e
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
 import pyarrow as pa
 
 TS = pa.timestamp("us", tz="UTC")
@@ -100,6 +104,7 @@ LEDGER = pa.schema(
         pa.field("workflow", pa.string()),
         pa.field("run_id", pa.string()),
         pa.field("chunk_id", pa.string()),
+        pa.field("item_id", pa.string()),  # the item that caused the call; null: shared
         pa.field("task", pa.string()),
         pa.field("model", pa.string()),
         pa.field("backend", pa.string()),
@@ -265,3 +270,37 @@ AUDIT_ANCHOR = pa.schema(
         pa.field("day", pa.string()),
     ]
 )
+
+# --- review inbox ------------------------------------------------------------------------------
+
+INBOX_KINDS = ("literature", "triage")
+# a resolution is an outcome: what a reviewer's accept / reject means for each kind of item
+OUTCOMES = {
+    "literature": {"accept": "confirmed_icsr", "reject": "not_icsr"},
+    "triage": {"accept": "accepted", "reject": "rejected"},
+}
+
+
+@dataclass(frozen=True)
+class InboxItem:
+    """One thing a human must decide, with its clock (the inbox's row, evidence opened).
+
+    ``item_id`` is ``<kind>:<source_id>`` (the lake's item id or the triage case id), so ids of
+    two kinds never collide. ``evidence`` is a JSON-able mapping, sealed at rest.
+    """
+
+    item_id: str
+    kind: str
+    source_id: str
+    source: str  # the workflow that put it here
+    reason: str  # case_candidate | human_review | held_for_review
+    day_zero: date
+    clock_days: int
+    due_date: date
+    priority: int  # 1 most urgent
+    evidence: dict[str, Any]
+    status: str = "open"  # open | resolved
+    outcome: str | None = None
+    reviewer: str | None = None
+    reason_sha256: str | None = None
+    resolved_at: datetime | None = None

@@ -64,6 +64,12 @@ class SupervisorSettings(_Strict):
         3.0, gt=1, description="an hour spending more than factor x trailing mean is a burst"
     )
     burst_baseline_hours: int = Field(24, ge=1, le=24 * 28, description="trailing window")
+    reviewer_cost_usd: float = Field(
+        25.0,
+        ge=0,
+        le=10_000,
+        description="what one human review costs (FinOps prices each resolved outcome with it)",
+    )
 
 
 class ApiKey(_Strict):
@@ -287,6 +293,11 @@ class Settings(BaseSettings):
     def triage_limits_db(self) -> Path:
         """Request rate buckets shared by every intake process on this home."""
         return self.home / "triage" / "rate_limits.sqlite"
+
+    @property
+    def inbox_db(self) -> Path:
+        """The review inbox: every item a human must decide, evidence sealed (0600)."""
+        return self.home / "inbox" / "items.sqlite"
 
     @property
     def keys_dir(self) -> Path:

@@ -9,7 +9,7 @@ that costs anything is refused like any other bad row.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 import polars as pl
@@ -39,6 +39,8 @@ class LedgerFigures:
     top_calls: pl.DataFrame
     outcomes: pl.DataFrame
     cache_served: pl.DataFrame  # workflow, attributed_usd: knowledge answers, paid or cached
+    calls: pl.DataFrame = field(default_factory=pl.DataFrame)  # ledger rows of the window
+    members: pl.DataFrame = field(default_factory=pl.DataFrame)  # workflow, chunk_id, item_id
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,7 @@ class FinopsReport:
     cache_savings: pl.DataFrame
     top_calls: pl.DataFrame
     bursts: pl.DataFrame
+    resolved_outcomes: pl.DataFrame = field(default_factory=pl.DataFrame)
 
 
 def check_ledger(figures: LedgerFigures, catalog: ModelsFile) -> None:
@@ -207,3 +210,109 @@ def assemble(
         top_calls=figures.top_calls,
         bursts=burst_hours(figures.by_hour, factor=burst_factor, baseline_hours=baseline_hours),
     )
+
+
+UNRESOLVED = "not resolved by a human"
+UNATTRIBUTED = "unattributed (shared calls no item decision claims)"
+_CALL_COLUMNS = {"workflow": pl.String, "chunk_id": pl.String, "item_id": pl.String}
+
+
+def attribute(calls: pl.DataFrame, members: pl.DataFrame) -> pl.DataFrame:
+    """Spend per item: ``item_id`` (null: unattributed), ``usd``; sums to the calls' total.
+
+    A call carrying its ``item_id`` is that item's. A call shared by a chunk (an embedding
+    batch) is split evenly over the items its chunk decided; a shared call no decision claims
+    (a triage micro-batch, a knowledge answer) stays unattributed, shown as its own row.
+    """
+    if calls.is_empty():
+        return pl.DataFrame(schema={"item_id": pl.String, "usd": pl.Float64})
+    frame = calls.with_columns(
+        *(
+            pl.lit(None, dtype=t).alias(c)
+            for c, t in _CALL_COLUMNS.items()
+            if c not in calls.columns
+        )
+    ).select(*_CALL_COLUMNS, pl.col("cost_usd").cast(pl.Float64))
+    direct = frame.filter(pl.col("item_id").is_not_null()).select("item_id", usd="cost_usd")
+    shared = (
+        frame.filter(pl.col("item_id").is_null())
+        .group_by("workflow", "chunk_id")
+        .agg(pl.col("cost_usd").sum())
+    )
+    owners = (
+        members.select(*_CALL_COLUMNS).unique().cast(_CALL_COLUMNS)  # type: ignore[arg-type]
+        if not members.is_empty()
+        else pl.DataFrame(schema=_CALL_COLUMNS)
+    )
+    split = shared.join(owners, on=["workflow", "chunk_id"], how="inner").select(
+        "item_id", usd=pl.col("cost_usd") / pl.len().over("workflow", "chunk_id")
+    )
+    orphan = shared.join(owners, on=["workflow", "chunk_id"], how="anti").select(
+        pl.lit(None, dtype=pl.String).alias("item_id"), usd="cost_usd"
+    )
+    return pl.concat([direct, split, orphan]).group_by("item_id").agg(pl.col("usd").sum())
+
+
+def resolved_outcome_costs(
+    attributed: pl.DataFrame, resolutions: pl.DataFrame, *, reviewer_usd: float
+) -> pl.DataFrame:
+    """Cost per resolved outcome: model cost of the items resolved so, plus a review each.
+
+    ``resolutions``: ``item_id`` (the lake's id for literature), ``kind``, ``outcome``. Rows
+    for spend on items no human resolved (yet, or ever: closed by a model) and for
+    unattributed spend follow, so ``model_usd`` sums to the window's total spend.
+    """
+    literature = resolutions.filter(pl.col("kind") == "literature").select("item_id", "outcome")
+    resolved = (
+        resolutions.join(attributed, on="item_id", how="left")
+        .with_columns(
+            pl.when(pl.col("kind") == "literature")
+            .then(pl.col("usd"))
+            .otherwise(0.0)
+            .fill_null(0.0)
+        )
+        .group_by("outcome")
+        .agg(items=pl.len(), model_usd=pl.col("usd").sum())
+        .with_columns(reviewer_usd=pl.col("items") * reviewer_usd)
+        .sort("outcome")
+    )
+    rest = attributed.join(literature, on="item_id", how="anti")
+    others = pl.DataFrame(
+        {
+            "outcome": [UNRESOLVED, UNATTRIBUTED],
+            "items": [
+                rest.filter(pl.col("item_id").is_not_null()).height,
+                0,
+            ],
+            "model_usd": [
+                float(rest.filter(pl.col("item_id").is_not_null())["usd"].sum()),
+                float(rest.filter(pl.col("item_id").is_null())["usd"].sum()),
+            ],
+            "reviewer_usd": [0.0, 0.0],
+        },
+        schema={
+            "outcome": pl.String,
+            "items": pl.UInt32,
+            "model_usd": pl.Float64,
+            "reviewer_usd": pl.Float64,
+        },
+    )
+    table = pl.concat([resolved.cast({"items": pl.UInt32}), others])
+    return table.with_columns(total_usd=pl.col("model_usd") + pl.col("reviewer_usd")).with_columns(
+        usd_per_outcome=pl.when(pl.col("reviewer_usd") > 0).then(
+            pl.col("total_usd") / pl.col("items")
+        )
+    )
+
+
+def with_resolutions(
+    report: FinopsReport,
+    figures: LedgerFigures,
+    resolutions: pl.DataFrame,
+    *,
+    reviewer_usd: float,
+) -> FinopsReport:
+    """``report`` with its cost per resolved outcome."""
+    attributed = attribute(figures.calls, figures.members)
+    table = resolved_outcome_costs(attributed, resolutions, reviewer_usd=reviewer_usd)
+    return replace(report, resolved_outcomes=table)

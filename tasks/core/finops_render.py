@@ -24,6 +24,17 @@ CHARTS = {
 }
 
 
+def usd(value: float) -> str:
+    """An amount that a real cost never shows as $0.000000: micro-dollars below one dollar.
+
+    A verdict call costs about $0.000005, so six decimals of dollars round whole reports of
+    real spend to zero; micro-dollars with three decimals resolve a nano-dollar.
+    """
+    if abs(value) >= 1:
+        return f"${value:,.6f}"
+    return f"{value * 1_000_000:,.3f} µ$"
+
+
 def chart_series(report: FinopsReport) -> dict[str, pl.DataFrame]:
     """label / group / value frames, one per chart."""
     daily = report.end - report.start > timedelta(days=3)
@@ -136,7 +147,8 @@ def render_html(report: FinopsReport, charts: dict[str, bytes]) -> str:
     sections = [
         ("Cost per workflow", report.by_workflow),
         ("Cost per pattern (route/path x model)", report.by_pattern),
-        ("Cost per resolved outcome", report.per_outcome),
+        ("Cost per resolved outcome (attributed model cost + review)", report.resolved_outcomes),
+        ("Workflow spend per machine decision", report.per_outcome),
         ("Path mix", report.path_mix),
         ("Cache savings", report.cache_savings),
         ("Ten most expensive prompts (calls)", report.top_calls),
@@ -149,6 +161,6 @@ def render_html(report: FinopsReport, charts: dict[str, bytes]) -> str:
         "td,th{border:1px solid #ccc;padding:2px 6px;font-size:90%}.alert{color:#b00}"
         "</style></head><body>"
         f"<h1>pharmalane FinOps: {html.escape(window)}</h1>"
-        f"<p>Total spend <b>${report.total_usd:.6f}</b> over {report.calls} model calls.</p>"
+        f"<p>Total spend <b>{usd(report.total_usd)}</b> over {report.calls} model calls.</p>"
         f"<h2>Burst alerts</h2>{bursts}{images}{tables}</body></html>"
     )

@@ -32,13 +32,20 @@ def ledger_row(
     now: datetime,
     output_tokens: int = 0,
     gpu_seconds: float = 0.0,
+    item_id: str | None = None,
 ) -> dict[str, Any]:
-    """One LEDGER row; ``day`` (the partition) is the UTC date of ``now``."""
+    """One LEDGER row; ``day`` (the partition) is the UTC date of ``now``.
+
+    ``item_id`` names the item a call was made for (a verdict on one abstract), so FinOps can
+    attribute its cost; a call shared by a chunk leaves it null and FinOps splits it over the
+    chunk's decided items.
+    """
     return {
         "call_id": call_id,
         "workflow": workflow,
         "run_id": run_id,
         "chunk_id": chunk_id,
+        "item_id": item_id,
         "task": task,
         "model": model,
         "backend": backend,

@@ -17,9 +17,11 @@ Invariants ``verify`` proves, given the key:
 
 Whoever holds the key can still rewrite everything; that is why anchors live outside the trail
 and why the key comes from the environment. Appends hold an exclusive ``flock`` (threads and
-processes), re-verify the trail (O(n), correct first), write the whole batch in one ``O_APPEND``
-write, fsync, then replace the head atomically. An append carrying ``key`` fields skips keys
-already in the trail, so a retried step does not write the same decision twice.
+processes), check the signed head against the trail's last line only (seq, hash, MAC: the
+same cost however long the trail), write the whole batch in one ``O_APPEND`` write, fsync,
+then replace the head atomically. An edit further back is ``verify``'s to find, and it does.
+An append carrying ``key`` fields skips keys already in the trail (looked up in the key
+index ``keys.sqlite``), so a retried step does not write the same decision twice.
 
 Entries are reasons of record, not documents: values are scalars or lists of scalars, and a
 string longer than ``MAX_TEXT`` is refused so that free text cannot leak in by accident.
@@ -33,12 +35,13 @@ import hmac
 import json
 import os
 import secrets
+import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from tasks.errors import ConfigError, DataContractError
 
@@ -138,6 +141,87 @@ def _check_entry(entry: Mapping[str, Any]) -> None:
                 )
 
 
+def _tail_problem(line: bytes, seq: int, digest: str, key: bytes) -> tuple[str, int]:
+    """What is wrong with ``line`` as the entry a signed head (seq, digest) names, and where."""
+    if seq <= 0 or not line:
+        return ("the trail is empty but head.json names entries", 1) if seq > 0 else ("", 0)
+    try:
+        record = json.loads(line)
+        body = {"seq": record["seq"], "at": record["at"], "entry": record["entry"]}
+        prev, stored, mac = record["prev"], record["hash"], record.get("mac")
+    except (ValueError, KeyError, TypeError) as exc:
+        return f"unreadable last entry: {exc}", seq
+    if record["seq"] != seq:
+        found = int(record["seq"]) if isinstance(record["seq"], int) else 0
+        return f"head records {seq} entries, the trail's last entry is {found}", min(found, seq) + 1
+    if stored != digest or chain_hash(str(prev), body) != digest:
+        return "hash mismatch: the last entry is not the one head.json names", seq
+    if not isinstance(mac, str) or not hmac.compare_digest(mac, entry_mac(key, digest)):
+        return "MAC mismatch: last entry not written with the audit key", seq
+    return "", 0
+
+
+class KeyIndex:
+    """The keys the trail holds, so an append skips a written key without reading the trail.
+
+    ``keys.sqlite`` beside the trail, written only under the trail's lock, after the trail and
+    head. It records how far (seq, byte offset) it covers; an append first reads the lines
+    past that offset (none, unless a process died between writing the trail and the index), so
+    the index can lag but never miss a key. ``verify`` checks every indexed key is in the trail.
+    """
+
+    def __init__(self, path: Path):
+        self.con = sqlite3.connect(path, timeout=30, isolation_level=None)
+        self.con.executescript(
+            "CREATE TABLE IF NOT EXISTS keys (key TEXT PRIMARY KEY);"
+            "CREATE TABLE IF NOT EXISTS covered (id INTEGER PRIMARY KEY CHECK (id = 1),"
+            " seq INTEGER NOT NULL, offset INTEGER NOT NULL);"
+        )
+
+    def close(self) -> None:
+        self.con.close()
+
+    def covered(self) -> tuple[int, int]:
+        row = self.con.execute("SELECT seq, offset FROM covered WHERE id = 1").fetchone()
+        return (int(row[0]), int(row[1])) if row else (0, 0)
+
+    def catch_up(self, trail: Path, seq: int) -> int:
+        """Index the lines past the covered offset (all of them if the index is ahead or
+        lost); return how many lines were read."""
+        done, offset = self.covered()
+        if done == seq:
+            return 0
+        size = trail.stat().st_size if trail.is_file() else 0
+        if done > seq or offset > size:
+            self.con.execute("DELETE FROM keys")
+            offset = 0
+        lines = []
+        if size > offset:
+            with trail.open("rb") as handle:
+                handle.seek(offset)
+                lines = handle.read(size - offset).splitlines()
+        found = [json.loads(line)["entry"].get("key") for line in lines if line.strip()]
+        self.add([k for k in found if k is not None], seq=seq, offset=size)
+        return len(lines)
+
+    def has(self, key: Any) -> bool:
+        row = self.con.execute("SELECT 1 FROM keys WHERE key = ?", (canonical_json(key),))
+        return row.fetchone() is not None
+
+    def add(self, keys: Sequence[Any], *, seq: int, offset: int) -> None:
+        self.con.execute("BEGIN IMMEDIATE")
+        self.con.executemany(
+            "INSERT OR IGNORE INTO keys (key) VALUES (?)", [(canonical_json(k),) for k in keys]
+        )
+        self.con.execute(
+            "INSERT OR REPLACE INTO covered (id, seq, offset) VALUES (1, ?, ?)", (seq, offset)
+        )
+        self.con.execute("COMMIT")
+
+    def all(self) -> set[str]:
+        return {row[0] for row in self.con.execute("SELECT key FROM keys")}
+
+
 class AuditTrail:
     """The trail in ``folder``: ``trail.jsonl``, ``head.json`` and a lock file.
 
@@ -149,6 +233,7 @@ class AuditTrail:
         self.trail = folder / "trail.jsonl"
         self.head = folder / "head.json"
         self._key = key
+        self.lines_read = 0  # trail lines parsed by appends: constant per append, tests count
 
     @property
     def key(self) -> bytes:
@@ -175,52 +260,111 @@ class AuditTrail:
     def append(self, entries: Sequence[Mapping[str, Any]], *, now: datetime) -> int:
         """Append ``entries`` (skipping keys already present); return how many were written.
 
+        Costs the same however long the trail is: it checks the signed head against the last
+        line only (``_checked_tail``) and looks keys up in the key index. The whole chain is
+        ``verify``'s job (``pharmalane audit verify``).
+
         Raises:
             ConfigError: no key.
-            DataContractError: an entry holds a non-scalar value or free text; the trail
-                itself is broken (run ``pharmalane audit verify``).
+            DataContractError: an entry holds a non-scalar value or free text; the trail's
+                tail does not match its signed head (run ``pharmalane audit verify``).
         """
         key = self.key
         for entry in entries:
             _check_entry(entry)
         with self._locked():
-            lines = self._lines()
-            state = self._verify_lines(lines, key)
-            if not state.ok:
-                raise DataContractError(
-                    f"the audit trail is broken at entry {state.first_bad}: {state.problem}",
-                    record=str(self.trail),
-                )
-            seen = self._keys(lines)
-            previous, seq = self._tail()
-            out: list[str] = []
-            for entry in entries:
-                entry_key = entry.get("key")
-                if entry_key is not None:
-                    if entry_key in seen:
-                        continue
-                    seen.add(entry_key)
-                seq += 1
-                body = {"seq": seq, "at": now.isoformat(), "entry": dict(entry)}
-                digest = chain_hash(previous, body)
-                mac = entry_mac(key, digest)
-                out.append(canonical_json({**body, "prev": previous, "hash": digest, "mac": mac}))
-                previous = digest
-            if not out:
-                return 0
-            self._write(out)
-            head = {"seq": seq, "hash": previous, "mac": head_mac(key, seq, previous)}
-            tmp = self.head.with_name(f".head.json.tmp-{os.getpid()}")
-            tmp.write_text(canonical_json(head), encoding="utf-8")
-            tmp.replace(self.head)
+            previous, seq = self._checked_tail(key)
+            with self._key_index(seq) as index:
+                out, written_keys = [], []
+                for entry in entries:
+                    entry_key = entry.get("key")
+                    if entry_key is not None:
+                        if index.has(entry_key) or entry_key in written_keys:
+                            continue
+                        written_keys.append(entry_key)
+                    seq += 1
+                    body = {"seq": seq, "at": now.isoformat(), "entry": dict(entry)}
+                    digest = chain_hash(previous, body)
+                    mac = entry_mac(key, digest)
+                    line = {**body, "prev": previous, "hash": digest, "mac": mac}
+                    out.append(canonical_json(line))
+                    previous = digest
+                if not out:
+                    return 0
+                end = self._write(out)
+                self._write_head(seq, previous, key)
+                index.add(written_keys, seq=seq, offset=end)
             return len(out)
 
-    def _write(self, lines: list[str]) -> None:
+    def _write_head(self, seq: int, digest: str, key: bytes) -> None:
+        head = {"seq": seq, "hash": digest, "mac": head_mac(key, seq, digest)}
+        tmp = self.head.with_name(f".head.json.tmp-{os.getpid()}")
+        tmp.write_text(canonical_json(head), encoding="utf-8")
+        tmp.replace(self.head)
+
+    def _checked_tail(self, key: bytes) -> tuple[str, int]:
+        """(hash, seq) of the signed head, once its MAC and the trail's last line agree.
+
+        Raises:
+            DataContractError: head unsigned, unreadable or missing beside a trail, or the
+                last line is not the entry the head names (cut, torn, forged or edited).
+        """
+        record = self._head_record()
+        if record is None:
+            if self.trail.is_file() and self.trail.stat().st_size:
+                self._broken(1, "head.json is missing beside a trail")
+            return GENESIS, 0
+        seq, digest = int(record.get("seq", -1) or -1), str(record.get("hash", ""))
+        if not record or not hmac.compare_digest(
+            str(record.get("mac", "")), head_mac(key, seq, digest)
+        ):
+            self._broken(max(seq, 1), "head.json is not signed with the audit key")
+        problem, at = _tail_problem(self._last_line(), seq, digest, key)
+        if problem:
+            self._broken(at, problem)
+        return digest, seq
+
+    def _broken(self, at: int, problem: str) -> NoReturn:
+        raise DataContractError(
+            f"the audit trail is broken at entry {at}: {problem} (run `pharmalane audit verify`)",
+            record=str(self.trail),
+        )
+
+    def _last_line(self) -> bytes:
+        """The trail's last line, read backwards from the end: one line, whatever the length."""
+        if not self.trail.is_file():
+            return b""
+        with self.trail.open("rb") as handle:
+            end = handle.seek(0, os.SEEK_END)
+            block, data = 4096, b""
+            position = end
+            while position > 0:
+                step = min(block, position)
+                position -= step
+                handle.seek(position)
+                data = handle.read(step) + data
+                if data.rstrip(b"\n").count(b"\n"):
+                    break
+        self.lines_read += 1
+        return data.rstrip(b"\n").rsplit(b"\n", 1)[-1]
+
+    @contextmanager
+    def _key_index(self, seq: int) -> Iterator[KeyIndex]:
+        index = KeyIndex(self.folder / "keys.sqlite")
+        try:
+            self.lines_read += index.catch_up(self.trail, seq)
+            yield index
+        finally:
+            index.close()
+
+    def _write(self, lines: list[str]) -> int:
+        """Append ``lines`` in one write; return the file's size after it."""
         data = ("\n".join(lines) + "\n").encode("utf-8")
         fd = os.open(self.trail, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             os.write(fd, data)
             os.fsync(fd)
+            return os.fstat(fd).st_size
         finally:
             os.close(fd)
 
@@ -262,7 +406,24 @@ class AuditTrail:
         with self._locked():
             lines = self._lines()
             result = self._verify_lines(lines, key, anchors)
+            if result.ok:
+                result = self._verify_key_index(lines) or result
         return result
+
+    def _verify_key_index(self, lines: list[bytes]) -> Verification | None:
+        """An indexed key the trail does not hold would make an append skip a real entry."""
+        path = self.folder / "keys.sqlite"
+        if not path.is_file():
+            return None
+        index = KeyIndex(path)
+        try:
+            extra = index.all() - {canonical_json(k) for k in self._keys(lines)}
+        finally:
+            index.close()
+        if not extra:
+            return None
+        problem = f"keys.sqlite lists {len(extra)} keys the trail does not hold: {min(extra)}"
+        return Verification(False, len(lines), len(lines), problem)
 
     def _verify_lines(
         self, lines: list[bytes], key: bytes, anchors: Sequence[Anchor] = ()

@@ -69,6 +69,20 @@ def write_private_once(path: Path, data: bytes) -> bytes:
     return data
 
 
+def write_private(path: Path, data: bytes) -> Path:
+    """Replace ``path`` with ``data`` atomically, as a 0600 file in a 0700 folder."""
+    private_dir(path.parent)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    tmp.replace(path)
+    return path
+
+
 def _narrow(path: Path, mode: int) -> None:
     if stat.S_IMODE(path.stat().st_mode) & ~mode:
         path.chmod(mode)

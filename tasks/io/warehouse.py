@@ -65,6 +65,17 @@ FROM decisions WHERE decided_at >= $1 AND decided_at < $2 GROUP BY ALL
 ORDER BY workflow, path, decision
 """
 
+# every call of the window, for attribution to the item that caused it (item_id may be absent
+# in a lake written before ledger rows carried it: the core treats it as null)
+CALLS = f"""
+SELECT * FROM ledger WHERE {_WINDOW}
+"""  # noqa: S608
+
+# which items a chunk decided: a call shared by a chunk is split over them
+MEMBERS = """
+SELECT DISTINCT workflow, chunk_id, item_id FROM decisions
+"""
+
 # what the knowledge layer's answers were worth (paid now or served from a cache), per workflow
 # of the ledger rows that answered them; a cache key belongs to one workflow
 CACHE_SERVED = """
@@ -99,4 +110,6 @@ class Warehouse:
             top_calls=self._run("ledger", TOP_CALLS, [*window, top_n]),
             outcomes=self._run("decisions", OUTCOMES, window),
             cache_served=self._run("cache_events", CACHE_SERVED, window),
+            calls=self._run("ledger", CALLS, window),
+            members=self._run("decisions", MEMBERS, []),
         )

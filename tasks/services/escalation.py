@@ -211,6 +211,7 @@ def verdict_ledger_rows(
                     price, input_tokens=call.input_tokens, output_tokens=call.output_tokens
                 ),
                 now=stamp.now,
+                item_id=str(row["item_id"]),
             )
         )
     return rows

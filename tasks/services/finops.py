@@ -6,7 +6,9 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
-from tasks.core.finops import FinopsReport, assemble
+import polars as pl
+
+from tasks.core.finops import FinopsReport, assemble, with_resolutions
 from tasks.core.finops_render import render_charts, render_html
 from tasks.io.reports import write_text_atomic
 from tasks.io.warehouse import Warehouse
@@ -35,16 +37,32 @@ class Period:
 
 
 def report(runtime: Runtime, start: datetime, end: datetime) -> FinopsReport:
-    """Ledger and decisions of ``[start, end)``, checked and aggregated."""
+    """Ledger and decisions of ``[start, end)``, checked and aggregated, priced per outcome."""
     figures = Warehouse(runtime.lake).figures(start, end)
     supervisor = runtime.settings.supervisor
-    return assemble(
+    assembled = assemble(
         figures,
         runtime.rules.models,
         start=start,
         end=end,
         burst_factor=supervisor.burst_factor,
         baseline_hours=supervisor.burst_baseline_hours,
+    )
+    return with_resolutions(
+        assembled,
+        figures,
+        resolutions(runtime),
+        reviewer_usd=supervisor.reviewer_cost_usd,
+    )
+
+
+def resolutions(runtime: Runtime) -> pl.DataFrame:
+    """Every human resolution in the review inbox: the lake's item id, kind, outcome."""
+    resolved = runtime.inbox.items(status="resolved") if runtime.settings.inbox_db.exists() else []
+    return pl.DataFrame(
+        [(i.source_id, i.kind, i.outcome) for i in resolved],
+        schema={"item_id": pl.String, "kind": pl.String, "outcome": pl.String},
+        orient="row",
     )
 
 

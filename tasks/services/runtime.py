@@ -28,6 +28,7 @@ from tasks.errors import ConfigError
 from tasks.io.audit import MIN_KEY_BYTES, AuditTrail, dev_key
 from tasks.io.budget import BudgetStore
 from tasks.io.call_journal import CallJournal
+from tasks.io.inbox import SqliteInbox
 from tasks.io.knowledge import KnowledgeStore
 from tasks.io.lake import Lake
 from tasks.io.reports import read_json
@@ -191,6 +192,15 @@ class Runtime:
             ConfigError: no data key outside env dev, or the store's key is not configured.
         """
         return TriageStore(self.settings.triage_db, sealer_for(self.settings))
+
+    @property
+    def inbox(self) -> SqliteInbox:
+        """The review inbox, its evidence sealed with this environment's data key.
+
+        Raises:
+            ConfigError: no data key outside env dev.
+        """
+        return SqliteInbox(self.settings.inbox_db, sealer_for(self.settings))
 
     @property
     def budgets(self) -> BudgetStore:

@@ -54,7 +54,7 @@ def test_deployment_is_typed_and_its_parameters_fit_the_flow(deployment):
 
 # The lanes that run unattended, with their cadence in days. Removing a schedule, pausing it,
 # or scheduling another deployment fails here, so each such change is made on purpose.
-SCHEDULED = {"nightly": 1, "escalate": 1, "refresh": 1, "weekly": 7}
+SCHEDULED = {"nightly": 1, "escalate": 1, "refresh": 1, "review-watch": 1, "weekly": 7}
 SCHEDULE_TIMEZONE = "UTC"  # the lake's days, the budgets' periods and FinOps windows are UTC
 FOUR_WEEKS_FROM = datetime(2026, 1, 5, tzinfo=UTC)  # a Monday
 

@@ -37,7 +37,7 @@ def test_weekly_finops_writes_the_report_and_publishes_artifacts(isolated_home):
         artifacts = client.read_artifacts(
             artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["finops-summary"]))
         )
-    assert any("$0.760000" in str(a.data) for a in artifacts)
+    assert any("760,000.000 µ$" in str(a.data) for a in artifacts)
 
 
 def test_prefect_rate_limit_throttles_calls_per_minute(tmp_path, isolated_home):

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tasks.errors import ConfigError, DataContractError
-from tasks.io.audit import Anchor, AuditTrail, chain_hash, dev_key
+from tasks.io.audit import Anchor, AuditTrail, KeyIndex, chain_hash, dev_key
 
 NOW = datetime(2026, 11, 22, 1, 0, tzinfo=UTC)
 KEY = b"k" * 32
@@ -72,8 +72,12 @@ def test_tampering_is_detected_at_the_first_bad_entry(trail, tamper, first_bad, 
     assert not result.ok
     assert result.first_bad == first_bad
     assert problem in result.problem
-    with pytest.raises(DataContractError, match=f"broken at entry {first_bad}"):
+    if first_bad == 5:  # the tail: an append checks the signed head against the last line
+        with pytest.raises(DataContractError, match=f"broken at entry {first_bad}"):
+            trail.append([_entry(99)], now=NOW)
+    else:  # further back: only `verify` reads that far, and an append hides nothing from it
         trail.append([_entry(99)], now=NOW)
+        assert (trail.verify().ok, trail.verify().first_bad) == (False, first_bad)
 
 
 def test_recomputing_one_hash_does_not_hide_an_edit(trail):
@@ -173,6 +177,7 @@ def test_another_key_does_not_verify_and_no_key_refuses(trail):
 def test_a_saved_head_restored_after_truncation_is_caught_by_an_anchor(trail):
     """An old head.json carries a valid MAC; the anchor recorded later does not match it."""
     old_lines, old_head = _lines(trail)[:5], trail.head.read_text()
+    old_index = (trail.folder / "keys.sqlite").read_bytes()
     trail.append([_entry(i) for i in range(6, 9)], now=NOW)
     later = trail.last()
     assert later is not None and later.seq == 8
@@ -180,6 +185,8 @@ def test_a_saved_head_restored_after_truncation_is_caught_by_an_anchor(trail):
     assert trail.verify([anchor]).ok
     _rewrite(trail, old_lines)
     trail.head.write_text(old_head)
+    assert "keys the trail does not hold" in trail.verify().problem  # the key index remembers
+    (trail.folder / "keys.sqlite").write_bytes(old_index)  # so a careful forger rolls it back
     assert trail.verify().ok  # alone, the trail cannot tell: that is what anchors are for
     result = trail.verify([anchor])
     assert (result.ok, result.first_bad) == (False, 6)
@@ -201,3 +208,46 @@ def test_dev_key_is_private_stable_and_refused_when_readable(tmp_path):
     path.chmod(0o644)
     with pytest.raises(ConfigError, match="chmod 600"):
         dev_key(path)
+
+
+# --- appends at constant cost -----------------------------------------------------------------
+
+
+def test_an_append_reads_one_line_however_long_the_trail(tmp_path):
+    audit = AuditTrail(tmp_path / "audit", KEY)
+    reads = []
+    for block in range(6):  # the trail grows 1, 11, 111 ... entries long
+        audit.append([_entry(10_000 + block)], now=NOW)
+        size = 10**block
+        audit.append([_entry(block * 1_000_000 + i) for i in range(size)], now=NOW)
+        before = audit.lines_read
+        assert audit.append([_entry(-1 - block), _entry(block * 1_000_000)], now=NOW) == 1
+        reads.append(audit.lines_read - before)
+    assert reads == [1] * 6  # the last line only; keys come from the index
+    assert audit.verify().ok and audit.verify().entries == len(audit.entries())
+
+
+def test_an_edited_last_entry_with_a_recomputed_hash_is_refused_on_append(trail):
+    lines = _lines(trail)
+    record = json.loads(lines[-1])
+    record["entry"]["decision"] = "case_candidate"
+    record["hash"] = chain_hash(record["prev"], {k: record[k] for k in ("seq", "at", "entry")})
+    _rewrite(trail, [*lines[:-1], json.dumps(record)])
+    with pytest.raises(DataContractError, match="broken at entry 5: hash mismatch"):
+        trail.append([_entry(6)], now=NOW)
+
+
+def test_a_lost_key_index_is_rebuilt_and_still_writes_each_key_once(trail):
+    (trail.folder / "keys.sqlite").unlink()  # e.g. a crash before the index was written
+    assert trail.append([_entry(2), _entry(6)], now=NOW) == 1
+    assert [e["item_id"] for e in trail.entries()][-1] == "pmid-6"
+    assert trail.verify().ok
+
+
+def test_a_key_slipped_into_the_index_is_caught_by_verify(trail):
+    index = KeyIndex(trail.folder / "keys.sqlite")
+    index.add(["decision:pmid-7:h7"], seq=5, offset=trail.trail.stat().st_size)
+    index.close()
+    assert trail.append([_entry(7)], now=NOW) == 0  # the append trusts the index ...
+    result = trail.verify()  # ... and verify, which reads everything, does not
+    assert not result.ok and "keys the trail does not hold" in result.problem

@@ -112,11 +112,14 @@ def test_a_trail_rebuilt_with_a_new_key_fails_on_the_anchor(booked):
 
 def test_a_cut_trail_with_its_old_signed_head_fails_on_a_later_anchor(booked):
     trail = Runtime.for_settings(booked).audit
+    index = trail.folder / "keys.sqlite"
     old_trail, old_head = trail.trail.read_bytes(), trail.head.read_bytes()
+    old_index = index.read_bytes()
     record_review.fn(booked, "H-1", verdict="rejected", reviewer="dr-x", reason="dup", at=NOW)
     book_batch.fn(booked, "run-2", NOW)  # anchors the head that now covers the review
     trail.trail.write_bytes(old_trail)
     trail.head.write_bytes(old_head)
+    index.write_bytes(old_index)  # the key index rolled back too (it would name the review)
     assert trail.verify().ok  # the trail alone is consistent: the head is genuinely signed
     code, out = verify_cli()
     assert code == 1

@@ -38,6 +38,7 @@ def _ledger(rows=SPEND, *, model="minilm-scorer", cost_override=None) -> pl.Data
                 "workflow": workflow,
                 "run_id": "run-1",
                 "chunk_id": f"chunk-{i}",
+                "item_id": None,
                 "task": "ade-screen",
                 "model": model,
                 "backend": "local-cpu",

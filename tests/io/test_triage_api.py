@@ -228,13 +228,17 @@ def test_review_by_a_reviewer_is_recorded_with_its_reason(api):
     client, triager = api
     client.post("/cases", json=report(outcome={"death": True}), headers=SUB)
     held = client.get("/reviews", headers=REV).json()
-    assert [d["case_id"] for d in held] == ["C-1"]
+    assert [(d["item_id"], d["due_date"]) for d in held] == [("triage:C-1", "2026-03-17")]
+    assert held[0]["evidence"]["case"]["suspect_drugs"]  # the evidence a reviewer judges by
     verdict = {"verdict": "accept", "reason": "confirmed fatal outcome, expedite"}
     decided = client.post("/reviews/C-1", json=verdict, headers=REV)
-    assert decided.json()["status"] == "accepted"
+    assert (decided.json()["status"], decided.json()["outcome"]) == ("resolved", "accepted")
     stored = triager.store.get("C-1")
     assert (stored.reviewer, stored.review_reason) == ("k-rev", verdict["reason"])
-    assert client.post("/reviews/C-1", json=verdict, headers=REV).status_code == 409
+    again = client.post("/reviews/triage:C-1", json=verdict, headers=REV)
+    assert again.status_code == 409 and "already resolved" in again.text
+    assert client.get("/reviews/C-1", headers=REV).json()["reviewer"] == "k-rev"
+    assert client.get("/reviews/nope", headers=REV).status_code == 404
     assert client.get("/reviews", headers=REV).json() == []
 
 
@@ -259,7 +263,7 @@ def test_restart_loses_no_accepted_case(tmp_path, flagger):
 def test_openapi_is_served(api):
     client, _ = api
     paths = client.get("/openapi.json").json()["paths"]
-    assert {"/cases", "/cases/{case_id}", "/reviews", "/reviews/{case_id}"} <= set(paths)
+    assert {"/cases", "/cases/{case_id}", "/reviews", "/reviews/{item_id}"} <= set(paths)
 
 
 def test_the_day_zero_honours_the_site_time_zone(tmp_path, flagger):

@@ -66,17 +66,18 @@ def test_review_commands(reviewer_keys):
 
     args = ["review", "reject", "H-1", "--reason", "duplicate of H-0"]
     done = runner.invoke(app, args)
-    assert done.exit_code == 0 and "rejected by dr-x" in done.output
+    assert done.exit_code == 0 and "triage:H-1: rejected by dr-x" in done.output
     stored = store.get("H-1")
     assert (stored.decision.status, stored.reviewer, stored.review_reason) == (
         "rejected", "dr-x", "duplicate of H-0",
     )  # fmt: skip
     chained = Runtime.for_settings(load_settings()).audit.entries()
-    assert [(e["kind"], e["case_id"], e["actor"]) for e in chained] == [
-        ("triage_reviewed", "H-1", "dr-x")
+    assert [(e["kind"], e.get("case_id", e.get("item_id")), e["actor"]) for e in chained] == [
+        ("triage_reviewed", "H-1", "dr-x"),
+        ("human_resolution", "triage:H-1", "dr-x"),
     ]
     again = runner.invoke(app, args)
-    assert again.exit_code == 1 and "not held for review" in again.output
+    assert again.exit_code == 1 and "already resolved" in again.output
     not_held = runner.invoke(app, ["review", "accept", "A-1", "--reason", "ok, reviewed"])
     assert not_held.exit_code == 1
 

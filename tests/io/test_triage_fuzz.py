@@ -57,7 +57,7 @@ def server_log() -> Iterator[Lines]:
 def intake(tmp_path_factory) -> schemathesis.BaseSchema:
     triager, settings_ = build(tmp_path_factory.mktemp("fuzz") / "home", rate_per_minute=10**6)
     app = create_app(settings_, triager)
-    # a held case gives POST /reviews/{case_id} something to reach
+    # a held case gives POST /reviews/{item_id} something to reach
     TestClient(app).post("/cases", json=report("H-1", outcome={"death": True}), headers=A)
     return schemathesis.openapi.from_asgi("/openapi.json", app)
 
@@ -89,7 +89,7 @@ def case_text(body: Any) -> set[str]:
     "hypothesis.errors.HypothesisDeprecationWarning"
 )
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
-@pytest.mark.parametrize(("path", "key"), [("/cases", A), ("/reviews/{case_id}", REV)])
+@pytest.mark.parametrize(("path", "key"), [("/cases", A), ("/reviews/{item_id}", REV)])
 @settings(
     max_examples=100,
     deadline=None,
@@ -102,7 +102,7 @@ def test_fuzzed_requests_never_get_a_5xx_nor_leak_case_text(
     intake, server_log, path, key, mode, data
 ):
     operation = intake[path]["POST"]
-    held = {"case_id": "H-1"} if "{case_id}" in path and data.draw(st.booleans()) else None
+    held = {"item_id": "H-1"} if "{item_id}" in path and data.draw(st.booleans()) else None
     case = data.draw(operation.as_strategy(mode, headers=key, path_parameters=held))
     fits = mode is GenerationMode.POSITIVE and isinstance(case.body, dict)
     if fits and "case_id" in case.body and data.draw(st.booleans()):

@@ -1,0 +1,215 @@
+"""The review inbox: every item a human must decide, one SQLite file under PHARMALANE_HOME.
+
+Invariants:
+
+* an item is added once: ``add`` is keyed by item id (``INSERT OR IGNORE``), so filling the
+  inbox again after every scan, escalation or triage run adds nothing twice and never reopens
+  a resolved item;
+* the first resolution wins: ``resolve`` reads and updates the row inside one ``BEGIN
+  IMMEDIATE`` transaction, so of two reviewers (two processes, the API and the CLI) exactly
+  one resolves the item; the other gets ``AlreadyResolved`` and nothing changes;
+* evidence (abstract, narrative reference, verdicts) is stored sealed with the data key
+  (``tasks/io/sealing.py``); the file and its -wal/-shm are readable by their owner only.
+  Clock, status and outcome are codes and stay in the clear, so listing needs no key.
+
+``InboxStore`` is the interface a shared database (PostgreSQL) implements later;
+``SqliteInbox`` is the embedded one.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from tasks.errors import AlreadyResolved, DataContractError
+from tasks.io.private_files import private_sqlite
+from tasks.io.sealing import Sealer
+from tasks.schemas import InboxItem
+
+_DDL = """
+CREATE TABLE IF NOT EXISTS items (
+    item_id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    source_id TEXT NOT NULL,
+    source TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    day_zero TEXT NOT NULL,
+    clock_days INTEGER NOT NULL,
+    due_date TEXT NOT NULL,
+    priority INTEGER NOT NULL,
+    evidence BLOB NOT NULL,
+    added_at TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'open',
+    outcome TEXT,
+    reviewer TEXT,
+    reason_sha256 TEXT,
+    resolved_at TEXT
+);
+CREATE INDEX IF NOT EXISTS items_open ON items (status, due_date, priority);
+CREATE INDEX IF NOT EXISTS items_source ON items (source_id);
+"""
+_ORDER = " ORDER BY due_date, priority, item_id"
+_ALL = (
+    "SELECT item_id, kind, source_id, source, reason, day_zero, clock_days, due_date, priority,"
+    " evidence, status, outcome, reviewer, reason_sha256, resolved_at FROM items"
+)
+_BY_STATUS = _ALL + " WHERE status = ?" + _ORDER
+_BY_REF = _ALL + " WHERE item_id = ? OR source_id = ? ORDER BY item_id = ? DESC"
+
+
+class InboxStore(Protocol):
+    """What the inbox needs from its database; the SQLite file today, a shared one later."""
+
+    def add(self, items: Sequence[InboxItem], *, now: datetime) -> int: ...
+
+    def items(self, *, status: str | None = "open") -> list[InboxItem]: ...
+
+    def find(self, ref: str) -> InboxItem | None: ...
+
+    def resolve(
+        self, item_id: str, *, outcome: str, reviewer: str, reason_sha256: str, at: datetime
+    ) -> InboxItem: ...
+
+
+class SqliteInbox:
+    """The inbox in one SQLite file (WAL, synchronous=FULL), safe across threads and processes.
+
+    Args:
+        path: the SQLite file (created 0600 in a 0700 folder).
+        sealer: seals and opens the evidence (``sealer_for(settings)``).
+    """
+
+    def __init__(self, path: Path, sealer: Sealer):
+        self.path, self.sealer = path, sealer
+        private_sqlite(path)
+        with self._connect() as con:
+            con.execute("PRAGMA journal_mode=WAL")
+            con.executescript(_DDL)
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        con = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        try:
+            con.execute("PRAGMA synchronous=FULL")
+            con.execute("PRAGMA busy_timeout=30000")
+            con.execute("PRAGMA secure_delete=ON")
+            yield con
+        finally:
+            con.close()
+
+    def add(self, items: Sequence[InboxItem], *, now: datetime) -> int:
+        """Add items not yet in the inbox (by item id); return how many were new."""
+        rows = [
+            (
+                i.item_id,
+                i.kind,
+                i.source_id,
+                i.source,
+                i.reason,
+                i.day_zero.isoformat(),
+                i.clock_days,
+                i.due_date.isoformat(),
+                i.priority,
+                self._seal(i),
+                now.isoformat(),
+            )
+            for i in items
+        ]
+        with self._connect() as con:
+            con.execute("BEGIN IMMEDIATE")
+            before = con.total_changes
+            con.executemany(
+                "INSERT OR IGNORE INTO items (item_id, kind, source_id, source, reason, day_zero,"
+                " clock_days, due_date, priority, evidence, added_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            added = con.total_changes - before
+            con.execute("COMMIT")
+        return added
+
+    def items(self, *, status: str | None = "open") -> list[InboxItem]:
+        """Items with ``status`` (None: all), earliest due date first, then priority."""
+        with self._connect() as con:
+            if status:
+                rows = con.execute(_BY_STATUS, (status,)).fetchall()
+            else:
+                rows = con.execute(_ALL + _ORDER).fetchall()
+        return [self._item(r) for r in rows]
+
+    def find(self, ref: str) -> InboxItem | None:
+        """The item whose id is ``ref``, or whose source id is ``ref`` when only one is.
+
+        Raises:
+            DataContractError: ``ref`` is the source id of items of several kinds.
+        """
+        with self._connect() as con:
+            rows = con.execute(_BY_REF, (ref, ref, ref)).fetchall()
+        if not rows:
+            return None
+        if rows[0][0] != ref and len(rows) > 1:
+            kinds = ", ".join(f"{r[1]}:{ref}" for r in rows)
+            raise DataContractError(f"{ref} names several items: use one of {kinds}", field="id")
+        return self._item(rows[0])
+
+    def resolve(
+        self, item_id: str, *, outcome: str, reviewer: str, reason_sha256: str, at: datetime
+    ) -> InboxItem:
+        """Resolve an open item; the first resolution wins.
+
+        Raises:
+            DataContractError: unknown item (field ``item_id``).
+            AlreadyResolved: the item was resolved before; nothing changed.
+        """
+        with self._connect() as con:
+            con.execute("BEGIN IMMEDIATE")
+            row = con.execute(
+                "SELECT status, outcome, reviewer FROM items WHERE item_id = ?", (item_id,)
+            ).fetchone()
+            if row is None:
+                con.execute("ROLLBACK")
+                raise DataContractError(f"no inbox item {item_id}", field="item_id")
+            if row[0] != "open":
+                con.execute("ROLLBACK")
+                raise AlreadyResolved(
+                    f"already resolved ({row[1]} by {row[2]}): the first resolution stands",
+                    record=item_id,
+                    field="status",
+                )
+            con.execute(
+                "UPDATE items SET status = 'resolved', outcome = ?, reviewer = ?,"
+                " reason_sha256 = ?, resolved_at = ? WHERE item_id = ?",
+                (outcome, reviewer, reason_sha256, at.isoformat(), item_id),
+            )
+            con.execute("COMMIT")
+        resolved = self.find(item_id)
+        assert resolved is not None
+        return resolved
+
+    def _seal(self, item: InboxItem) -> bytes:
+        return self.sealer.seal(json.dumps(item.evidence, sort_keys=True, default=str).encode())
+
+    def _item(self, row: tuple[Any, ...]) -> InboxItem:
+        evidence = json.loads(self.sealer.open(row[9], record=row[0]))
+        return InboxItem(
+            item_id=row[0],
+            kind=row[1],
+            source_id=row[2],
+            source=row[3],
+            reason=row[4],
+            day_zero=date.fromisoformat(row[5]),
+            clock_days=int(row[6]),
+            due_date=date.fromisoformat(row[7]),
+            priority=int(row[8]),
+            evidence=evidence,
+            status=row[10],
+            outcome=row[11],
+            reviewer=row[12],
+            reason_sha256=row[13],
+            resolved_at=datetime.fromisoformat(row[14]) if row[14] else None,
+        )
