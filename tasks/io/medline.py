@@ -11,6 +11,7 @@ import gzip
 import importlib.metadata
 import json
 import re
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,31 @@ _PMID = re.compile(rb"<PMID[^>]*>\s*(\d+)\s*</PMID>")
 _OPEN_TAG = re.compile(rb"<([A-Za-z][\w.-]*)[^>/]*>")
 
 REJECT_COLUMNS = ("source", "source_row", "record_key", "field", "reason", "payload")
+
+
+def articles(data: bytes) -> Iterator[tuple[str, bytes]]:
+    """(pmid, record) for each ``<PubmedArticle>`` of a MEDLINE/PubMed XML document.
+
+    A record without a readable PMID gets an empty pmid: the reader quarantines it later.
+    """
+    for match in _ARTICLE.finditer(data):
+        record = match.group(0)
+        pmid = _PMID.search(record)
+        yield (pmid.group(1).decode("ascii") if pmid else "", record)
+
+
+def write_article_set(path: Path, records: Iterable[bytes]) -> int:
+    """Write ``records`` as one ``<PubmedArticleSet>`` file, atomically (temp file, rename)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    written = 0
+    with tmp.open("wb") as out:
+        out.write(b'<?xml version="1.0" encoding="utf-8"?>\n<PubmedArticleSet>\n')
+        for record in records:
+            out.write(record + b"\n")
+            written += 1
+        out.write(b"</PubmedArticleSet>\n")
+    tmp.replace(path)
+    return written
 
 
 def bundled_medline_files() -> list[Path]:
