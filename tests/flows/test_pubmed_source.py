@@ -111,13 +111,23 @@ def _quarantined(home) -> int:
     return Lake(home / "lake").read("quarantine").height
 
 
-def test_pubmed_query_refuses_file_sources_and_ends_yesterday_by_default():
+def test_pubmed_query_refuses_file_sources_and_ends_on_the_last_whole_entry_day():
+    from datetime import UTC, datetime
+
+    from tasks.core.pubmed_query import last_whole_entry_day
+
     with pytest.raises(ValueError, match="needs source bundled"):
         ScanParams(source="pubmed-query", sources=["x.xml"])
-    today = date(2026, 12, 2)
-    assert ScanParams(source="pubmed-query").entry_window(today) == (None, date(2026, 12, 1))
+    # 02:00 UTC on 2 December is 21:00 on 1 December in New York: 1 December is not over there
+    nightly = datetime(2026, 12, 2, 2, 0, tzinfo=UTC)
+    last_day = last_whole_entry_day(nightly, "America/New_York")
+    assert last_day == date(2026, 11, 30)
+    assert last_whole_entry_day(datetime(2026, 12, 2, 6, 0, tzinfo=UTC), "America/New_York") == (
+        date(2026, 12, 1)
+    )
+    assert ScanParams(source="pubmed-query").entry_window(last_day) == (None, last_day)
     since = date(2026, 11, 20)
-    assert ScanParams(source="pubmed-query", since=since).entry_window(today) == (
+    assert ScanParams(source="pubmed-query", since=since).entry_window(last_day) == (
         since,
-        date(2026, 12, 1),
+        last_day,
     )
