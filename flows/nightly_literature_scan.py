@@ -7,8 +7,9 @@ plan, write decisions, escalations and ledger -> product digest -> artifact.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
+from pathlib import Path
 from typing import Annotated, Literal
 
 import polars as pl
@@ -17,10 +18,11 @@ from prefect.artifacts import create_table_artifact
 from pydantic import BaseModel, Field, model_validator
 
 from flows.progress import report
-from flows.runs import Intake, checked, intake, run_id
+from flows.runs import Intake, block_intake, checked, run_id
 from tasks.core.batches import fold, iter_chunks
 from tasks.core.pubmed_query import last_whole_entry_day
 from tasks.services.audit import head_label
+from tasks.services.intake import source_files
 from tasks.services.literature import FetchedWindow
 from tasks.services.paths import confined_sources
 from tasks.services.runtime import ChosenThresholds, Runtime, utcnow
@@ -28,6 +30,7 @@ from tasks.services.screening import ChunkResult
 from tasks.settings import Settings, load_settings
 from tasks.steps.scan import (
     advance_watermarks,
+    citation_blocks,
     fetch_pubmed,
     first_seen,
     pending_only,
@@ -138,27 +141,70 @@ def nightly_literature_scan(
     )
     settings = load_settings()
     runtime, run, now = Runtime.for_settings(settings), run_id(), utcnow()
-    taken, fetched = _intake(params, settings, now)
-    if taken is None:
-        if fetched is not None:  # nothing entered in the windows: nothing left to decide
-            advance_watermarks(settings, fetched, now)
-        return _nothing_new(runtime, run)
-    quarantined = _quarantine(taken, settings, run, now)
+    blocks, windows, fetched = _source_blocks(params, settings, now)
     chosen = runtime.thresholds()
     if chosen.note:
         get_run_logger().warning("planner thresholds from the scorer: %s", chosen.note)
-    pending, already = pending_only(taken.routed, settings)
-    results = _screen(runtime, pending, settings, run, now)
-    if fetched is not None and not any(r.deferred for r in results):
+    tally = Tally()
+    for block in blocks:
+        _scan_block(runtime, block, params, windows, run, now, tally)
+        if params.limit is not None and tally.window_rows >= params.limit:
+            break
+    if fetched is not None and tally.deferred == 0:
         advance_watermarks(settings, fetched, now)  # every item of the windows is decided
     # Every month of the window, not only the pending items': a run killed after its last
     # chunk resumes with nothing pending and must still materialise the digest.
-    months = sorted(set(taken.routed["pub_month"].drop_nulls().to_list()))
+    months = sorted(tally.months)
     digest_rows = digest_months(months, settings, now) if params.materialise_digest else 0
-    summary = _summary(runtime, run, taken, quarantined, pending, already, results, chosen)
+    summary = _summary(runtime, run, tally, chosen)
     summary = summary.model_copy(update={"digest_rows": digest_rows})
     _publish(runtime, summary)
     return summary
+
+
+@dataclass
+class Tally:
+    """What the run's blocks added up to."""
+
+    rows_in: int = 0
+    window_rows: int = 0
+    valid: int = 0
+    quarantined: int = 0
+    already: int = 0
+    screened: int = 0
+    results: list[ChunkResult] = field(default_factory=list)
+    months: set[str] = field(default_factory=set)
+
+    @property
+    def deferred(self) -> int:
+        return sum(r.deferred for r in self.results)
+
+
+def _scan_block(
+    runtime: Runtime,
+    block: Path,
+    params: ScanParams,
+    windows: tuple[date | None, date | None],
+    run: str,
+    now: datetime,
+    tally: Tally,
+) -> None:
+    """Intake, quarantine and screening of one parsed block; its figures go into ``tally``."""
+    settings = runtime.settings
+    left = None if params.limit is None else params.limit - tally.window_rows
+    taken = block_intake(
+        settings, block, split=params.split, since=windows[0], until=windows[1], limit=left
+    )
+    taken = replace(taken, routed=first_seen(taken.routed, settings, now))
+    tally.quarantined += _quarantine(taken, settings, run, now)
+    pending, already = pending_only(taken.routed, settings)
+    tally.results.extend(_screen(runtime, pending, settings, run, now))
+    tally.rows_in += taken.window.height + taken.rejected.height
+    tally.window_rows += taken.window.height
+    tally.valid += taken.checked.valid.height
+    tally.already += already
+    tally.screened += pending.height
+    tally.months.update(taken.routed["pub_month"].drop_nulls().to_list())
 
 
 def _screen(
@@ -174,45 +220,24 @@ def _screen(
     return results
 
 
-def _intake(
+def _source_blocks(
     params: ScanParams, settings: Settings, now: datetime
-) -> tuple[Intake | None, FetchedWindow | None]:
-    """The intake prefix over the run's source, each item stamped with its first retrieval.
+) -> tuple[list[Path], tuple[date | None, date | None], FetchedWindow | None]:
+    """(parsed blocks, publication window, PubMed fetch) of the run's source.
 
-    (None, fetch) when the source had nothing new. A PubMed fetch already is the window (by
-    entry date), so no publication filter follows it.
+    A PubMed fetch already is the window (by entry date), so no publication filter follows it;
+    a fetch that found nothing gives no block.
     """
-    fetched = None
     if params.source == "bundled":
-        files = confined_sources(settings, params.sources)
-        since, until = params.since, params.until
-    else:
-        last_day = last_whole_entry_day(now, settings.pubmed.entry_date_timezone)
-        fetched = fetch_pubmed(settings, *params.entry_window(last_day), now)
-        if fetched.path is None:
-            return None, fetched
-        files, since, until = [str(fetched.path)], None, None
-    taken = intake(
-        settings, split=params.split, since=since, until=until, limit=params.limit, sources=files
-    )
-    return replace(taken, routed=first_seen(taken.routed, settings, now)), fetched
-
-
-def _nothing_new(runtime: Runtime, run: str) -> ScanSummary:
-    """The summary of a run whose source had no record in its window."""
-    zero = dict.fromkeys(("rows_in", "valid", "quarantined", "already_decided", "screened"), 0)
-    counts = dict.fromkeys(("embedded", "reused_vectors", "escalations_written", "digest_rows"), 0)
-    summary = ScanSummary(
-        run_id=run,
-        **zero,
-        **counts,
-        by_path={},
-        by_decision={},
-        cost_usd=0.0,
-        lake=str(runtime.settings.lake_dir),
-    )
-    _publish(runtime, summary)
-    return summary
+        files = source_files(confined_sources(settings, params.sources))
+        blocks = citation_blocks(files, settings.cache_dir, settings.scan.block_rows)
+        return blocks, (params.since, params.until), None
+    last_day = last_whole_entry_day(now, settings.pubmed.entry_date_timezone)
+    fetched = fetch_pubmed(settings, *params.entry_window(last_day), now)
+    if fetched.path is None:
+        return [], (None, None), fetched
+    blocks = citation_blocks([fetched.path], settings.cache_dir, settings.scan.block_rows)
+    return blocks, (None, None), fetched
 
 
 def _quarantine(taken: Intake, settings: Settings, run: str, now: datetime) -> int:
@@ -225,26 +250,17 @@ def _quarantine(taken: Intake, settings: Settings, run: str, now: datetime) -> i
     return rows.height
 
 
-def _summary(
-    runtime: Runtime,
-    run: str,
-    taken: Intake,
-    quarantined: int,
-    pending: pl.DataFrame,
-    already: int,
-    results: list[ChunkResult],
-    chosen: ChosenThresholds,
-) -> ScanSummary:
+def _summary(runtime: Runtime, run: str, tally: Tally, chosen: ChosenThresholds) -> ScanSummary:
     decided = runtime.lake.read("decisions", columns=["item_id", "run_id", "path", "decision"])
     mine = decided.filter(pl.col("run_id") == run) if not decided.is_empty() else decided
-    totals = fold(results, ChunkResult)
+    totals = fold(tally.results, ChunkResult)
     return ScanSummary(
         run_id=run,
-        rows_in=taken.window.height + taken.rejected.height,
-        valid=taken.checked.valid.height,
-        quarantined=quarantined,
-        already_decided=already,
-        screened=pending.height,
+        rows_in=tally.rows_in,
+        valid=tally.valid,
+        quarantined=tally.quarantined,
+        already_decided=tally.already,
+        screened=tally.screened,
         by_path=_counts(mine, "path"),
         by_decision=_counts(mine, "decision"),
         embedded=totals["embedded"],

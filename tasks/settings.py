@@ -29,6 +29,9 @@ class _Strict(BaseModel):
 
 class ScanSettings(_Strict):
     chunk_size: int = Field(512, ge=1, le=100_000, description="items per checkpointed chunk")
+    block_rows: int = Field(
+        20_000, ge=1, le=1_000_000, description="records parsed, validated and routed at once"
+    )
     embed_batch_size: int = Field(32, ge=1, le=1024)
     digest_top_n: int = Field(5, ge=1, le=100, description="pmids listed per product digest")
     thresholds: Literal["calibrated", "scorer"] = Field(

@@ -29,6 +29,23 @@ def load_citations(paths: Sequence[Path], cache_dir: Path) -> tuple[pl.DataFrame
 
 
 @task(
+    name="parse-citations",
+    retries=2,
+    retry_condition_fn=retry_transient_only,
+    cache_policy=NO_CACHE,
+)
+def citation_blocks(paths: Sequence[Path], cache_dir: Path, block_rows: int) -> list[Path]:
+    """Parse each MEDLINE file once, block by block (bounded memory), into the cache."""
+    return intake.citation_blocks(paths, cache_dir, block_rows)
+
+
+@task(name="load-block", cache_policy=NO_CACHE)
+def load_block(block: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """One parsed block of citations and its parse rejects."""
+    return intake.read_block(block)
+
+
+@task(
     name="fetch-pubmed", retries=1, retry_condition_fn=retry_transient_only, cache_policy=NO_CACHE
 )
 def fetch_pubmed(
