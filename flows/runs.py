@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 from typing import Any, TypeVar
 
 import polars as pl
@@ -18,7 +19,13 @@ from pydantic import BaseModel, ValidationError
 
 from tasks.services.intake import Validated, source_files
 from tasks.settings import Settings
-from tasks.steps.scan import load_citations, select_window, tools_and_route, validate
+from tasks.steps.scan import (
+    load_block,
+    load_citations,
+    select_window,
+    tools_and_route,
+    validate,
+)
 
 P = TypeVar("P", bound=BaseModel)
 
@@ -68,6 +75,22 @@ def intake(
 ) -> Intake:
     """load -> select the window -> validate -> tools and route."""
     citations, rejected = load_citations(source_files(sources), settings.cache_dir)
+    window = select_window(citations, since, until, split, limit)
+    valid = validate(window, settings)
+    return Intake(window, rejected, valid, tools_and_route(valid.valid, settings))
+
+
+def block_intake(
+    settings: Settings,
+    block: Path,
+    *,
+    split: str,
+    since: date | None = None,
+    until: date | None = None,
+    limit: int | None = None,
+) -> Intake:
+    """The intake prefix over one parsed block: load -> window -> validate -> tools and route."""
+    citations, rejected = load_block(block)
     window = select_window(citations, since, until, split, limit)
     valid = validate(window, settings)
     return Intake(window, rejected, valid, tools_and_route(valid.valid, settings))

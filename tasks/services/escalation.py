@@ -292,6 +292,7 @@ def decision_rows(
                 "run_id": stamp.run_id,
                 "chunk_id": stamp.chunk,
                 "decided_at": stamp.now,
+                "first_seen_at": item.get("first_seen_at"),
             }
         )
         if judged.verdict is not None and decision == "case_candidate":

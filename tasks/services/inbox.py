@@ -91,9 +91,10 @@ def _literature_item(
     first, last = rows.row(0, named=True), rows.row(-1, named=True)
     flagged = rows.filter(pl.col("decision").is_in(HUMAN_DECISIONS)).row(-1, named=True)
     criteria = [s for s in (case or {}).get("seriousness") or [] if s != NOT_SERIOUSNESS]
-    # not ruled out by a human: the clock assumes seriousness (15 days), never 90
+    # day 0: when the company first retrieved the record (older rows: their first decision);
+    # not ruled out by a human, the clock assumes seriousness (15 days), never 90
     clock = regulatory_clock(
-        first["decided_at"],
+        first.get("first_seen_at") or first["decided_at"],
         site_timezone=tz,
         criteria=criteria or ["not_ruled_out"],
         study_case=False,

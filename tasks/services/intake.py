@@ -24,7 +24,7 @@ from tasks.schemas import QUARANTINE
 from tasks.services.runtime import Runtime
 from tasks.tools.products import match_products
 
-READER_VERSION = "medline-v1"
+READER_VERSION = "medline-v2"  # v2: files parsed in blocks
 
 
 def source_files(sources: Sequence[str] | None) -> list[Path]:
@@ -33,31 +33,51 @@ def source_files(sources: Sequence[str] | None) -> list[Path]:
 
 
 def load_citations(paths: Sequence[Path], cache_dir: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Parse MEDLINE files; a parsed copy is kept per file content so re-reads are cheap."""
-    frames, rejects = [], []
-    for path in paths:
-        citations, rejected = _parsed(path, cache_dir)
-        frames.append(citations)
-        rejects.append(rejected)
-    return pl.concat(frames), pl.concat(rejects)
+    """Parse MEDLINE files whole (evaluation and training read every row at once)."""
+    blocks = [read_block(b) for b in citation_blocks(paths, cache_dir, BLOCK_ROWS_WHOLE)]
+    return pl.concat([b[0] for b in blocks]), pl.concat([b[1] for b in blocks])
 
 
-def _parsed(path: Path, cache_dir: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:24] if path.is_file() else "none"
-    cached = cache_dir / "medline" / f"{READER_VERSION}-{digest}"
-    if (cached / "citations.parquet").is_file():
-        return (
-            pl.read_parquet(cached / "citations.parquet"),
-            pl.read_parquet(cached / "rejects.parquet"),
-        )
-    citations, rejected = medline.read_medline(path)
-    cached.mkdir(parents=True, exist_ok=True)
-    tmp_c, tmp_r = cached / ".citations.tmp", cached / ".rejects.tmp"
-    citations.write_parquet(tmp_c)
-    rejected.write_parquet(tmp_r)
-    tmp_r.replace(cached / "rejects.parquet")
-    tmp_c.replace(cached / "citations.parquet")
-    return citations, rejected
+BLOCK_ROWS_WHOLE = 10_000_000
+
+
+def citation_blocks(paths: Sequence[Path], cache_dir: Path, block_rows: int) -> list[Path]:
+    """Each file parsed once, in blocks of ``block_rows`` records, kept as Parquet per content.
+
+    Only one block is in memory while a file is parsed; a parsed file (marked complete after
+    its last block) is never parsed again.
+    """
+    return [block for path in paths for block in _blocks_of(path, cache_dir, block_rows)]
+
+
+def _blocks_of(path: Path, cache_dir: Path, block_rows: int) -> list[Path]:
+    folder = cache_dir / "medline" / f"{READER_VERSION}-{_file_digest(path)}-{block_rows}"
+    if not (folder / "complete").is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        for number, (citations, rejected) in enumerate(medline.iter_medline(path, block_rows)):
+            block = folder / f"block-{number:05d}"
+            block.mkdir(exist_ok=True)
+            for name, frame in (("rejects", rejected), ("citations", citations)):
+                tmp = block / f".{name}.tmp"
+                frame.write_parquet(tmp)
+                tmp.replace(block / f"{name}.parquet")
+        (folder / "complete").write_text("")
+    return sorted(p for p in folder.iterdir() if p.name.startswith("block-"))
+
+
+def _file_digest(path: Path) -> str:
+    if not path.is_file():
+        return "none"
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for piece in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(piece)
+    return digest.hexdigest()[:24]
+
+
+def read_block(block: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(citations, parse rejects) of one parsed block."""
+    return pl.read_parquet(block / "citations.parquet"), pl.read_parquet(block / "rejects.parquet")
 
 
 def window(

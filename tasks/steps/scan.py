@@ -11,8 +11,9 @@ import polars as pl
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.services import intake, screening
+from tasks.services import intake, literature, screening
 from tasks.services.intake import Validated
+from tasks.services.literature import FetchedWindow
 from tasks.services.runtime import Runtime
 from tasks.services.screening import ChunkResult
 from tasks.settings import Settings
@@ -25,6 +26,53 @@ from tasks.steps import retry_transient_only
 def load_citations(paths: Sequence[Path], cache_dir: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Parse MEDLINE files; a parsed copy is kept per file content so re-reads are cheap."""
     return intake.load_citations(paths, cache_dir)
+
+
+@task(
+    name="parse-citations",
+    retries=2,
+    retry_condition_fn=retry_transient_only,
+    cache_policy=NO_CACHE,
+)
+def citation_blocks(paths: Sequence[Path], cache_dir: Path, block_rows: int) -> list[Path]:
+    """Parse each MEDLINE file once, block by block (bounded memory), into the cache."""
+    return intake.citation_blocks(paths, cache_dir, block_rows)
+
+
+@task(name="load-block", cache_policy=NO_CACHE)
+def load_block(block: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """One parsed block of citations and its parse rejects."""
+    return intake.read_block(block)
+
+
+@task(
+    name="fetch-pubmed", retries=1, retry_condition_fn=retry_transient_only, cache_policy=NO_CACHE
+)
+def fetch_pubmed(
+    settings: Settings, since: date | None, until: date, now: datetime
+) -> FetchedWindow:
+    """Records about watched products entered in PubMed since each product's watermark."""
+    fetched = literature.fetch_pubmed(Runtime.for_settings(settings), since, until, now)
+    get_run_logger().info(
+        "pubmed: %d records from %d product windows ending %s (%d fetched now)",
+        fetched.records,
+        len(fetched.windows),
+        until,
+        fetched.queries_sent,
+    )
+    return fetched
+
+
+@task(name="advance-watermarks", cache_policy=NO_CACHE)
+def advance_watermarks(settings: Settings, fetched: FetchedWindow, now: datetime) -> dict[str, str]:
+    """After every item of the run is decided: where each product query resumes next time."""
+    return literature.advance_watermarks(Runtime.for_settings(settings), fetched, now)
+
+
+@task(name="first-seen", cache_policy=NO_CACHE)
+def first_seen(frame: pl.DataFrame, settings: Settings, now: datetime) -> pl.DataFrame:
+    """Each item's first retrieval time (kept on re-fetch): day 0 of a literature case."""
+    return literature.with_first_seen(Runtime.for_settings(settings), frame, now)
 
 
 @task(name="select-window", cache_policy=NO_CACHE)

@@ -73,3 +73,22 @@ def test_expectation_suite_names_the_failed_expectation_and_column(tmp_path, rec
     assert "expect_column_values_to_not_be_null(abstract)" in by_row[1]["reason"]
     assert by_row[2]["field"] == "pub_date_raw"
     assert "expect_column_values_to_not_be_null(pub_date)" in by_row[2]["reason"]
+
+
+@pytest.mark.parametrize("read_bytes", [64, 1000, 1 << 20])
+def test_streamed_blocks_hold_every_record_once_in_order(tmp_path, read_bytes):
+    from tasks.io.medline import iter_medline
+
+    many = real_medline_records(23)
+    broken = many[5].replace(b"</ArticleTitle>", b"\xff</ArticleTitle>", 1)
+    path = write_medline(tmp_path / "m.xml", [*many[:5], broken, *many[6:]])
+    zipped = tmp_path / "m.xml.gz"
+    zipped.write_bytes(gzip.compress(path.read_bytes()))
+    blocks = list(iter_medline(zipped, block_rows=7, read_bytes=read_bytes))
+    assert [b[0].height + b[1].height for b in blocks] == [7, 7, 7, 2]
+    citations = pl.concat([b[0] for b in blocks])
+    rejects = pl.concat([b[1] for b in blocks])
+    assert citations["source_row"].to_list() == [i for i in range(23) if i != 5]
+    assert rejects["source_row"].to_list() == [5]
+    whole, _ = read_medline(path)
+    assert citations["pmid"].to_list() == whole["pmid"].to_list()

@@ -1,0 +1,233 @@
+"""NCBI E-utilities client: esearch on the history server, then efetch of PubMed XML in batches.
+
+Invariants:
+- Pacing: one ``Pacer`` per client spaces every request it sends, retries included, so the
+  client never sends more than ``rate`` requests in any second (3/s without a key, 10/s with
+  one: NCBI's limits; a small margin keeps receipt jitter under them).
+- Retries: 429, 5xx, timeouts, dropped connections and cut bodies are retried with exponential
+  backoff and full jitter (a ``Retry-After`` wins), at most ``max_tries`` times per request; then
+  ``BackendUnavailable``. Any other 4xx is our request's fault and is never retried.
+- The API key travels in the POST body, never in a URL: httpx logs URLs, and so do proxies.
+- A search never pages past ``search_limit`` records (esearch's 9,999): a larger entry-date
+  window is split in halves until each half fits.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import date
+from email.utils import parsedate_to_datetime
+from types import TracebackType
+from typing import Any, TypeVar
+
+import httpx
+from pydantic import SecretStr
+
+from tasks.core.pubmed_query import edat, halves
+from tasks.errors import BackendUnavailable, DataContractError
+from tasks.settings import PubmedSettings
+
+T = TypeVar("T")
+_PACING_MARGIN = 1.1  # space requests 10% wider than the limit: receipt jitter stays under it
+
+
+class Pacer:
+    """At most ``per_second`` starts per second across every thread that shares it."""
+
+    def __init__(
+        self,
+        per_second: float,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        self.interval = _PACING_MARGIN / per_second
+        self._clock, self._sleep = clock, sleep
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def wait(self) -> None:
+        """Block until this caller's slot; slots are handed out in call order."""
+        with self._lock:
+            now = self._clock()
+            slot = max(now, self._next)
+            self._next = slot + self.interval
+        if slot > now:
+            self._sleep(slot - now)
+
+
+@dataclass(frozen=True)
+class Search:
+    """One esearch on the history server: how many records, and where they are kept."""
+
+    count: int
+    webenv: str
+    query_key: str
+
+
+class _Transient(Exception):
+    """An answer worth another try (rate limited, server error, cut short)."""
+
+    def __init__(self, reason: str, retry_after: float | None = None):
+        super().__init__(reason)
+        self.retry_after = retry_after
+
+
+class EutilsClient:
+    """esearch + efetch against ``settings.eutils_base_url``, paced and retried.
+
+    Args:
+        settings: base URL, tool/email, rates, batch sizes, retry bounds.
+        api_key: NCBI API key (from the environment); raises the rate to 10/s.
+        rng: jitter source (seeded in tests).
+        sleep: how backoff waits (the pacer's own sleep too).
+    """
+
+    def __init__(
+        self,
+        settings: PubmedSettings,
+        api_key: SecretStr | None = None,
+        *,
+        rng: random.Random | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        self.settings = settings
+        self._key = api_key
+        rate = settings.requests_per_second_with_key if api_key else settings.requests_per_second
+        self.pacer = Pacer(rate, sleep=sleep)
+        self._rng = rng or random.Random()  # noqa: S311  backoff jitter, not a secret
+        self._sleep = sleep
+        self._http = httpx.Client(timeout=settings.timeout_s, follow_redirects=False)
+
+    def __enter__(self) -> EutilsClient:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._http.close()
+
+    def esearch(self, term: str, since: date, until: date) -> Search:
+        """Records whose entry date (EDAT) is in ``since..until``, kept on the history server."""
+        params = {
+            "db": "pubmed",
+            "term": term,
+            "datetype": "edat",
+            "mindate": edat(since),
+            "maxdate": edat(until),
+            "usehistory": "y",
+            "retmax": "0",
+            "retmode": "json",
+        }
+        return self._call("esearch.fcgi", params, _search_of)
+
+    def efetch(self, search: Search, retstart: int, retmax: int) -> bytes:
+        """One batch of PubMed XML (a ``<PubmedArticleSet>``) from the history server."""
+        params = {
+            "db": "pubmed",
+            "query_key": search.query_key,
+            "WebEnv": search.webenv,
+            "retstart": str(retstart),
+            "retmax": str(retmax),
+            "retmode": "xml",
+        }
+        return self._call("efetch.fcgi", params, _whole_article_set)
+
+    def fetch_window(self, term: str, since: date, until: date) -> Iterator[bytes]:
+        """Every record of ``term`` entered in ``since..until``, as PubMed XML batches.
+
+        Raises:
+            DataContractError: one day alone holds more records than a search can page through.
+            BackendUnavailable: NCBI kept failing past ``max_tries``.
+        """
+        search = self.esearch(term, since, until)
+        if search.count > self.settings.search_limit:
+            try:
+                first, second = halves(since, until)
+            except ValueError:
+                raise DataContractError(
+                    f"{search.count} records entered on {since}: more than one search can page "
+                    f"through ({self.settings.search_limit}); narrow the product's query",
+                    record=str(since),
+                ) from None
+            yield from self.fetch_window(term, *first)
+            yield from self.fetch_window(term, *second)
+            return
+        batch = self.settings.efetch_batch
+        for retstart in range(0, search.count, batch):
+            yield self.efetch(search, retstart, min(batch, search.count - retstart))
+
+    def _call(
+        self, endpoint: str, params: dict[str, str], read: Callable[[httpx.Response], T]
+    ) -> T:
+        url = f"{self.settings.eutils_base_url.rstrip('/')}/{endpoint}"
+        body = {**params, "tool": self.settings.tool, "email": self.settings.email}
+        if self._key is not None:
+            body["api_key"] = self._key.get_secret_value()
+        reason = ""
+        for attempt in range(1, self.settings.max_tries + 1):
+            self.pacer.wait()
+            try:
+                return read(_checked(self._http.post(url, data=body)))
+            except _Transient as exc:
+                reason, delay = str(exc), exc.retry_after
+            except httpx.TransportError as exc:
+                reason, delay = f"{type(exc).__name__}: {exc}", None
+            if attempt < self.settings.max_tries:
+                self._sleep(delay if delay is not None else self._backoff(attempt))
+        raise BackendUnavailable(
+            f"NCBI E-utilities {endpoint} failed {self.settings.max_tries} times (last: {reason}); "
+            "the run can be started again later: nothing past the last decided chunk was lost"
+        )
+
+    def _backoff(self, attempt: int) -> float:
+        ceiling = min(
+            self.settings.backoff_max_s, self.settings.backoff_base_s * 2 ** (attempt - 1)
+        )
+        return self._rng.uniform(0, ceiling)
+
+
+def _checked(response: httpx.Response) -> httpx.Response:
+    status = response.status_code
+    if status == 429 or status >= 500:
+        raise _Transient(f"HTTP {status}", _retry_after(response.headers.get("Retry-After")))
+    if status >= 400:
+        raise DataContractError(
+            f"NCBI refused the request with HTTP {status}: {response.text[:200]}",
+            record=str(response.request.url),
+        )
+    return response
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date), if any."""
+    if not value:
+        return None
+    if value.strip().isdigit():
+        return float(value.strip())
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+def _search_of(response: httpx.Response) -> Search:
+    try:
+        result: dict[str, Any] = json.loads(response.content)["esearchresult"]
+    except (ValueError, KeyError) as exc:
+        raise _Transient(f"esearch answer is not whole JSON: {exc}") from None
+    if "ERROR" in result:
+        raise DataContractError(f"esearch refused the query: {result['ERROR']}")
+    count = int(result["count"])
+    return Search(count, str(result.get("webenv", "")), str(result.get("querykey", "")))
+
+
+def _whole_article_set(response: httpx.Response) -> bytes:
+    body = response.content.rstrip()
+    if not body.endswith(b"</PubmedArticleSet>"):
+        raise _Transient(f"efetch answer cut short ({len(body)} bytes, no </PubmedArticleSet>)")
+    return body
