@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -38,7 +39,12 @@ class Embedder(Protocol):
 
 
 class SentenceTransformerEmbedder:
-    """A sentence-transformers model read from a folder on disk."""
+    """A sentence-transformers model read from a folder on disk; safe to share across threads.
+
+    One call at a time: a Hugging Face fast tokenizer used by two threads at once fails ("Already
+    borrowed", or a batch of ragged ids that cannot become a tensor), and two torch calls on two
+    cores are no faster than one after another.
+    """
 
     def __init__(self, model_path: Path, name: str):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -49,6 +55,7 @@ class SentenceTransformerEmbedder:
             raise FileNotFoundError(f"embedding model folder {model_path} is missing")
         self._model: Any = SentenceTransformer(str(model_path), device="cpu")
         self._name = name
+        self._lock = threading.RLock()
 
     @property
     def name(self) -> str:
@@ -65,22 +72,24 @@ class SentenceTransformerEmbedder:
     def embed(self, texts: Sequence[str], batch_size: int = 32) -> Vectors:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        vectors = self._model.encode(
-            list(texts),
-            batch_size=batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
+        with self._lock:
+            vectors = self._model.encode(
+                list(texts),
+                batch_size=batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
         return np.asarray(vectors, dtype=np.float32)
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """Tokens the model actually reads per text (after truncation): the billing unit."""
         if not texts:
             return []
-        encoded = self._model.tokenizer(
-            list(texts), truncation=True, max_length=self.max_tokens, add_special_tokens=True
-        )
+        with self._lock:
+            encoded = self._model.tokenizer(
+                list(texts), truncation=True, max_length=self.max_tokens, add_special_tokens=True
+            )
         return [len(ids) for ids in encoded["input_ids"]]
 
 
