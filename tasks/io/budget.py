@@ -30,9 +30,7 @@ How each way of breaking it is closed:
 from __future__ import annotations
 
 import math
-import os
 import sqlite3
-import threading
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -43,7 +41,7 @@ from typing import Literal
 
 from tasks.core.periods import period_window
 from tasks.errors import BudgetExceeded, DataContractError
-from tasks.io.sqlite_wal import enable_wal
+from tasks.io.sqlite_wal import enable_wal, kept_connection
 from tasks.rules import Budget
 
 Kind = Literal["grant", "override", "overage"]
@@ -225,18 +223,7 @@ class BudgetStore:
             con.close()
 
     def _connection(self) -> sqlite3.Connection:
-        # one connection per thread and process, kept open: closing the last connection to a
-        # WAL database checkpoints and fsyncs, which cost ~10 ms per call
-        key = (os.getpid(), threading.get_ident())
-        con = self._connections.get(key)
-        if con is None:
-            con = sqlite3.connect(
-                self.path, timeout=60, isolation_level=None, check_same_thread=False
-            )
-            # WAL + NORMAL: a commit survives a crash of the process, not a power cut
-            con.execute("PRAGMA synchronous=NORMAL")
-            self._connections[key] = con
-        return con
+        return kept_connection(self._connections, self.path, timeout=60)
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:

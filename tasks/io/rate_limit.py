@@ -10,13 +10,11 @@ A bucket left alone for a minute is full again, so its row is pruned and nothing
 from __future__ import annotations
 
 import math
-import os
 import sqlite3
-import threading
 from pathlib import Path
 
 from tasks.io.private_files import private_sqlite
-from tasks.io.sqlite_wal import enable_wal
+from tasks.io.sqlite_wal import enable_wal, kept_connection
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS request_buckets (
@@ -44,18 +42,8 @@ class RequestBuckets:
             con.close()
 
     def _connection(self) -> sqlite3.Connection:
-        # one connection per thread and process, kept open: the check runs on every request
-        key = (os.getpid(), threading.get_ident())
-        con = self._connections.get(key)
-        if con is None:
-            con = sqlite3.connect(
-                self.path, timeout=30, isolation_level=None, check_same_thread=False
-            )
-            # a token lost to a power cut is harmless; an fsync per request is not
-            con.execute("PRAGMA synchronous=NORMAL")
-            con.execute("PRAGMA busy_timeout=30000")
-            self._connections[key] = con
-        return con
+        # kept open: the check runs on every request
+        return kept_connection(self._connections, self.path, timeout=30)
 
     def wait(self, bucket: str, per_minute: int, now: float) -> float:
         """Seconds until ``bucket`` has a token (0.0: one is free); takes nothing."""
