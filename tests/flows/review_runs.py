@@ -14,6 +14,7 @@ from typing import Any
 from uuid import UUID
 
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowFilter, FlowFilterName
 from prefect.client.schemas.objects import FlowRun
 from prefect.exceptions import Pause
 from prefect.flow_engine import run_flow
@@ -27,6 +28,15 @@ def deploy_review() -> str:
     """The `review-inbox/review` deployment on the harness (its entrypoint, no work pool)."""
     review_inbox.to_deployment(name="review").apply()
     return "review-inbox/review"
+
+
+def review_runs() -> list[UUID]:
+    """Every `review-inbox` flow run on the server."""
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=["review-inbox"]))
+        )
+    return [r.id for r in runs]
 
 
 def read_run(run_id: UUID | str) -> FlowRun:
