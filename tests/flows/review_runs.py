@@ -16,7 +16,7 @@ from uuid import UUID
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowFilter, FlowFilterName
 from prefect.client.schemas.objects import FlowRun
-from prefect.exceptions import Pause
+from prefect.exceptions import ObjectNotFound, Pause
 from prefect.flow_engine import run_flow
 from prefect.flow_runs import resume_flow_run
 from prefect.input.run_input import keyset_from_paused_state
@@ -28,6 +28,16 @@ def deploy_review() -> str:
     """The `review-inbox/review` deployment on the harness (its entrypoint, no work pool)."""
     review_inbox.to_deployment(name="review").apply()
     return "review-inbox/review"
+
+
+def forget_review() -> None:
+    """Delete the deployment and every `review-inbox` run: the harness outlives the test."""
+    with get_client(sync_client=True) as client:
+        for run_id in review_runs():
+            client.delete_flow_run(run_id)
+        with contextlib.suppress(ObjectNotFound):
+            deployment = client.read_deployment_by_name("review-inbox/review")
+            client.delete_deployment(deployment.id)
 
 
 def review_runs() -> list[UUID]:

@@ -29,7 +29,7 @@ from tasks.services.runtime import Runtime
 from tasks.services.triage_access import hash_key
 from tasks.settings import load_settings
 from tests.conftest import pmid_of, pmids_mentioning_products, real_medline_records, write_medline
-from tests.flows.review_runs import answer, deploy_review, form_of, review_runs, work
+from tests.flows.review_runs import answer, deploy_review, forget_review, form_of, review_runs, work
 from tests.flows.test_escalation_lane import point_lane_at
 from tests.openai_stub import OpenAIStub, Reply, verdict_json
 
@@ -59,6 +59,13 @@ def _scripted():
 
 
 @pytest.fixture
+def review_deployment():
+    """Deploys `review-inbox/review` on the harness when called; gone after the test."""
+    yield deploy_review
+    forget_review()
+
+
+@pytest.fixture
 def reviewers(isolated_home, monkeypatch):
     keys = [
         {"key_id": "dr-api", "sha256": hash_key(SALT, "rev-key"), "role": "reviewer"},
@@ -75,11 +82,13 @@ def _cli(monkeypatch, key, *args):
     return CliRunner().invoke(app, list(args))
 
 
-def test_scan_to_inbox_to_resolutions_to_a_verified_chain(reviewers, tmp_path, monkeypatch):
+def test_scan_to_inbox_to_resolutions_to_a_verified_chain(
+    reviewers, review_deployment, tmp_path, monkeypatch
+):
     source = _abstracts(tmp_path)
     nightly_literature_scan(sources=[str(source)])  # no deployment yet: no review run
     assert review_runs() == []
-    deploy_review()
+    review_deployment()
     with OpenAIStub(_scripted()) as stub:
         point_lane_at(stub.base_url, tmp_path, monkeypatch, chunk_size=4)
         escalation_lane()  # starts one review run for every item not handed to one

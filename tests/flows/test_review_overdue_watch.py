@@ -6,13 +6,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 from prefect.client.orchestration import get_client
+from prefect.events.clients import AssertingPassthroughEventsClient
+from prefect.events.worker import EventsWorker
 from prefect.settings import PREFECT_API_URL
 from pydantic import SecretStr
 
@@ -65,20 +66,19 @@ def test_items_due_soon_or_late_are_listed_chained_and_alerted(isolated_home, ca
     assert review_overdue_watch(within_days=0).item_ids == ["literature:late", "literature:today"]
 
 
-def _events(name: str, deadline_s: float = 60.0) -> list[dict]:
-    """Events named ``name`` as the harness server stored them (its events API)."""
-    end = time.monotonic() + deadline_s
-    while True:
-        with get_client(sync_client=True) as client:
-            found = client.request(
-                "POST", "/events/filter", json={"filter": {"event": {"name": [name]}}}
-            ).json()["events"]
-        if found or time.monotonic() > end:
-            return found
-        time.sleep(0.5)
+@pytest.fixture
+def emitted():
+    """Events this process sends to the harness server, recorded on the way (Prefect's own
+    passthrough test client): what the watch emitted, read without waiting on the server."""
+    AssertingPassthroughEventsClient.reset()
+    worker = EventsWorker.instance(AssertingPassthroughEventsClient)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(EventsWorker, "instance", lambda *_: worker)
+        yield worker
+    worker.drain()
 
 
-def test_an_overdue_item_raises_a_prefect_event_without_case_text(isolated_home):
+def test_an_overdue_item_raises_a_prefect_event_without_case_text(isolated_home, emitted):
     settings = load_settings()
     runtime = Runtime.for_settings(settings)
     today = datetime.now(UTC).astimezone(ZoneInfo(settings.triage.site_timezone)).date()
@@ -86,9 +86,12 @@ def test_an_overdue_item_raises_a_prefect_event_without_case_text(isolated_home)
     runtime.inbox.add([late, _item("event-soon", 1, today)], now=datetime.now(UTC))
 
     review_overdue_watch(within_days=2)
-    (event,) = [e for e in _events(OVERDUE_EVENT) if "literature:event-late" in str(e)]
-    assert event["resource"]["prefect.resource.id"] == "pharmalane.review-inbox"
-    payload = event["payload"]
+    emitted.drain()
+    client = AssertingPassthroughEventsClient.last
+    assert client is not None
+    (event,) = [e for e in client.events if e.event.startswith("pharmalane.review.")]
+    assert (event.event, event.resource.id) == (OVERDUE_EVENT, "pharmalane.review-inbox")
+    payload = event.payload
     assert payload["overdue_item_ids"] == ["literature:event-late"]
     assert payload["due_item_ids"] == ["literature:event-late", "literature:event-soon"]
     assert (payload["overdue"], payload["due"], payload["within_days"]) == (1, 2, 2)
