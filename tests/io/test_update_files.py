@@ -30,7 +30,7 @@ def served():
 
 
 def test_listing_and_a_whole_download_kept_private(served, tmp_path):
-    client, state, data = served
+    client, _, data = served
     assert client.listing() == [NAME, "pubmed25n0102.xml.gz"]
 
     path = client.download(NAME, tmp_path / "updates")
