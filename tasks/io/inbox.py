@@ -75,6 +75,8 @@ class InboxStore(Protocol):
         self, item_id: str, *, outcome: str, reviewer: str, reason_sha256: str, at: datetime
     ) -> InboxItem: ...
 
+    def withdraw(self, item_ids: Sequence[str], *, by: str, at: datetime) -> list[str]: ...
+
 
 class SqliteInbox:
     """The inbox in one SQLite file (WAL, synchronous=FULL), safe across threads and processes.
@@ -190,6 +192,26 @@ class SqliteInbox:
         resolved = self.find(item_id)
         assert resolved is not None
         return resolved
+
+    def withdraw(self, item_ids: Sequence[str], *, by: str, at: datetime) -> list[str]:
+        """Close the open items among ``item_ids`` as ``withdrawn`` (kept, never deleted).
+
+        The source withdrew the record (NLM deleted the citation): nobody must review it any
+        more. A resolved item keeps its resolution. Returns the ids closed now.
+        """
+        closed: list[str] = []
+        with self._connect() as con:
+            con.execute("BEGIN IMMEDIATE")
+            for item_id in item_ids:
+                cursor = con.execute(
+                    "UPDATE items SET status = 'withdrawn', outcome = 'withdrawn', reviewer = ?,"
+                    " resolved_at = ? WHERE item_id = ? AND status = 'open'",
+                    (by, at.isoformat(), item_id),
+                )
+                if cursor.rowcount:
+                    closed.append(item_id)
+            con.execute("COMMIT")
+        return closed
 
     def _seal(self, item: InboxItem) -> bytes:
         return self.sealer.seal(json.dumps(item.evidence, sort_keys=True, default=str).encode())
