@@ -30,11 +30,7 @@ def revision_marks(pending: pl.DataFrame, earlier: pl.DataFrame, now: datetime) 
             pl.lit(None, pl.Datetime("us", "UTC")).alias("revised_at"),
             pl.lit(None, pl.String).alias("supersedes"),
         )
-    latest = (
-        earlier.sort("decided_at")
-        .group_by("item_id")
-        .agg(pl.col("content_hash").last().alias("supersedes"))
-    )
+    latest = _newest_versions(earlier).rename({"content_hash": "supersedes"})
     marked = pending.join(latest, on="item_id", how="left")
     return marked.with_columns(
         pl.when(pl.col("supersedes").is_not_null()).then(stamp).otherwise(None).alias("revised_at")
@@ -44,13 +40,23 @@ def revision_marks(pending: pl.DataFrame, earlier: pl.DataFrame, now: datetime) 
 def current_versions(decisions: pl.DataFrame, withdrawn: pl.Series | None = None) -> pl.DataFrame:
     """Decision rows of each item's current version; withdrawn items have none.
 
-    The current version is the content hash of the item's newest decision, so every row of
-    that version stays (the scan's and the escalation lane's) and a superseded version's go.
+    The current version is the one first decided last, so every row of that version stays
+    (the scan's and the escalation lane's) and a superseded version's go, even when the
+    escalation lane decides the old version after the revision was screened.
     """
     if decisions.is_empty():
         return decisions
-    current = decisions.sort("decided_at").group_by("item_id").agg(pl.col("content_hash").last())
-    kept = decisions.join(current, on=["item_id", "content_hash"], how="semi")
+    kept = decisions.join(_newest_versions(decisions), on=["item_id", "content_hash"], how="semi")
     if withdrawn is not None and withdrawn.len():
         kept = kept.filter(~pl.col("item_id").is_in(withdrawn.implode()))
     return kept
+
+
+def _newest_versions(decisions: pl.DataFrame) -> pl.DataFrame:
+    """(item_id, content_hash) of each item's version whose first decision is the latest."""
+    firsts = decisions.group_by("item_id", "content_hash").agg(pl.col("decided_at").min())
+    return (
+        firsts.sort("decided_at", "content_hash")
+        .group_by("item_id", maintain_order=True)
+        .agg(pl.col("content_hash").last())
+    )

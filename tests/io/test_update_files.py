@@ -99,3 +99,24 @@ def test_server_errors_are_retried_then_reported(served, tmp_path):
     state.faults.extend(Fault("status", status=500, endpoint="listing") for _ in range(3))
     with pytest.raises(BackendUnavailable, match="listing failed 3 times"):
         client.listing()
+
+
+def test_deleted_citations_are_read_streaming_even_across_read_boundaries(tmp_path):
+    from tasks.io.medline import deleted_citations, iter_medline
+    from tests.ncbi_server import update_file_bytes
+
+    records = real_medline_records(20)
+    path = tmp_path / NAME
+    path.write_bytes(update_file_bytes(records, deleted=("111", "222", "333")))
+
+    for read_bytes in (7, 1000, 1 << 20):  # tiny reads cut <DeleteCitation> anywhere
+        assert deleted_citations(path, read_bytes) == [("111", "1"), ("222", "1"), ("333", "1")]
+    citations = next(iter_medline(path, block_rows=100))[0]
+    assert citations.height == 20 and set(citations["pmid_version"]) == {"1"}
+
+    only_deletions = tmp_path / "pubmed25n0103.xml.gz"
+    only_deletions.write_bytes(update_file_bytes([], deleted=("444",)))
+    assert list(iter_medline(only_deletions, 100, require_records=False)) == []
+    with pytest.raises(DataContractError, match="holds no <PubmedArticle>"):
+        list(iter_medline(only_deletions, 100))
+    assert deleted_citations(only_deletions) == [("444", "1")]
