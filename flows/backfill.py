@@ -46,6 +46,11 @@ class BackfillParams(BaseModel):
             raise ValueError(
                 f"sources names MEDLINE files: it needs source bundled, not {self.source}"
             )
+        if self.source == "medline-updates":
+            raise ValueError(
+                "update files have no date range: the nightly scan with source medline-updates "
+                "resumes after the last file processed (medline_updates.start_from reaches back)"
+            )
         return self
 
 

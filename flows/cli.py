@@ -52,7 +52,12 @@ def scan(
     split: Annotated[str, typer.Option(help="all | train | calibration | test")] = "all",
     source: Annotated[list[Path] | None, typer.Option(help="MEDLINE XML file(s)")] = None,
     from_: Annotated[
-        str, typer.Option("--from", help="bundled | pubmed-query (dates are then entry dates)")
+        str,
+        typer.Option(
+            "--from",
+            help="bundled | pubmed-query (dates are then entry dates) | medline-updates "
+            "(every NLM update file after the last one processed; no dates)",
+        ),
     ] = "bundled",
 ) -> None:
     """Run the nightly literature scan now."""

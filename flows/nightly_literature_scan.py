@@ -1,6 +1,7 @@
 """Flow `nightly-literature-scan`: screen new abstracts for adverse drug events about our products.
 
-source (bundled MEDLINE files, or PubMed E-utilities over an entry-date window) -> ingest ->
+source (bundled MEDLINE files, PubMed E-utilities over an entry-date window, or NLM's MEDLINE
+update files after the last one processed, one file at a time) -> ingest ->
 validate (quarantine) -> deduplicate -> tools -> route -> per chunk: embed, score,
 plan, write decisions, escalations and ledger -> product digest -> artifact.
 """
@@ -21,6 +22,7 @@ from flows.progress import report
 from flows.runs import Intake, block_intake, checked, run_id
 from tasks.core.batches import fold, iter_chunks
 from tasks.core.pubmed_query import last_whole_entry_day
+from tasks.errors import DataContractError
 from tasks.services.audit import head_label
 from tasks.services.intake import source_files
 from tasks.services.literature import FetchedWindow
@@ -40,9 +42,16 @@ from tasks.steps.scan import (
     write_quarantine,
 )
 from tasks.steps.scan import materialise_digest as digest_months
+from tasks.steps.update_files import (
+    download_update_file,
+    finish_update_file,
+    mark_revisions,
+    pending_update_files,
+    withdraw_deleted,
+)
 
 Split = Literal["all", "train", "calibration", "test"]
-Source = Literal["bundled", "pubmed-query"]
+Source = Literal["bundled", "pubmed-query", "medline-updates"]
 
 
 class ScanParams(BaseModel):
@@ -52,10 +61,13 @@ class ScanParams(BaseModel):
     Source ``pubmed-query``: they are the PubMed entry-date (EDAT) window fetched; no ``until``
     means yesterday in NCBI's zone (US Eastern), no ``since`` means the day after each product
     query's watermark.
+    Source ``medline-updates``: every update file after the last one processed; no window,
+    limit or split (the watermark must never pass a record that was not decided).
     """
 
     source: Source = Field(
-        "bundled", description="bundled MEDLINE files (offline) or PubMed E-utilities"
+        "bundled",
+        description="bundled MEDLINE files (offline), PubMed E-utilities, or NLM's update files",
     )
     since: date | None = Field(
         None, description="first date (inclusive): publication date (bundled), entry date (pubmed)"
@@ -80,6 +92,13 @@ class ScanParams(BaseModel):
             raise ValueError(
                 f"sources names MEDLINE files: it needs source bundled, not {self.source}"
             )
+        if self.source == "medline-updates" and (
+            self.since or self.until or self.limit or self.split != "all"
+        ):
+            raise ValueError(
+                "source medline-updates reads every file after the last one processed: "
+                "since, until, limit and split do not apply"
+            )
         return self
 
     def entry_window(self, last_whole_day: date) -> tuple[date | None, date]:
@@ -102,6 +121,11 @@ class ScanSummary(BaseModel):
     cost_usd: float
     escalations_written: int
     deferred: int = Field(0, description="items left undecided because the budget was spent")
+    revised: int = Field(0, description="items decided before, screened again (new content)")
+    withdrawn: int = Field(0, description="deleted citations (DeleteCitation) recorded")
+    update_files: list[str] = Field(
+        default_factory=list, description="MEDLINE update files processed whole by this run"
+    )
     digest_rows: int
     thresholds: dict[str, float | str] = Field(
         default_factory=dict, description="the small model's low/high and where they came from"
@@ -122,7 +146,8 @@ def nightly_literature_scan(
     """Screen the window's abstracts for adverse drug events about watched products.
 
     Args:
-        source: bundled MEDLINE files (offline) or PubMed E-utilities ('pubmed-query')
+        source: bundled MEDLINE files (offline), PubMed E-utilities ('pubmed-query') or
+            NLM's daily update files after the last one processed ('medline-updates')
         since: first date (inclusive): publication date (bundled), PubMed entry date
             (pubmed-query); none: every date (bundled), the day after the watermark (pubmed)
         until: last date (inclusive), as since; none with pubmed-query: yesterday (US Eastern)
@@ -143,17 +168,14 @@ def nightly_literature_scan(
     )
     settings = load_settings()
     runtime, run, now = Runtime.for_settings(settings), run_id(), utcnow()
-    blocks, windows, fetched = _source_blocks(params, settings, now)
     chosen = runtime.thresholds()
     if chosen.note:
         get_run_logger().warning("planner thresholds from the scorer: %s", chosen.note)
     tally = Tally()
-    for block in blocks:
-        _scan_block(runtime, block, params, windows, run, now, tally)
-        if params.limit is not None and tally.window_rows >= params.limit:
-            break
-    if fetched is not None and tally.deferred == 0:
-        advance_watermarks(settings, fetched, now)  # every item of the windows is decided
+    if params.source == "medline-updates":
+        _scan_update_files(runtime, params, run, now, tally)
+    else:
+        _scan_source(runtime, params, run, now, tally)
     # Every month of the window, not only the pending items': a run killed after its last
     # chunk resumes with nothing pending and must still materialise the digest.
     months = sorted(tally.months)
@@ -163,6 +185,8 @@ def nightly_literature_scan(
     summary = _summary(runtime, run, tally, chosen)
     summary = summary.model_copy(update={"digest_rows": digest_rows})
     _publish(runtime, summary)
+    if tally.refused is not None:  # after the files before it were recorded and published
+        raise tally.refused
     return summary
 
 
@@ -178,10 +202,58 @@ class Tally:
     screened: int = 0
     results: list[ChunkResult] = field(default_factory=list)
     months: set[str] = field(default_factory=set)
+    revised: int = 0
+    withdrawn: int = 0
+    update_files: list[str] = field(default_factory=list)
+    refused: DataContractError | None = None
 
     @property
     def deferred(self) -> int:
         return sum(r.deferred for r in self.results)
+
+
+def _scan_source(
+    runtime: Runtime, params: ScanParams, run: str, now: datetime, tally: Tally
+) -> None:
+    """Sources ``bundled`` and ``pubmed-query``: every block, then the PubMed watermarks."""
+    blocks, windows, fetched = _source_blocks(params, runtime.settings, now)
+    for block in blocks:
+        _scan_block(runtime, block, params, windows, run, now, tally)
+        if params.limit is not None and tally.window_rows >= params.limit:
+            break
+    if fetched is not None and tally.deferred == 0:
+        advance_watermarks(runtime.settings, fetched, now)  # every item of the windows is decided
+
+
+def _scan_update_files(
+    runtime: Runtime, params: ScanParams, run: str, now: datetime, tally: Tally
+) -> None:
+    """Source ``medline-updates``: each file after the watermark, in order, one at a time.
+
+    A file is screened block by block, its deletions withdrawn, then the watermark moves to
+    it. A refused file (md5, gzip) stops the run before it; so does a budget that deferred
+    items (the file is read again next run, its decided items cost nothing then).
+    """
+    settings = runtime.settings
+    for name in pending_update_files(settings):
+        try:
+            path = download_update_file(settings, name)
+        except DataContractError as exc:
+            get_run_logger().error("update file %s refused: %s", name, exc)
+            tally.refused = exc
+            return
+        deferred = tally.deferred
+        blocks = citation_blocks(
+            [path], settings.cache_dir, settings.scan.block_rows, require_records=False
+        )
+        for block in blocks:
+            _scan_block(runtime, block, params, (None, None), run, now, tally)
+        tally.withdrawn += withdraw_deleted(settings, path, run, now).listed
+        if tally.deferred > deferred:
+            get_run_logger().warning("budget spent in %s: it is read again next run", name)
+            return
+        finish_update_file(settings, path, now)
+        tally.update_files.append(name)
 
 
 def _scan_block(
@@ -202,6 +274,8 @@ def _scan_block(
     taken = replace(taken, routed=first_seen(taken.routed, settings, now))
     tally.quarantined += _quarantine(taken, settings, run, now)
     pending, already = pending_only(taken.routed, settings)
+    pending = mark_revisions(pending, settings, now)
+    tally.revised += int(pending["revised_at"].is_not_null().sum())
     tally.results.extend(_screen(runtime, pending, settings, run, now))
     tally.rows_in += taken.window.height + taken.rejected.height
     tally.window_rows += taken.window.height
@@ -272,6 +346,9 @@ def _summary(runtime: Runtime, run: str, tally: Tally, chosen: ChosenThresholds)
         cost_usd=round(totals["cost_usd"], 8),
         escalations_written=totals["escalations_written"],
         deferred=totals["deferred"],
+        revised=tally.revised,
+        withdrawn=tally.withdrawn,
+        update_files=tally.update_files,
         digest_rows=0,
         thresholds={
             "low": chosen.thresholds.low,

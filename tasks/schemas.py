@@ -33,6 +33,8 @@ RAW_CITATION = pa.schema(
         pa.field("chemicals", pa.string()),
         pa.field("source", pa.string()),
         pa.field("source_row", pa.int64()),
+        # MEDLINE's <PMID Version="N">: a new version of a citation is a revision (re-screened)
+        pa.field("pmid_version", pa.string(), metadata=OPTIONAL),
     ]
 )
 
@@ -85,6 +87,27 @@ DECISION = pa.schema(
         pa.field("chunk_id", pa.string()),
         ("decided_at", TS),
         FIRST_SEEN_AT,
+        # a revision (same pmid, new version or content): when it was seen, and the content
+        # hash of the decision it supersedes (kept; the newest decision of an item is current)
+        pa.field("revised_at", pa.timestamp("us", tz="UTC"), metadata=OPTIONAL),
+        pa.field("supersedes", pa.string(), metadata=OPTIONAL),
+    ]
+)
+
+# A citation NLM deleted (<DeleteCitation> of a MEDLINE update file): its decisions are withdrawn,
+# never dropped; a pmid never seen here is recorded with known=false and otherwise ignored.
+WITHDRAWAL = pa.schema(
+    [
+        pa.field("item_id", pa.string()),
+        pa.field("pmid_version", pa.string()),
+        pa.field("source_file", pa.string()),
+        pa.field("reason", pa.string()),
+        pa.field("known", pa.bool_()),
+        pa.field("decisions_withdrawn", pa.int64()),
+        pa.field("inbox_closed", pa.bool_()),
+        pa.field("run_id", pa.string()),
+        ("withdrawn_at", TS),
+        pa.field("month", pa.string()),
     ]
 )
 

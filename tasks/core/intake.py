@@ -14,9 +14,20 @@ HASHED_FIELDS = ("pmid", "title", "abstract", "journal", "pub_date_raw", "mesh_t
 
 
 def content_hashes(frame: pl.DataFrame) -> pl.Series:
-    """sha256 over the citation's content fields: the same citation always hashes the same."""
+    """sha256 over the citation's content fields: the same citation always hashes the same.
+
+    A MEDLINE version past 1 (``<PMID Version="2">``) is hashed too, so a new version of a
+    citation is a revision even where its text did not change; version 1 (and a source with no
+    version) hashes as before, so no decided item turns pending.
+    """
+    version = pl.col("pmid_version") if "pmid_version" in frame.columns else pl.lit(None)
+    suffix = (
+        pl.when(version.is_null() | (version == "1"))
+        .then(pl.lit(""))
+        .otherwise(pl.lit("\x1fversion=") + version.cast(pl.String))
+    )
     joined = frame.select(
-        pl.concat_str([pl.col(c).fill_null("") for c in HASHED_FIELDS], separator="\x1f")
+        pl.concat_str([pl.col(c).fill_null("") for c in HASHED_FIELDS], separator="\x1f") + suffix
     ).to_series()
     return pl.Series(
         "content_hash",

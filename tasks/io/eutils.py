@@ -111,12 +111,16 @@ class EutilsClient:
     ) -> None:
         self._http.close()
 
-    def esearch(self, term: str, since: date, until: date) -> Search:
-        """Records whose entry date (EDAT) is in ``since..until``, kept on the history server."""
+    def esearch(self, term: str, since: date, until: date, datetype: str = "edat") -> Search:
+        """Records whose ``datetype`` date is in ``since..until``, kept on the history server.
+
+        ``edat``: the entry date (new records); ``mdat``: the modification date (DateRevised),
+        which finds records entered earlier and revised in the window.
+        """
         params = {
             "db": "pubmed",
             "term": term,
-            "datetype": "edat",
+            "datetype": datetype,
             "mindate": edat(since),
             "maxdate": edat(until),
             "usehistory": "y",
@@ -137,14 +141,16 @@ class EutilsClient:
         }
         return self._call("efetch.fcgi", params, _whole_article_set)
 
-    def fetch_window(self, term: str, since: date, until: date) -> Iterator[bytes]:
-        """Every record of ``term`` entered in ``since..until``, as PubMed XML batches.
+    def fetch_window(
+        self, term: str, since: date, until: date, datetype: str = "edat"
+    ) -> Iterator[bytes]:
+        """Every record of ``term`` entered (or, ``mdat``, revised) in the window, as XML batches.
 
         Raises:
             DataContractError: one day alone holds more records than a search can page through.
             BackendUnavailable: NCBI kept failing past ``max_tries``.
         """
-        search = self.esearch(term, since, until)
+        search = self.esearch(term, since, until, datetype)
         if search.count > self.settings.search_limit:
             try:
                 first, second = halves(since, until)
@@ -154,8 +160,8 @@ class EutilsClient:
                     f"through ({self.settings.search_limit}); narrow the product's query",
                     record=str(since),
                 ) from None
-            yield from self.fetch_window(term, *first)
-            yield from self.fetch_window(term, *second)
+            yield from self.fetch_window(term, *first, datetype)
+            yield from self.fetch_window(term, *second, datetype)
             return
         batch = self.settings.efetch_batch
         for retstart in range(0, search.count, batch):

@@ -88,6 +88,7 @@ class InboxStore(Protocol):
     def mark_scheduled(
         self, item_ids: Sequence[str], *, flow_run_id: str, at: datetime
     ) -> None: ...
+    def withdraw(self, item_ids: Sequence[str], *, by: str, at: datetime) -> list[str]: ...
 
 
 class SqliteInbox:
@@ -224,6 +225,25 @@ class SqliteInbox:
                 [(i, flow_run_id, at.isoformat()) for i in item_ids],
             )
             con.execute("COMMIT")
+    def withdraw(self, item_ids: Sequence[str], *, by: str, at: datetime) -> list[str]:
+        """Close the open items among ``item_ids`` as ``withdrawn`` (kept, never deleted).
+
+        The source withdrew the record (NLM deleted the citation): nobody must review it any
+        more. A resolved item keeps its resolution. Returns the ids closed now.
+        """
+        closed: list[str] = []
+        with self._connect() as con:
+            con.execute("BEGIN IMMEDIATE")
+            for item_id in item_ids:
+                cursor = con.execute(
+                    "UPDATE items SET status = 'withdrawn', outcome = 'withdrawn', reviewer = ?,"
+                    " resolved_at = ? WHERE item_id = ? AND status = 'open'",
+                    (by, at.isoformat(), item_id),
+                )
+                if cursor.rowcount:
+                    closed.append(item_id)
+            con.execute("COMMIT")
+        return closed
 
     def _seal(self, item: InboxItem) -> bytes:
         return self.sealer.seal(json.dumps(item.evidence, sort_keys=True, default=str).encode())

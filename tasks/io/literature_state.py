@@ -75,6 +75,20 @@ class LiteratureState:
             )
         return self.watermark(source, key) or value
 
+    def known(self, item_ids: Sequence[str]) -> set[str]:
+        """The ids among ``item_ids`` retrieved before (they have a first-seen time)."""
+        out: set[str] = set()
+        with self._connection() as con:
+            for start in range(0, len(item_ids), _BATCH):
+                ids = list(item_ids[start : start + _BATCH])
+                marks = ",".join("?" * len(ids))
+                rows = con.execute(
+                    f"SELECT item_id FROM first_seen WHERE item_id IN ({marks})",  # noqa: S608
+                    ids,
+                ).fetchall()
+                out.update(str(r[0]) for r in rows)
+        return out
+
     def first_seen(self, item_ids: Sequence[str], now: datetime) -> dict[str, datetime]:
         """Record ``now`` for ids never seen before; the first-seen time of every id."""
         stamp = now.astimezone(UTC).isoformat()

@@ -24,6 +24,11 @@ from tasks.schemas import RAW_CITATION
 
 _ARTICLE = re.compile(rb"<PubmedArticle\b.*?</PubmedArticle>", re.DOTALL)
 _PMID = re.compile(rb"<PMID[^>]*>\s*(\d+)\s*</PMID>")
+_VERSION = re.compile(rb"<PMID[^>]*\bVersion\s*=\s*[\"'](\d+)[\"']")
+_DELETE = re.compile(rb"<DeleteCitation\b.*?</DeleteCitation>", re.DOTALL)
+_DELETED_PMID = re.compile(
+    rb"<PMID(?:[^>]*\bVersion\s*=\s*[\"'](\d+)[\"'])?[^>]*>\s*(\d+)\s*</PMID>"
+)
 _OPEN_TAG = re.compile(rb"<([A-Za-z][\w.-]*)[^>/]*>")
 
 REJECT_COLUMNS = ("source", "source_row", "record_key", "field", "reason", "payload")
@@ -70,7 +75,7 @@ def _enclosing_tag(segment: bytes, offset: int) -> str:
     return opened[-1].decode("ascii", "replace") if opened else "PubmedArticle"
 
 
-def _row(article: dict[str, Any], source: str, index: int) -> dict[str, Any]:
+def _row(article: dict[str, Any], source: str, index: int, version: str | None) -> dict[str, Any]:
     def text(key: str) -> str | None:
         value = str(article.get(key) or "").strip()
         return value or None
@@ -85,6 +90,7 @@ def _row(article: dict[str, Any], source: str, index: int) -> dict[str, Any]:
         "chemicals": text("chemical_list") or "",
         "source": source,
         "source_row": index,
+        "pmid_version": version,
     }
 
 
@@ -114,7 +120,7 @@ def read_medline(path: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
 
 
 def iter_medline(
-    path: Path, block_rows: int, read_bytes: int = 1 << 20
+    path: Path, block_rows: int, read_bytes: int = 1 << 20, *, require_records: bool = True
 ) -> Iterator[tuple[pl.DataFrame, pl.DataFrame]]:
     """Parse a MEDLINE file in blocks of ``block_rows`` records, in bounded memory.
 
@@ -123,6 +129,9 @@ def iter_medline(
     alone (lxml, then pubmed-parser) and dropped, so a bad record (bytes that are not UTF-8,
     broken XML) is rejected with its position while its neighbours are read: one iterparse over
     the whole file would stop at the first bad byte.
+
+    ``require_records=False`` accepts a file without records (an update file may hold only
+    ``<DeleteCitation>``): it yields nothing.
 
     Yields:
         (citations with the RAW_CITATION columns, rejected records with their reason).
@@ -143,18 +152,43 @@ def iter_medline(
         if len(rows) + len(rejects) >= block_rows:
             yield _frames(rows, rejects)
             rows, rejects = [], []
-    if index < 0:
+    if index < 0 and require_records:
         raise DataContractError("holds no <PubmedArticle> records", record=source)
     if rows or rejects:
         yield _frames(rows, rejects)
 
 
-def _records(path: Path, read_bytes: int) -> Iterator[bytes]:
+def deleted_citations(path: Path, read_bytes: int = 1 << 20) -> list[tuple[str, str | None]]:
+    """(pmid, version) of every ``<DeleteCitation>`` entry of a MEDLINE update file, in order.
+
+    Streams the file like the record reader: only a ``<DeleteCitation>`` element being read and
+    a short tail are held, whatever the size of the records before it.
+
+    Raises:
+        DataContractError: the file is missing or its gzip stream is broken.
+    """
+    found: list[tuple[str, str | None]] = []
+    tail = b""
+    for data in _pieces(path, read_bytes):
+        buffer, end = tail + data, 0
+        for match in _DELETE.finditer(buffer):
+            end = match.end()
+            found.extend(
+                (m.group(2).decode(), m.group(1).decode() if m.group(1) else None)
+                for m in _DELETED_PMID.finditer(match.group(0))
+            )
+        tail = buffer[end:]
+        start = tail.rfind(b"<DeleteCitation")
+        tail = tail[start:] if start >= 0 else tail[-len(b"<DeleteCitation") :]
+    return found
+
+
+def _pieces(path: Path, read_bytes: int) -> Iterator[bytes]:
+    """The (decompressed) bytes of ``path``, ``read_bytes`` at a time."""
     if not path.is_file():
         raise DataContractError("file not found", record=str(path))
     with path.open("rb") as raw:
         gzipped = raw.read(2) == b"\x1f\x8b"
-    tail, seen_bytes = b"", False
     with gzip.open(path, "rb") if gzipped else path.open("rb") as stream:
         while True:
             try:
@@ -162,15 +196,21 @@ def _records(path: Path, read_bytes: int) -> Iterator[bytes]:
             except (OSError, EOFError) as exc:
                 raise DataContractError(f"gzip stream is broken: {exc}", record=path.name) from exc
             if not data:
-                break
-            seen_bytes = seen_bytes or bool(data.strip())
-            buffer, end = tail + data, 0
-            for match in _ARTICLE.finditer(buffer):
-                end = match.end()
-                yield match.group(0)
-            tail = buffer[end:]
-            start = tail.rfind(b"<PubmedArticle")
-            tail = tail[start:] if start >= 0 else tail[-len(b"<PubmedArticle") :]
+                return
+            yield data
+
+
+def _records(path: Path, read_bytes: int) -> Iterator[bytes]:
+    tail, seen_bytes = b"", False
+    for data in _pieces(path, read_bytes):
+        seen_bytes = seen_bytes or bool(data.strip())
+        buffer, end = tail + data, 0
+        for match in _ARTICLE.finditer(buffer):
+            end = match.end()
+            yield match.group(0)
+        tail = buffer[end:]
+        start = tail.rfind(b"<PubmedArticle")
+        tail = tail[start:] if start >= 0 else tail[-len(b"<PubmedArticle") :]
     if not seen_bytes:
         raise DataContractError("file is empty: no PubmedArticle records to read", record=path.name)
 
@@ -189,7 +229,8 @@ def _parse_record(
     except etree.XMLSyntaxError as exc:
         return None, _reject(source, index, segment, "xml", f"malformed XML: {exc}")
     article = parse_article_info(element, False, False, False, False, parse_subs=True)
-    return _row(article, source, index), None
+    version = _VERSION.search(segment)  # the first PMID is the citation's own
+    return _row(article, source, index, version.group(1).decode() if version else None), None
 
 
 def _frames(

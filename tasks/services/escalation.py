@@ -23,12 +23,14 @@ from tasks.core.judge import Judgement, judge
 from tasks.core.ladder import recall_validated
 from tasks.core.ledger import ledger_frame, ledger_row
 from tasks.core.pricing import call_cost
+from tasks.core.revisions import current_versions
 from tasks.core.verdict import PROMPT_SHA256, PROMPT_VERSION, decision_of, product_among_suspects
 from tasks.io.reports import read_json
 from tasks.policy.engine import decide
 from tasks.rules import ModelPrice, PolicyRule
 from tasks.schemas import CASE, DECISION, LEDGER
 from tasks.services.audit import anchor
+from tasks.services.revisions import withdrawn_ids
 from tasks.services.runtime import VERDICT_TASK, Runtime
 from tasks.services.supervisor import SupervisedLLM
 
@@ -45,11 +47,32 @@ def pending_escalations(runtime: Runtime, limit: int | None) -> tuple[pl.DataFra
     decided = runtime.lake.read("decisions", columns=LANE_KEYS)
     done = decided.filter(pl.col("workflow") == WORKFLOW).drop("workflow").unique()
     pending = queue.join(done, on=["item_id", "content_hash"], how="anti") if done.height else queue
+    pending = _still_current(runtime, pending)  # no large-model call for a withdrawn or old version
     pending = pending.unique(["item_id", "content_hash"], keep="first").sort(
         pl.col("route") != "hot", "item_id"
     )
     already = queue.height - pending.height
     return (pending.head(limit) if limit else pending), already
+
+
+def _still_current(runtime: Runtime, pending: pl.DataFrame) -> pl.DataFrame:
+    """``pending`` without withdrawn citations and without versions a revision superseded.
+
+    An escalation with no decision yet (a scan killed between the two writes) stays.
+    """
+    if pending.is_empty():
+        return pending
+    keys = ["item_id", "content_hash"]
+    withdrawn = withdrawn_ids(runtime)
+    kept = pending.filter(~pl.col("item_id").is_in(withdrawn.implode()))
+    decided = runtime.lake.read("decisions", columns=[*keys, "decided_at"])
+    if decided.is_empty():
+        return kept
+    newest = current_versions(decided).select(keys).unique()
+    superseded = kept.join(newest.select("item_id"), on="item_id", how="semi").join(
+        newest, on=keys, how="anti"
+    )
+    return kept.join(superseded.select(keys), on=keys, how="anti")
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ from tasks.errors import AlreadyResolved, DataContractError
 from tasks.intake import TriageDecision
 from tasks.io.private_files import write_private
 from tasks.schemas import OUTCOMES, InboxItem
+from tasks.services.revisions import withdrawn_ids
 from tasks.services.runtime import Runtime, utcnow
 from tasks.services.triage_lane import record_review
 from tasks.tools.icsr import regulatory_clock
@@ -66,7 +67,10 @@ def literature_items(runtime: Runtime) -> list[InboxItem]:
     if decisions.is_empty():
         return []
     keys = ["item_id", "content_hash"]
-    flagged = decisions.filter(pl.col("decision").is_in(HUMAN_DECISIONS))
+    flagged = decisions.filter(
+        pl.col("decision").is_in(HUMAN_DECISIONS)
+        & ~pl.col("item_id").is_in(withdrawn_ids(runtime).implode())  # NLM deleted it
+    )
     if flagged.is_empty():
         return []
     mine = decisions.join(flagged.select(keys).unique(), on=keys).sort("decided_at")

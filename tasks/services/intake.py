@@ -24,7 +24,7 @@ from tasks.schemas import QUARANTINE
 from tasks.services.runtime import Runtime
 from tasks.tools.products import match_products
 
-READER_VERSION = "medline-v2"  # v2: files parsed in blocks
+READER_VERSION = "medline-v3"  # v2: files parsed in blocks; v3: pmid_version
 
 
 def source_files(sources: Sequence[str] | None) -> list[Path]:
@@ -41,20 +41,30 @@ def load_citations(paths: Sequence[Path], cache_dir: Path) -> tuple[pl.DataFrame
 BLOCK_ROWS_WHOLE = 10_000_000
 
 
-def citation_blocks(paths: Sequence[Path], cache_dir: Path, block_rows: int) -> list[Path]:
+def citation_blocks(
+    paths: Sequence[Path], cache_dir: Path, block_rows: int, *, require_records: bool = True
+) -> list[Path]:
     """Each file parsed once, in blocks of ``block_rows`` records, kept as Parquet per content.
 
     Only one block is in memory while a file is parsed; a parsed file (marked complete after
-    its last block) is never parsed again.
+    its last block) is never parsed again. ``require_records=False``: a file without records
+    (an update file of deletions only) gives no block instead of an error.
     """
-    return [block for path in paths for block in _blocks_of(path, cache_dir, block_rows)]
+    return [
+        block
+        for path in paths
+        for block in _blocks_of(path, cache_dir, block_rows, require_records=require_records)
+    ]
 
 
-def _blocks_of(path: Path, cache_dir: Path, block_rows: int) -> list[Path]:
+def _blocks_of(
+    path: Path, cache_dir: Path, block_rows: int, *, require_records: bool = True
+) -> list[Path]:
     folder = cache_dir / "medline" / f"{READER_VERSION}-{_file_digest(path)}-{block_rows}"
     if not (folder / "complete").is_file():
         folder.mkdir(parents=True, exist_ok=True)
-        for number, (citations, rejected) in enumerate(medline.iter_medline(path, block_rows)):
+        parsed = medline.iter_medline(path, block_rows, require_records=require_records)
+        for number, (citations, rejected) in enumerate(parsed):
             block = folder / f"block-{number:05d}"
             block.mkdir(exist_ok=True)
             for name, frame in (("rejects", rejected), ("citations", citations)):

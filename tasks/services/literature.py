@@ -5,6 +5,10 @@ variant the scan's product matcher knows), for the records entered (EDAT) in a w
 
 - the window of a product starts the day after its watermark (``tasks/io/literature_state.py``)
   unless the run names a ``since``; with no watermark yet, it is the run's last day;
+- a revised record keeps its entry date, so a second search over the same window asks for the
+  records *modified* (MDAT) in it; of those, only records retrieved before are kept (a record
+  entered before the first window is not a revision of anything we hold), and the scan skips
+  the ones whose content did not change (same content hash: no re-screen, no cost);
 - each (product, window) fetch is written whole (temp file, rename) under
   ``PHARMALANE_HOME/literature/pubmed/<product>/``; a file already there is never fetched again,
   so a run killed mid-fetch resumes with the products it had finished;
@@ -109,12 +113,27 @@ def _fetch_one(
     now: datetime,
 ) -> None:
     records: dict[str, bytes] = {}
-    for batch in client.fetch_window(product_term(names), window.since, window.until):
+    term = product_term(names)
+    for batch in client.fetch_window(term, window.since, window.until):
         for pmid, record in articles(batch):
             records.setdefault(pmid or f"#{len(records)}", record)
-    state(settings).first_seen([p for p in records if not p.startswith("#")], now)
+    marks = state(settings)
+    marks.first_seen([p for p in records if not p.startswith("#")], now)
+    revised = dict(_modified(client, term, window, records))
+    for pmid in marks.known(list(revised)):
+        records[pmid] = revised[pmid]
     target.parent.mkdir(parents=True, exist_ok=True)
     write_article_set(target, records.values())
+
+
+def _modified(
+    client: EutilsClient, term: str, window: ProductWindow, entered: dict[str, bytes]
+) -> Iterator[tuple[str, bytes]]:
+    """Records of ``term`` modified (MDAT) in the window that were not entered in it."""
+    for batch in client.fetch_window(term, window.since, window.until, "mdat"):
+        for pmid, record in articles(batch):
+            if pmid and pmid not in entered:
+                yield pmid, record
 
 
 def _merged(settings: Settings, windows: tuple[ProductWindow, ...]) -> Iterator[tuple[str, bytes]]:

@@ -23,6 +23,7 @@ from tasks.policy.planner import plan
 from tasks.schemas import DECISION, ESCALATION, PRODUCT_DIGEST
 from tasks.services.audit import anchor
 from tasks.services.embedding import Batch, Embedded, embed_paying_once, matrix
+from tasks.services.revisions import current_decisions
 from tasks.services.runtime import Runtime
 
 WORKFLOW = "nightly-literature-scan"
@@ -116,7 +117,9 @@ def materialise_digest(runtime: Runtime, months: Sequence[str], now: datetime) -
     """Rebuild the product digest of every month the run touched (whole months, so idempotent)."""
     if not months:
         return 0
-    decisions = runtime.lake.read("decisions").filter(pl.col("pub_month").is_in(list(months)))
+    # current versions only: a superseded decision or a withdrawn citation is not counted
+    decisions = current_decisions(runtime, runtime.lake.read("decisions"))
+    decisions = decisions.filter(pl.col("pub_month").is_in(list(months)))
     digest = product_digest(
         latest_outcome_per_item(decisions),
         top_n=runtime.settings.scan.digest_top_n,

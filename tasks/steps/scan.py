@@ -34,9 +34,11 @@ def load_citations(paths: Sequence[Path], cache_dir: Path) -> tuple[pl.DataFrame
     retry_condition_fn=retry_transient_only,
     cache_policy=NO_CACHE,
 )
-def citation_blocks(paths: Sequence[Path], cache_dir: Path, block_rows: int) -> list[Path]:
+def citation_blocks(
+    paths: Sequence[Path], cache_dir: Path, block_rows: int, *, require_records: bool = True
+) -> list[Path]:
     """Parse each MEDLINE file once, block by block (bounded memory), into the cache."""
-    return intake.citation_blocks(paths, cache_dir, block_rows)
+    return intake.citation_blocks(paths, cache_dir, block_rows, require_records=require_records)
 
 
 @task(name="load-block", cache_policy=NO_CACHE)

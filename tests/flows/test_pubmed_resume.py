@@ -33,7 +33,8 @@ def _terms() -> dict[str, str]:
 
 
 def test_a_run_killed_mid_fetch_resumes_where_it_stopped(isolated_home, monkeypatch):
-    state = NcbiState(delay_s=0.25)  # a slow NCBI: the kill lands between product queries
+    # a slow NCBI: the kill lands between product queries (two searches each: EDAT, MDAT)
+    state = NcbiState(delay_s=0.25)
     with ncbi_server(state) as (url, state):
         for index, record in enumerate(real_medline_records(400)):
             state.add(record, DAY0 - timedelta(days=index % 2))
@@ -61,7 +62,7 @@ def test_a_run_killed_mid_fetch_resumes_where_it_stopped(isolated_home, monkeypa
             stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 300
-        while state.count("esearch.fcgi") < 8 and time.monotonic() < deadline:
+        while state.count("esearch.fcgi") < 10 and time.monotonic() < deadline:
             assert process.poll() is None, "the scan ended before it could be killed"
             time.sleep(0.05)
         os.killpg(process.pid, signal.SIGKILL)

@@ -22,13 +22,17 @@ DAY0 = date(2021, 3, 1)
 KEY = "ncbi-flow-key-0000"
 
 
-def _expected(state: NcbiState, since: date, until: date) -> set[str]:
+def _expected(state: NcbiState, since: date, until: date, datetype: str = "edat") -> set[str]:
     """What NCBI holds about any watched product entered in the window (the server's own view)."""
     settings = load_settings()
     from tasks.rules import load_products
 
     names = product_variants(p.name for p in load_products(settings).products)
-    return {pmid for v in names.values() for pmid in state.matching(product_term(v), since, until)}
+    return {
+        pmid
+        for v in names.values()
+        for pmid in state.matching(product_term(v), since, until, datetype)
+    }
 
 
 @pytest.fixture
@@ -131,3 +135,41 @@ def test_pubmed_query_refuses_file_sources_and_ends_on_the_last_whole_entry_day(
         since,
         last_day,
     )
+
+
+def test_a_revised_record_is_found_by_modification_date_and_screened_again(isolated_home, ncbi):
+    nightly_literature_scan(source="pubmed-query", since=DAY0, until=DAY0)
+    lake = Lake(isolated_home / "lake")
+    before = lake.read("decisions")
+    decided = sorted(set(before["item_id"]))
+    changed, unchanged = decided[0], decided[1]
+    later = DAY0 + timedelta(days=1)
+    revised_xml = ncbi.records[changed].xml.replace(
+        b"</ArticleTitle>", b" (corrected: a fatal hepatotoxicity)</ArticleTitle>", 1
+    )
+    # both keep their entry date (DAY0); NLM revised them on the next day
+    ncbi.add(revised_xml, DAY0, modified=later)
+    ncbi.add(ncbi.records[unchanged].xml, DAY0, modified=later)
+    # entered long before any window, revised now: not a revision of anything held here
+    earlier = DAY0 - timedelta(days=300)
+    for record in real_medline_records(200, skip=400):
+        ncbi.add(record, earlier)
+    old = sorted(_expected(ncbi, earlier, earlier))[0]
+    ncbi.add(ncbi.records[old].xml, earlier, modified=later)
+    assert {changed, unchanged, old} <= _expected(ncbi, later, later, "mdat")
+    seen = len(ncbi.requests)
+
+    second = nightly_literature_scan(source="pubmed-query", until=later)
+
+    searches = [r.form for r in ncbi.requests[seen:] if r.endpoint == "esearch.fcgi"]
+    assert {(s["datetype"], s["mindate"]) for s in searches} == {
+        ("edat", "2021/03/02"),
+        ("mdat", "2021/03/02"),
+    }
+    after = lake.read("decisions")
+    rows = after.filter(pl.col("item_id") == changed).sort("decided_at")
+    assert rows.height == 2 and second.revised >= 1
+    assert rows["supersedes"][1] == rows["content_hash"][0]
+    assert rows["first_seen_at"][0] == rows["first_seen_at"][1]
+    assert after.filter(pl.col("item_id") == unchanged).height == 1  # same content: no re-screen
+    assert old not in set(after["item_id"])
