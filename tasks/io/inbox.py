@@ -225,6 +225,7 @@ class SqliteInbox:
                 [(i, flow_run_id, at.isoformat()) for i in item_ids],
             )
             con.execute("COMMIT")
+
     def withdraw(self, item_ids: Sequence[str], *, by: str, at: datetime) -> list[str]:
         """Close the open items among ``item_ids`` as ``withdrawn`` (kept, never deleted).
 
