@@ -413,3 +413,37 @@ def test_triage_cases_escalate_to_the_panel_which_never_settles_them(panel_home,
         "reason_codes": ["PANEL_NOT_ASKED_STRUCTURED_SERIOUS"],
     }
     assert rt.triage_store.decision("T-1").status == "held_for_review"
+
+
+def test_finops_reports_the_panel_cost_per_item_and_its_effect_on_the_inbox(panel_home, tmp_path):
+    from tasks.services import finops
+
+    validate_panel(tmp_path / "panel-recall.json", recall=1.0)
+    lake = Lake(load_settings().lake_dir)
+    literature(lake, "520", "Cisplatin dosing; tolerability as expected.")  # closed
+    literature(lake, "521", MILD, decision="case_candidate")  # lowered (an event: not closed)
+    literature(lake, "522", "Cisplatin and a seizure.")  # sent first
+
+    def respond(request):
+        persona, user = persona_of(request), request["messages"][1]["content"]
+        if "seizure" in user and persona == "safety_physician":
+            return Reply(answer(persona, seriousness="serious", ae=True))
+        return Reply(answer(persona, ae="nausea" in user))
+
+    with OpenAIStub(respond) as stub:
+        serve_personas(panel_home, stub.base_url)
+        inbox.fill(runtime(), NOW)
+    report = finops.report(
+        runtime(), datetime(2026, 11, 23, tzinfo=UTC), datetime(2026, 11, 24, tzinfo=UTC)
+    )
+    rows = {r["kind"]: r for r in report.panel.iter_rows(named=True)}
+    spent = calls(lake)["cost_usd"].sum()
+    assert set(rows) == {"literature", "all"}
+    row = rows["all"]
+    assert (row["items"], row["lowered"], row["sent_first"], row["closed"]) == (3, 1, 1, 1)
+    assert row["cost_usd"] == pytest.approx(spent) and spent > 0
+    assert row["usd_per_item"] == pytest.approx(spent / 3)
+    # the panel's close is no human resolution: no reviewer cost is booked for it
+    assert finops.resolutions(runtime()).is_empty()
+    workflows = report.by_workflow["workflow"].to_list()
+    assert "persona-panel" in workflows
