@@ -32,12 +32,13 @@ OUT = Path(__file__).resolve().parent / "results" / "panel_sample.json"
 
 
 def sample(cdisc: int, drugscom: int, seed: int) -> list[tuple[dict[str, Any], bool | None]]:
-    """(report, serious label) pairs: CDISC half serious, half not, flags held out."""
+    """(report, serious label) pairs: CDISC half serious (the odd one too), half not, flags
+    held out of the structured fields (the narrative only)."""
     rng = random.Random(seed)  # noqa: S311 (a reproducible sample, not a secret)
     trial, _ = cdisc_cases()
     serious = [c for c in trial if any(c["outcome"].values())]
     mild = [c for c in trial if not any(c["outcome"].values())]
-    picked = rng.sample(serious, cdisc // 2) + rng.sample(mild, cdisc - cdisc // 2)
+    picked = rng.sample(serious, (cdisc + 1) // 2) + rng.sample(mild, cdisc // 2)
     reports: list[tuple[dict[str, Any], bool | None]] = [
         ({**c, "outcome": {}}, any(c["outcome"].values())) for c in picked
     ]
