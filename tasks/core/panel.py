@@ -194,7 +194,7 @@ def panel_facts(
     return {
         "item_kind": item_kind,
         "panel_complete": complete,
-        "panel_agrees": complete and len(views) == 1,
+        "panel_agrees": len(views) <= 1,  # the valid answers name one seriousness
         "panel_non_serious": complete and views == {"non_serious"},
         "panel_no_adverse_event": complete and all(n.adverse_event is False for n in notes),
         "panel_finds_serious": "serious" in views,
@@ -221,8 +221,7 @@ def choose_action(facts: Mapping[str, Any], *, may_close: bool, may_lower: bool)
         return "close"
     if may_lower:
         return "lower"
-    disagrees = facts.get("panel_complete") is True and facts.get("panel_agrees") is False
-    if disagrees or facts.get("panel_finds_serious") is True:
+    if facts.get("panel_agrees") is False or facts.get("panel_finds_serious") is True:
         return "human_first"
     return "keep"
 

@@ -66,6 +66,8 @@ NAMES = ("case_processor", "safety_physician", "causality_assessor")
         (("unknown",) * 3, {"validated": True}, "keep"),
         (("non_serious", None, "non_serious"), {"validated": True}, "keep"),
         (("non_serious", "unknown", "non_serious"), {}, "human_first"),
+        (("serious", None, "non_serious"), {}, "human_first"),
+        ((None, None, None), {"validated": True}, "keep"),
     ],
 )
 def test_policy_decides_what_the_panel_may_do(views, kwargs, expected):
@@ -161,3 +163,17 @@ def test_a_refusal_is_no_answer():
 def test_injection_markers(text, suspected):
     markers = load_personas(SETTINGS, load_models(SETTINGS)).injection_markers
     assert injection_suspected(text, markers) is suspected
+
+
+def test_a_missing_answer_is_not_a_disagreement():
+    notes = [note("case_processor"), note("safety_physician", None), note("causality_assessor")]
+    facts = panel_facts(
+        notes,
+        item_kind="triage",
+        structured_serious=False,
+        injection=False,
+        recall_validated=False,
+    )
+    codes = decide(facts, RULES, stage="panel").codes
+    assert "PANEL_INCOMPLETE_NEEDS_HUMAN" in codes
+    assert "PANEL_DISAGREES_HUMAN_FIRST" not in codes
