@@ -49,6 +49,7 @@ def finops(
         ("cost per resolved outcome (attributed model cost + review)", report.resolved_outcomes),
         ("workflow spend per machine decision", report.per_outcome),
         ("cache savings", report.cache_savings),
+        ("persona panel: cost per item and effect on the inbox", report.panel),
         ("ten most expensive calls", report.top_calls.drop("created_at", strict=False)),
         ("burst hours", report.bursts),
     ):

@@ -59,6 +59,12 @@ def weekly_finops(
         description="USD: model cost attributed to the items resolved so, plus one review each",
     )
     create_table_artifact(key="finops-top-calls", table=_rows(report.top_calls))
+    if not report.panel.is_empty():
+        create_table_artifact(
+            key="finops-persona-panel",
+            table=_rows(report.panel),
+            description="the persona panel: USD per item, items lowered / sent first / closed",
+        )
     create_markdown_artifact(
         key="finops-summary",
         markdown=(

@@ -92,6 +92,49 @@ def load_models(settings: Settings) -> ModelsFile:
     return catalog
 
 
+# --- the persona panel --------------------------------------------------------------------------
+
+PersonaAnswer = Literal["case_processor", "safety_physician", "causality_assessor"]
+
+
+class PersonaSpec(_Strict):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]+$")
+    task: str = Field(description="the models.yaml task whose model this persona calls")
+    answer: PersonaAnswer = Field(description="the answer schema (tasks/core/panel.py)")
+    max_tokens: int = Field(160, ge=16, le=4096)
+    prompt: str = Field(min_length=20)
+
+
+class PanelScope(_Strict):
+    literature: bool = True
+    triage: bool = True
+    triage_with_structured_criterion: bool = False
+
+
+class PanelPriority(_Strict):
+    lowered: int = Field(5, ge=1, description="priority of an item the panel agrees is non-serious")
+    raised: int = Field(1, ge=1, description="priority of an item the panel disagrees on")
+
+
+class PersonasFile(_Strict):
+    personas: list[PersonaSpec] = Field(min_length=1)
+    scope: PanelScope = PanelScope()
+    priority: PanelPriority = PanelPriority()
+    injection_markers: list[str] = Field(default_factory=list)
+
+
+def load_personas(settings: Settings, models: ModelsFile) -> PersonasFile:
+    """configs/personas.yaml; every persona's task must name a priced model."""
+    panel = _load(PersonasFile, settings.config_dir / "personas.yaml")
+    names = [p.name for p in panel.personas]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"personas.yaml: persona names repeat: {names}")
+    unmapped = sorted(p.task for p in panel.personas if p.task not in models.tasks)
+    if unmapped:
+        raise ConfigError(f"personas.yaml: tasks {unmapped} have no model in models.yaml")
+    return panel
+
+
 # --- policies ---------------------------------------------------------------------------------
 
 Operator = Literal["eq", "ne", "gt", "ge", "lt", "le", "in", "not_in", "is_true", "is_false"]
@@ -109,8 +152,10 @@ class PolicyRule(_Strict):
     message: str
     effect: Effect
     workflows: list[str] = Field(default_factory=list, description="empty: every workflow")
-    stage: Literal["item", "budget"] = Field(
-        "item", description="item: decisions about an item; budget: when a budget is exhausted"
+    stage: Literal["item", "budget", "panel", "panel_close"] = Field(
+        "item",
+        description="item: decisions about an item; budget: when a budget is exhausted; "
+        "panel / panel_close: what the persona panel may change / close",
     )
     when: list[Condition] = Field(min_length=1, description="all must hold")
 

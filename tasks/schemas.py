@@ -303,6 +303,27 @@ AUDIT_ANCHOR = pa.schema(
     ]
 )
 
+# One row per item the persona panel pre-validated before it reached the review inbox: what it
+# did to the item (close | lower | human_first | keep), why, and what its calls cost. FinOps
+# reads it for the panel's cost per item and its effect on inbox volume.
+PANEL_REVIEW = pa.schema(
+    [
+        pa.field("item_id", pa.string()),  # the inbox item id (<kind>:<source id>)
+        pa.field("source_id", pa.string()),
+        pa.field("kind", pa.string()),
+        pa.field("action", pa.string()),
+        pa.field("reason_codes", pa.list_(pa.string())),
+        pa.field("personas", pa.int64()),
+        pa.field("personas_answered", pa.int64()),
+        pa.field("priority_before", pa.int64()),
+        pa.field("priority_after", pa.int64()),
+        pa.field("cost_usd", pa.float64()),
+        pa.field("run_id", pa.string()),
+        ("reviewed_at", TS),
+        pa.field("day", pa.string()),
+    ]
+)
+
 # --- review inbox ------------------------------------------------------------------------------
 
 INBOX_KINDS = ("literature", "triage")

@@ -236,6 +236,22 @@ class LadderSettings(_Strict):
     seed: int = 20261122
 
 
+class PanelSettings(_Strict):
+    enabled: bool = Field(
+        False,
+        description="run the persona panel (configs/personas.yaml) on items before they reach "
+        "the review inbox; needs the personas' model servers (e.g. `pharmalane llm-serve qwen`)",
+    )
+    throttle_wait_s: float = Field(
+        5.0, ge=0, le=600, description="longest wait for a model-call slot; then a human decides"
+    )
+    recall_file: Path = Field(
+        REPO_ROOT / "models" / "artifacts" / "ladder" / "large_models" / "persona-panel.json",
+        description="the panel's measured recall (model, prompt_sha256, positives, recall): "
+        "its 'no adverse event' closes a literature item only at ladder.target_recall",
+    )
+
+
 class PubmedSettings(_Strict):
     """NCBI E-utilities (source ``pubmed-query``): where they are and how politely to call them.
 
@@ -328,6 +344,7 @@ class Settings(BaseSettings):
     pubmed: PubmedSettings = PubmedSettings()
     review: ReviewSettings = ReviewSettings()
     medline_updates: MedlineUpdateSettings = MedlineUpdateSettings()
+    panel: PanelSettings = PanelSettings()
     ncbi_api_key: SecretStr | None = Field(
         None, description="PHARMALANE_NCBI_API_KEY only: raises NCBI's rate limit to 10/s"
     )

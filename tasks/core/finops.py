@@ -58,6 +58,7 @@ class FinopsReport:
     top_calls: pl.DataFrame
     bursts: pl.DataFrame
     resolved_outcomes: pl.DataFrame = field(default_factory=pl.DataFrame)
+    panel: pl.DataFrame = field(default_factory=pl.DataFrame)  # the persona panel's effect
 
 
 def check_ledger(figures: LedgerFigures, catalog: ModelsFile) -> None:
@@ -316,3 +317,35 @@ def with_resolutions(
     attributed = attribute(figures.calls, figures.members)
     table = resolved_outcome_costs(attributed, resolutions, reviewer_usd=reviewer_usd)
     return replace(report, resolved_outcomes=table)
+
+
+PANEL_ACTIONS = {
+    "lower": "lowered",
+    "human_first": "sent_first",
+    "close": "closed",
+    "keep": "unchanged",
+}
+
+
+def panel_effect(reviews: pl.DataFrame) -> pl.DataFrame:
+    """The persona panel's cost per item and its effect on inbox volume, per item kind.
+
+    One row per kind (and ``all``): items the panel read, what its calls cost, cost per item,
+    and how many it lowered (agreed non-serious), sent first (disagreement, or seriousness
+    found), closed (validated "no adverse event") or left unchanged; ``incomplete`` counts the
+    items where a persona gave no valid answer (down, garbage, budget, throttle).
+    """
+    columns = ["kind", "items", "cost_usd", "usd_per_item", *PANEL_ACTIONS.values(), "incomplete"]
+    if reviews.is_empty():
+        return pl.DataFrame(schema=dict.fromkeys(columns, pl.Float64) | {"kind": pl.String})
+    counts = [(pl.col("action") == a).sum().alias(name) for a, name in PANEL_ACTIONS.items()]
+    aggregate = [
+        pl.len().alias("items"),
+        pl.col("cost_usd").sum().alias("cost_usd"),
+        *counts,
+        (pl.col("personas_answered") < pl.col("personas")).sum().alias("incomplete"),
+    ]
+    per_kind = reviews.group_by("kind").agg(aggregate).sort("kind")
+    overall = reviews.select(aggregate).with_columns(kind=pl.lit("all"))
+    table = pl.concat([per_kind, overall.select(per_kind.columns)], how="vertical_relaxed")
+    return table.with_columns(usd_per_item=pl.col("cost_usd") / pl.col("items")).select(columns)

@@ -151,6 +151,7 @@ def render_html(report: FinopsReport, charts: dict[str, bytes]) -> str:
         ("Workflow spend per machine decision", report.per_outcome),
         ("Path mix", report.path_mix),
         ("Cache savings", report.cache_savings),
+        ("Persona panel: cost per item and effect on the inbox", report.panel),
         ("Ten most expensive prompts (calls)", report.top_calls),
     ]
     tables = "".join(f"<h2>{html.escape(t)}</h2>{_table(f)}" for t, f in sections)

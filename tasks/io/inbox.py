@@ -148,6 +148,13 @@ class SqliteInbox:
             con.execute("COMMIT")
         return added
 
+    def known(self, item_ids: Sequence[str]) -> set[str]:
+        """Which of ``item_ids`` the inbox holds, open or resolved (nothing is unsealed)."""
+        with self._connect() as con:
+            rows = con.execute("SELECT item_id FROM items").fetchall()
+        wanted = set(item_ids)
+        return {r[0] for r in rows if r[0] in wanted}
+
     def items(self, *, status: str | None = "open") -> list[InboxItem]:
         """Items with ``status`` (None: all), earliest due date first, then priority."""
         with self._connect() as con:

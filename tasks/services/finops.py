@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 import polars as pl
 
-from tasks.core.finops import FinopsReport, assemble, with_resolutions
+from tasks.core.finops import FinopsReport, assemble, panel_effect, with_resolutions
 from tasks.core.finops_render import render_charts, render_html
 from tasks.io.reports import write_text_atomic
 from tasks.io.warehouse import Warehouse
+from tasks.services.panel import REVIEWER as PANEL_REVIEWER
 from tasks.services.runtime import Runtime
 
 
@@ -48,19 +49,33 @@ def report(runtime: Runtime, start: datetime, end: datetime) -> FinopsReport:
         burst_factor=supervisor.burst_factor,
         baseline_hours=supervisor.burst_baseline_hours,
     )
-    return with_resolutions(
+    priced = with_resolutions(
         assembled,
         figures,
         resolutions(runtime),
         reviewer_usd=supervisor.reviewer_cost_usd,
     )
+    return replace(priced, panel=panel_effect(panel_reviews(runtime, start, end)))
+
+
+def panel_reviews(runtime: Runtime, start: datetime, end: datetime) -> pl.DataFrame:
+    """The persona panel's review rows of ``[start, end)`` (tasks/services/panel.py)."""
+    reviews = runtime.lake.read("panel_reviews")
+    if reviews.is_empty():
+        return reviews
+    stamp = pl.col("reviewed_at").dt.epoch("us")  # instants: the lake's zone name may differ
+    first, last = (int(t.timestamp() * 1_000_000) for t in (start, end))
+    return reviews.filter((stamp >= first) & (stamp < last))
 
 
 def resolutions(runtime: Runtime) -> pl.DataFrame:
-    """Every human resolution in the review inbox: the lake's item id, kind, outcome."""
+    """Every human resolution in the review inbox: the lake's item id, kind, outcome.
+
+    An item the persona panel closed was resolved by no human: it carries no review cost.
+    """
     resolved = runtime.inbox.items(status="resolved") if runtime.settings.inbox_db.exists() else []
     return pl.DataFrame(
-        [(i.source_id, i.kind, i.outcome) for i in resolved],
+        [(i.source_id, i.kind, i.outcome) for i in resolved if i.reviewer != PANEL_REVIEWER],
         schema={"item_id": pl.String, "kind": pl.String, "outcome": pl.String},
         orient="row",
     )

@@ -34,6 +34,7 @@ from tasks.errors import AlreadyResolved, DataContractError
 from tasks.intake import TriageDecision
 from tasks.io.private_files import write_private
 from tasks.schemas import OUTCOMES, InboxItem
+from tasks.services import panel
 from tasks.services.revisions import withdrawn_ids
 from tasks.services.runtime import Runtime, utcnow
 from tasks.services.triage_lane import record_review
@@ -53,11 +54,45 @@ class Filled:
 
 
 def fill(runtime: Runtime, now: datetime) -> Filled:
-    """Add every item a human must decide that the inbox does not hold yet."""
+    """Add every item a human must decide that the inbox does not hold yet.
+
+    With ``panel.enabled``, the persona panel reads each new item first (tasks/services/panel.py).
+    """
     inbox = runtime.inbox
-    literature = inbox.add(literature_items(runtime), now=now)
-    triage = inbox.add(triage_items(runtime), now=now)
+    literature = inbox.add(_prevalidated(runtime, literature_items(runtime), now), now=now)
+    triage = inbox.add(_prevalidated(runtime, triage_items(runtime), now), now=now)
     return Filled(literature, triage, len(inbox.items()))
+
+
+def _prevalidated(runtime: Runtime, items: list[InboxItem], now: datetime) -> list[InboxItem]:
+    """New items as the persona panel leaves them; an item it closes is added resolved."""
+    if not runtime.settings.panel.enabled or not items:
+        return items
+    known = runtime.inbox.known([i.item_id for i in items])
+    run = panel.PanelRun(run_id=f"fill-{now.strftime('%Y%m%dT%H%M%S%f')}", now=now)
+    reviewed = panel.prevalidate(runtime, [i for i in items if i.item_id not in known], run)
+    panel.book(runtime, run)
+    closed = [r.item for r in reviewed if r.close]
+    if closed:
+        runtime.inbox.add(closed, now=now)
+        for item in closed:
+            _panel_close(runtime, item, now)
+    return [r.item for r in reviewed if not r.close]
+
+
+def _panel_close(runtime: Runtime, item: InboxItem, at: datetime) -> None:
+    """A literature item the validated panel closed: resolved not_icsr by the panel, chained."""
+    codes = list((item.evidence.get("panel") or {}).get("reason_codes") or [])
+    digest = hashlib.sha256(";".join(codes).encode("utf-8")).hexdigest()
+    resolved = runtime.inbox.resolve(
+        item.item_id,
+        outcome=OUTCOMES[item.kind]["reject"],
+        reviewer=panel.REVIEWER,
+        reason_sha256=digest,
+        at=at,
+    )
+    entry = {**resolution_entry(resolved), "kind": "panel_resolution", "reason_codes": codes}
+    runtime.audit.append([entry], now=at)
 
 
 def literature_items(runtime: Runtime) -> list[InboxItem]:

@@ -39,11 +39,13 @@ from tasks.policy.planner import Thresholds
 from tasks.rules import (
     BudgetsFile,
     ModelsFile,
+    PersonasFile,
     PoliciesFile,
     ProductsFile,
     RoutingFile,
     load_budgets,
     load_models,
+    load_personas,
     load_policies,
     load_products,
     load_routing,
@@ -51,7 +53,14 @@ from tasks.rules import (
 from tasks.settings import Settings
 
 VERDICT_TASK = "ade-verdict"
-RULE_FILES = ("products.yaml", "routing.yaml", "models.yaml", "policies.yaml", "budgets.yaml")
+RULE_FILES = (
+    "products.yaml",
+    "routing.yaml",
+    "models.yaml",
+    "policies.yaml",
+    "budgets.yaml",
+    "personas.yaml",
+)
 KEPT_RUNTIMES = 32  # distinct settings alive in one process (tests build many); oldest leaves
 
 
@@ -69,15 +78,18 @@ class Rules:
     models: ModelsFile
     policies: PoliciesFile
     budgets: BudgetsFile
+    personas: PersonasFile
 
     @classmethod
     def load(cls, settings: Settings) -> Rules:
+        models = load_models(settings)
         return cls(
             load_products(settings),
             load_routing(settings),
-            load_models(settings),
+            models,
             load_policies(settings),
             load_budgets(settings),
+            load_personas(settings, models),
         )
 
     @property
@@ -148,6 +160,7 @@ class Runtime:
         self.settings = settings
         self.rules = Rules.load(settings)
         self.lake = Lake(settings.lake_dir)
+        self._clients: dict[str, LLM] = {}
 
     @classmethod
     def for_settings(cls, settings: Settings) -> Runtime:
@@ -260,6 +273,18 @@ class Runtime:
             raise ConfigError(f"configs/models.yaml maps no model to the task {VERDICT_TASK}")
         backends = [self._backend(key) for key in [primary, *self.settings.llm.fallback]]
         return backends[0] if len(backends) == 1 else FallbackLLM(backends)
+
+    def model(self, key: str) -> LLM:
+        """The served model of one models.yaml key (a persona's), built once per runtime.
+
+        Raises:
+            ConfigError: the key has no price or no endpoint, or its API key is unset.
+        """
+        with _LOCK:
+            client = self._clients.get(key)
+            if client is None:
+                client = self._clients[key] = self._backend(key)
+            return client
 
     def _backend(self, key: str) -> OpenAICompatibleLLM:
         if key not in self.rules.models.models:

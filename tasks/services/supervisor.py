@@ -246,8 +246,10 @@ class SupervisedLLM:
         workflow: str,
         urgent: bool | None = False,
         prices: Mapping[str, ModelPrice] | None = None,
+        throttle_timeout_s: float = 60.0,
     ):
         self.inner = inner
+        self.throttle_timeout_s = throttle_timeout_s
         self.runtime = runtime
         self.workflow = workflow
         self.urgent = urgent
@@ -302,7 +304,7 @@ class SupervisedLLM:
         if not ticket.admission.runs:
             raise BudgetDeferred(f"{self.workflow}: budget spent ({ticket.admission.action})")
         try:
-            throttle(self.runtime, self.workflow)
+            throttle(self.runtime, self.workflow, timeout_seconds=self.throttle_timeout_s)
         except TimeoutError as exc:
             settle(self.runtime, ticket, 0.0, now=datetime.now(UTC))  # nothing was sent
             raise LLMUnavailable(str(exc)) from exc
