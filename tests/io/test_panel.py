@@ -72,6 +72,9 @@ def panel_home(isolated_home, tmp_path, monkeypatch):
     monkeypatch.setenv("PHARMALANE_CONFIG_DIR", str(config))
     monkeypatch.setenv("PHARMALANE_PANEL__ENABLED", "true")
     monkeypatch.setenv("PHARMALANE_PANEL__RECALL_FILE", str(tmp_path / "panel-recall.json"))
+    # a loaded machine's first slot from the Prefect server can take seconds: only the
+    # throttle test waits the short default
+    monkeypatch.setenv("PHARMALANE_PANEL__THROTTLE_WAIT_S", "60")
     keys = [{"key_id": "dr-x", "sha256": hash_key(SALT, "rev-key"), "role": "reviewer"}]
     keys.append({"key_id": "ward", "sha256": hash_key(SALT, "sub-key"), "role": "submitter"})
     monkeypatch.setenv("PHARMALANE_TRIAGE__KEY_SALT", SALT)
@@ -321,7 +324,8 @@ def test_a_spent_panel_budget_sends_the_item_to_a_human_without_a_call(panel_hom
     assert "PANEL_BUDGET_EXHAUSTED" in kept.evidence["panel"]["reason_codes"]
 
 
-def test_a_full_throttle_sends_the_item_to_a_human(panel_home):
+def test_a_full_throttle_sends_the_item_to_a_human(panel_home, monkeypatch):
+    monkeypatch.setenv("PHARMALANE_PANEL__THROTTLE_WAIT_S", "5")
     set_budget(panel_home, per_minute=1)
     lake = Lake(load_settings().lake_dir)
     literature(lake, "510", MILD)
