@@ -20,10 +20,12 @@ from tasks.intake import IcsrCase, TriageDecision
 from tasks.io.triage_store import TriageStore
 from tasks.policy.engine import Decision, decide
 from tasks.policy.supervisor import on_exhausted
-from tasks.rules import Budget, ModelPrice, PolicyRule
+from tasks.rules import Budget, ModelPrice, PolicyRule, load_ime_terms
 from tasks.services.runtime import Runtime, utcnow
 from tasks.services.supervisor import admit_within, settle
 from tasks.tools import icsr
+from tasks.tools.case_reading import SEVERITY_CUES, CaseReading, read_case
+from tasks.tools.ime import ime_patterns
 from tasks.tools.text import check_english, normalise_text
 
 WORKFLOW = "urgent-ae-triage"
@@ -118,6 +120,7 @@ class Triager:
         triage = self.settings.triage
         self.slots = SlotPool(triage.max_in_flight, triage.max_in_flight_per_submitter)
         self.budget = triage_budget(runtime, rules)
+        self.ime_patterns = ime_patterns(load_ime_terms(self.settings).terms)
 
     @classmethod
     def build(cls, runtime: Runtime, store: TriageStore | None = None) -> Triager:
@@ -188,16 +191,16 @@ class Triager:
         return verdict
 
     def _read(
-        self, case: IcsrCase, *, submitter: str, urgent: bool, may_defer: bool
+        self, text: str, model_text: str, *, submitter: str, urgent: bool, may_defer: bool
     ) -> tuple[NarrativeVerdict | None, icsr.NarrativeReading]:
         """The narrative model's reading of the whole normalised narrative.
 
-        None when no slot came free in time: the lane (``may_defer=False``) waits; an urgent
-        case waits ``urgent_slot_wait_s``; any other case does not wait at all. A narrative the
-        analysis does not support (not plainly English, or too long to read whole) is read for
-        flags but clears nothing.
+        The model reads ``model_text``: the narrative with discounted mentions cut out
+        (``tasks.tools.case_reading``). None when no slot came free in time: the lane
+        (``may_defer=False``) waits; an urgent case waits ``urgent_slot_wait_s``; any other
+        case does not wait at all. A narrative the analysis does not support (not plainly
+        English, or too long to read whole) is read for flags but clears nothing.
         """
-        text = normalise_text(case.narrative)
         if not text:
             return self.flagger.assess(text), "empty"  # no model call
         timeout: float | None = 0.0
@@ -208,13 +211,15 @@ class Triager:
         if not self.slots.acquire(submitter, timeout):
             return None, "not_read"
         try:
-            verdict = self._assess_within_budget(text)
+            verdict = self._assess_within_budget(model_text)
         finally:
             self.slots.release(submitter)
         if verdict.assessment == "too_long":
             return verdict, "too_long"
         if not check_english(text).supported:
             return verdict, "unsupported_language"
+        if verdict.assessment == "empty":  # read whole: every mention in it was discounted
+            return verdict, "clear"
         return verdict, verdict.assessment
 
     def _decide(
@@ -223,9 +228,10 @@ class Triager:
         """Tools, the narrative reading and the policy. Non-seriousness must be established for
         an auto-accept; anything short of that is held, on the clock of every criterion left
         open (``icsr.establish_seriousness``)."""
-        missing = icsr.missing_minimum_criteria(case)
-        criteria = icsr.seriousness(case.outcome)
-        grade = icsr.severity(case)
+        text = normalise_text(case.narrative)
+        reading = read_case(
+            text, [normalise_text(r.term) for r in case.reactions], self.ime_patterns
+        )
         fingerprint = icsr.duplicate_fingerprint(case)
         duplicate_of = icsr.find_duplicate(
             case,
@@ -233,12 +239,55 @@ class Triager:
             self.store.recent(fingerprint),
             window_days=self.settings.triage.duplicate_window_days,
         )
-        verdict, reading = self._read(
-            case, submitter=submitter, urgent=bool(criteria), may_defer=may_defer
+        urgent = bool(icsr.seriousness(case.outcome) or reading.ime.certain)
+        verdict, state = self._read(
+            text, reading.model_text, submitter=submitter, urgent=urgent, may_defer=may_defer
         )
-        finding = icsr.establish_seriousness(
-            case.outcome, reading=reading, cleared=verdict.cleared if verdict else ()
+        finding = icsr.with_medically_important(
+            icsr.establish_seriousness(
+                case.outcome, reading=state, cleared=verdict.cleared if verdict else ()
+            ),
+            certain=bool(reading.ime.certain),
+            uncertain=bool(reading.ime.uncertain),
         )
+        grade = self._severity(case, reading, verdict)
+        facts: dict[str, Any] = {
+            "severity": grade.grade,  # None (nothing to infer from) fails safe: held
+            "serious": finding.serious,  # None (not established) fails safe: held
+            "seriousness_basis": finding.basis,
+            "valid": not icsr.missing_minimum_criteria(case),
+            "narrative_flagged": None if verdict is None else bool(verdict.flags),
+            "medically_important_event": bool(reading.ime.certain),
+            "medically_important_uncertain": bool(reading.ime.uncertain),
+            "duplicate": duplicate_of is not None,
+            "verdict_valid": True,  # no large-model verdict on this path: nothing failed
+        }
+        policy = decide(facts, self.rules, workflow=WORKFLOW)
+        decision = self._decision(case, verdict, finding, policy, duplicate_of=duplicate_of)
+        return decision.model_copy(update=_reading_fields(reading, grade)), fingerprint
+
+    @staticmethod
+    def _severity(
+        case: IcsrCase, reading: CaseReading, verdict: NarrativeVerdict | None
+    ) -> icsr.SeverityFinding:
+        """The reported grade, else the one the outcome, the narrative and the events imply."""
+        return icsr.infer_severity(
+            case,
+            narrative_criteria=reading.criteria | set(verdict.flags if verdict else ()),
+            medically_important=bool(reading.ime.certain or reading.ime.uncertain),
+            cues={name: SEVERITY_CUES[name][0] for name in reading.severity_cues},
+        )
+
+    def _decision(
+        self,
+        case: IcsrCase,
+        verdict: NarrativeVerdict | None,
+        finding: icsr.SeriousnessFinding,
+        policy: Decision,
+        *,
+        duplicate_of: str | None,
+    ) -> TriageDecision:
+        """The decision of record, on the clock of every criterion not ruled out."""
         clock = icsr.regulatory_clock(
             case.received_at,
             site_timezone=self.settings.triage.site_timezone,
@@ -246,35 +295,10 @@ class Triager:
             study_case=case.study_case,
             expected=case.expected,
         )
-        facts: dict[str, Any] = {
-            "severity": grade,
-            "serious": finding.serious,  # None (not established) fails safe: held
-            "seriousness_basis": finding.basis,
-            "valid": not missing,
-            "narrative_flagged": None if verdict is None else bool(verdict.flags),
-            "duplicate": duplicate_of is not None,
-            "verdict_valid": True,  # no large-model verdict on this path: nothing failed
-        }
-        policy = decide(facts, self.rules, workflow=WORKFLOW)
-        decision = self._decision(
-            case, verdict, finding, clock, policy, missing=missing, duplicate_of=duplicate_of
-        )
-        return decision, fingerprint
-
-    def _decision(
-        self,
-        case: IcsrCase,
-        verdict: NarrativeVerdict | None,
-        finding: icsr.SeriousnessFinding,
-        clock: icsr.Clock,
-        policy: Decision,
-        *,
-        missing: list[str],
-        duplicate_of: str | None,
-    ) -> TriageDecision:
+        missing = icsr.missing_minimum_criteria(case)
         tokens = verdict.input_tokens if verdict else 0
         if verdict is None:  # no slot in time: a serious case goes to a human unread
-            status = "held_for_review" if icsr.seriousness(case.outcome) else "deferred"
+            status = "held_for_review" if finding.serious else "deferred"
         else:
             status = "auto_accepted" if policy.auto_accept else "held_for_review"
         return TriageDecision(
@@ -300,3 +324,14 @@ class Triager:
             cost_usd=call_cost(self.price, input_tokens=tokens),
             decided_at=self.clock(),
         )
+
+
+def _reading_fields(reading: CaseReading, grade: icsr.SeverityFinding) -> dict[str, Any]:
+    """What the rule-based reading adds to a decision: no narrative text, codes only."""
+    return {
+        "severity_inferred": grade.grade if grade.inferred else None,
+        "severity_basis": grade.basis,
+        "medically_important": list(reading.ime.certain),
+        "medically_important_uncertain": list(reading.ime.uncertain),
+        "discounted_mentions": list(reading.discounted),
+    }
