@@ -157,6 +157,9 @@ class TriageDecision(BaseModel):
     follow_up_of: str | None = Field(
         None, description="a recent case of the same submitter this looks like a follow-up of"
     )
+    follow_up_score: float | None = Field(
+        None, description="reaction overlap (word Jaccard or MiniLM cosine) behind the link"
+    )
     narrative_flags: list[str]
     narrative_score: float | None
     duplicate_of: str | None

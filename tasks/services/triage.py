@@ -23,7 +23,7 @@ from tasks.policy.supervisor import on_exhausted
 from tasks.rules import Budget, ModelPrice, PolicyRule, load_ime_terms
 from tasks.services.runtime import Runtime, utcnow
 from tasks.services.supervisor import admit_within, settle
-from tasks.tools import icsr
+from tasks.tools import icsr, linking
 from tasks.tools.case_reading import SEVERITY_CUES, CaseReading, read_case
 from tasks.tools.ime import ime_patterns
 from tasks.tools.text import check_english, normalise_text
@@ -155,8 +155,23 @@ class Triager:
         known = self.store.known(case, submitter)
         if known is not None:
             return known, False
-        decision, fingerprint = self._decide(case, submitter=submitter, may_defer=True)
-        return self.store.accept(case, fingerprint, decision, submitter=submitter)
+        decision, fingerprint = self._decide(
+            case, submitter=submitter, owner=submitter, may_defer=True
+        )
+        stored, created = self.store.accept(case, fingerprint, decision, submitter=submitter)
+        if created:
+            self._link(stored)
+        return stored, created
+
+    def _link(self, decision: TriageDecision) -> None:
+        """Record a possible follow-up both ways in the store."""
+        if decision.follow_up_of is not None:
+            self.store.link(
+                decision.case_id,
+                decision.follow_up_of,
+                kind="possible_follow_up",
+                score=decision.follow_up_score or 0.0,
+            )
 
     def settle_deferred(self, limit: int) -> list[TriageDecision]:
         """The batch lane's half of a deferral: read the narrative, decide again, store it.
@@ -166,8 +181,11 @@ class Triager:
         """
         settled = []
         for stored in self.store.deferred(limit):
-            decision, _ = self._decide(stored.case, submitter=LANE_SUBMITTER, may_defer=False)
+            decision, _ = self._decide(
+                stored.case, submitter=LANE_SUBMITTER, owner=stored.submitter, may_defer=False
+            )
             if self.store.settle(decision):
+                self._link(decision)
                 settled.append(decision)
         return settled
 
@@ -223,11 +241,12 @@ class Triager:
         return verdict, verdict.assessment
 
     def _decide(
-        self, case: IcsrCase, *, submitter: str, may_defer: bool
+        self, case: IcsrCase, *, submitter: str, owner: str | None, may_defer: bool
     ) -> tuple[TriageDecision, str]:
         """Tools, the narrative reading and the policy. Non-seriousness must be established for
         an auto-accept; anything short of that is held, on the clock of every criterion left
-        open (``icsr.establish_seriousness``)."""
+        open (``icsr.establish_seriousness``). ``submitter`` owns the model slot, ``owner``
+        sent the case (follow-ups are looked for among its cases only)."""
         text = normalise_text(case.narrative)
         reading = read_case(
             text, [normalise_text(r.term) for r in case.reactions], self.ime_patterns
@@ -239,6 +258,7 @@ class Triager:
             self.store.recent(fingerprint),
             window_days=self.settings.triage.duplicate_window_days,
         )
+        follow_up = self._follow_up(case, owner, duplicate_of)
         urgent = bool(icsr.seriousness(case.outcome) or reading.ime.certain)
         verdict, state = self._read(
             text, reading.model_text, submitter=submitter, urgent=urgent, may_defer=may_defer
@@ -260,11 +280,37 @@ class Triager:
             "medically_important_event": bool(reading.ime.certain),
             "medically_important_uncertain": bool(reading.ime.uncertain),
             "duplicate": duplicate_of is not None,
+            "follow_up": follow_up is not None,
             "verdict_valid": True,  # no large-model verdict on this path: nothing failed
         }
         policy = decide(facts, self.rules, workflow=WORKFLOW)
         decision = self._decision(case, verdict, finding, policy, duplicate_of=duplicate_of)
-        return decision.model_copy(update=_reading_fields(reading, grade)), fingerprint
+        linked = {
+            "follow_up_of": follow_up.case_id if follow_up else None,
+            "follow_up_score": follow_up.score if follow_up else None,
+        }
+        return decision.model_copy(update=_reading_fields(reading, grade) | linked), fingerprint
+
+    def _follow_up(
+        self, case: IcsrCase, owner: str | None, duplicate_of: str | None
+    ) -> linking.FollowUp | None:
+        """A recent case of the same submitter this one may follow up (not its exact duplicate)."""
+        triage = self.settings.triage
+        if owner is None or triage.follow_up_candidates == 0:
+            return None
+        recent = [
+            c
+            for c in self.store.recent_of(owner, triage.follow_up_candidates)
+            if c.case_id != duplicate_of
+        ]
+        return linking.find_follow_up(
+            case, recent, window_days=triage.duplicate_window_days, term_cosine=self._term_cosine
+        )
+
+    def _term_cosine(self, mine: Sequence[str], theirs: Sequence[str]) -> float:
+        """The best cosine between two lists of reaction terms, on the packaged embedder."""
+        vectors = self.flagger.embedder.embed([*mine, *theirs])
+        return float((vectors[: len(mine)] @ vectors[len(mine) :].T).max())
 
     @staticmethod
     def _severity(

@@ -188,3 +188,65 @@ def test_appending_an_affirmed_death_always_holds(triager, base, death):
     assert decision.status == "held_for_review"
     assert decision.serious is not False and "death" in decision.possible_seriousness
     assert decision.clock_days == 15
+
+
+def submit(triager: Triager, case_id: str, submitter: str = "k-sub", **fields) -> TriageDecision:
+    body = {
+        "case_id": case_id,
+        "received_at": "2026-03-02T09:00:00+00:00",
+        "reporter": {"qualification": "physician", "country": "NL"},
+        "suspect_drugs": ["Zorvimab"],
+        "narrative": "Mild, went away on its own.",
+    } | fields
+    decision, _ = triager.triage(IcsrCase.model_validate(body), submitter)
+    return decision
+
+
+def test_a_reworded_follow_up_is_linked_both_ways(triager):
+    first = submit(
+        triager,
+        "F-1",
+        patient={"initials": "QX", "age_years": 61, "sex": "F"},
+        reactions=[{"term": "Blistering rash", "severity_grade": 1}],
+    )
+    assert first.follow_up_of is None
+    follow_up = submit(
+        triager,
+        "F-1-v2",
+        received_at="2026-03-09T10:00:00+00:00",
+        patient={"age_years": 61, "sex": "F"},  # initials left out this time
+        suspect_drugs=["zorvimab 50 mg tablets"],
+        reactions=[{"term": "Skin rash with blisters", "severity_grade": 1}],
+        narrative="Follow-up: the rash settled without treatment.",
+    )
+    assert (follow_up.follow_up_of, follow_up.status) == ("F-1", "held_for_review")
+    assert follow_up.duplicate_of is None  # not the exact fingerprint
+    assert "POSSIBLE_FOLLOW_UP_NEEDS_HUMAN" in follow_up.reasons
+    store = triager.store
+    assert [link[:2] for link in store.links("F-1")] == [("F-1-v2", "possible_follow_up")]
+    assert [link[:2] for link in store.links("F-1-v2")] == [("F-1", "possible_follow_up")]
+
+
+def test_a_follow_up_is_never_linked_to_another_submitter_or_another_patient(triager):
+    submit(
+        triager,
+        "G-1",
+        patient={"age_years": 47, "sex": "M"},
+        reactions=[{"term": "Blistering rash", "severity_grade": 1}],
+    )
+    same_from_another = submit(
+        triager,
+        "G-1-other",
+        submitter="k-other",
+        patient={"age_years": 47, "sex": "M"},
+        reactions=[{"term": "Blistering rash", "severity_grade": 1}],
+    )
+    assert same_from_another.follow_up_of is None  # and G-1 is not named to k-other
+    older_patient = submit(
+        triager,
+        "G-2",
+        patient={"age_years": 72, "sex": "M"},
+        reactions=[{"term": "Skin rash with blisters", "severity_grade": 1}],
+    )
+    assert older_patient.follow_up_of is None
+    assert triager.store.links("G-1") == []
