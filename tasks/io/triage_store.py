@@ -51,7 +51,6 @@ CREATE TABLE IF NOT EXISTS cases (
     payload_sha256 TEXT
 );
 CREATE INDEX IF NOT EXISTS cases_fingerprint ON cases (fingerprint);
-CREATE INDEX IF NOT EXISTS cases_submitter ON cases (submitter, accepted_seq);
 CREATE TABLE IF NOT EXISTS case_links (
     case_id    TEXT NOT NULL,
     linked_id  TEXT NOT NULL,
@@ -141,6 +140,7 @@ class TriageStore:
         for name, kind in _ADDED_COLUMNS.items():
             if name not in have:
                 con.execute(f"ALTER TABLE cases ADD COLUMN {name} {kind}")
+        con.execute("CREATE INDEX IF NOT EXISTS cases_submitter ON cases (submitter, accepted_seq)")
         con.execute("COMMIT")
 
     @contextmanager

@@ -13,6 +13,8 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
+import numpy as np
+
 from models.narrative import NarrativeFlagger, NarrativeVerdict
 from tasks.core.pricing import call_cost
 from tasks.errors import ConfigError
@@ -29,6 +31,7 @@ from tasks.tools.ime import ime_patterns
 from tasks.tools.text import check_english, normalise_text
 
 WORKFLOW = "urgent-ae-triage"
+TERM_VECTORS_KEPT = 4096
 NARRATIVE_TASK = "triage-narrative"
 
 
@@ -121,6 +124,8 @@ class Triager:
         self.slots = SlotPool(triage.max_in_flight, triage.max_in_flight_per_submitter)
         self.budget = triage_budget(runtime, rules)
         self.ime_patterns = ime_patterns(load_ime_terms(self.settings).terms)
+        self._term_vectors: dict[str, Any] = {}
+        self._terms_lock = threading.Lock()
 
     @classmethod
     def build(cls, runtime: Runtime, store: TriageStore | None = None) -> Triager:
@@ -308,9 +313,22 @@ class Triager:
         )
 
     def _term_cosine(self, mine: Sequence[str], theirs: Sequence[str]) -> float:
-        """The best cosine between two lists of reaction terms, on the packaged embedder."""
-        vectors = self.flagger.embedder.embed([*mine, *theirs])
-        return float((vectors[: len(mine)] @ vectors[len(mine) :].T).max())
+        """The best cosine between two lists of reaction terms, on the packaged embedder.
+
+        Reaction terms repeat (MedDRA terms), so their vectors are kept, up to
+        ``TERM_VECTORS_KEPT``: comparing one case with two hundred recent ones embeds only
+        the terms not seen before.
+        """
+        with self._terms_lock:
+            unseen = sorted({t for t in [*mine, *theirs] if t not in self._term_vectors})
+            if unseen:
+                if len(self._term_vectors) + len(unseen) > TERM_VECTORS_KEPT:
+                    self._term_vectors.clear()
+                vectors = self.flagger.embedder.embed(unseen)
+                self._term_vectors.update(zip(unseen, vectors, strict=True))
+            a = np.stack([self._term_vectors[t] for t in mine])
+            b = np.stack([self._term_vectors[t] for t in theirs])
+        return float((a @ b.T).max())
 
     @staticmethod
     def _severity(

@@ -7,10 +7,11 @@ name or leaves the initials out. Here two reports are linked when
 
 * both name a common suspect drug (a shared drug-name word of four letters or more, dose and
   form words aside);
-* no patient descriptor known in both differs (age within a year, sex, initials) and at least
-  one is known in both and equal;
-* their reactions overlap: word overlap (Jaccard) or the best reaction-term cosine at or above
-  its bound;
+* no patient descriptor known in both differs (age in whole years, sex, initials) and at
+  least one is known in both and equal;
+* their reactions overlap: word overlap (Jaccard of the words that name an event, 0.6) or the
+  best reaction-term cosine (0.8; "application site erythema" and "... pruritus" are 0.61,
+  "blistering rash" and "skin rash with blisters" 0.91);
 * they were received within the duplicate window.
 
 A link only sends the case to a human ("possible follow-up of <case>"); it never clears one.
@@ -26,8 +27,17 @@ from datetime import timedelta
 from tasks.intake import IcsrCase
 from tasks.tools.text import match_key, normalise_text
 
-WORD_OVERLAP = 0.5
+WORD_OVERLAP = 0.6
 TERM_COSINE = 0.8
+# Words that place or qualify a reaction rather than name it: "application site erythema" and
+# "application site pruritus" are two events.
+_NOT_AN_EVENT = frozenset(
+    (
+        "application", "site", "injection", "infusion", "administration", "increased",
+        "decreased", "abnormal", "disorder", "syndrome", "reaction", "with", "and", "the",
+        "left", "right", "acute", "chronic", "first", "degree",
+    )
+)  # fmt: skip
 _WORD = re.compile(r"[^\W\d_]+")
 _NOT_A_DRUG_NAME = frozenset(
     (
@@ -51,7 +61,7 @@ def same_patient(new: IcsrCase, old: IcsrCase) -> bool:
     a, b = new.patient, old.patient
     agreed = 0
     if a.age_years is not None and b.age_years is not None:
-        if abs(a.age_years - b.age_years) > 1:
+        if int(a.age_years) != int(b.age_years):
             return False
         agreed += 1
     if a.sex in ("F", "M") and b.sex in ("F", "M"):
@@ -67,8 +77,8 @@ def same_patient(new: IcsrCase, old: IcsrCase) -> bool:
 
 def reaction_overlap(new: IcsrCase, old: IcsrCase) -> float:
     """Jaccard of the reaction words (three letters or more, plural s folded)."""
-    mine = {w for r in new.reactions for w in _words(r.term, minimum=3)}
-    theirs = {w for r in old.reactions for w in _words(r.term, minimum=3)}
+    mine = {w for r in new.reactions for w in _words(r.term, minimum=3)} - _NOT_AN_EVENT
+    theirs = {w for r in old.reactions for w in _words(r.term, minimum=3)} - _NOT_AN_EVENT
     if not mine or not theirs:
         return 0.0
     return len(mine & theirs) / len(mine | theirs)

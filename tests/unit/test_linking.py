@@ -26,7 +26,8 @@ def no_cosine(_mine, _theirs) -> float:
 @pytest.mark.parametrize(
     ("patient", "same"),
     [
-        ({"age_years": 55, "sex": "F"}, True),  # a birthday between the reports
+        ({"age_years": 54.5, "sex": "F"}, True),
+        ({"age_years": 55, "sex": "F"}, False),
         ({"initials": "A.B."}, True),
         ({"age_years": 30, "sex": "F"}, False),
         ({"initials": "AB", "sex": "M"}, False),
