@@ -143,6 +143,11 @@ _TERMINATOR = re.compile(
     re.IGNORECASE,
 )
 _WORDS = re.compile(r"[\w'\u2019/]+")
+# A run-on sentence is not read for assertions: every mention in it stays affirmed (the
+# language check refuses such a sentence anyway), which also bounds the work on 20,000
+# characters of "no hospital no hospital ...". A gap longer than this is never crossed.
+MAX_SENTENCE_WORDS = 80
+MAX_GAP_CHARS = 200
 _SENTENCE = re.compile(r"(?<=[.!?;])\s+|\n+")
 
 
@@ -207,8 +212,10 @@ def _reaches(
         start, end = target[1], trigger[0]
     else:
         return False
+    if end - start > MAX_GAP_CHARS:
+        return False
     gap = list(text[start:end])
-    for a, b in same:  # other mentions of the same kind in the gap pass
+    for a, b in same:  # other mentions in the gap pass
         for i in range(max(a, start), min(b, end)):
             gap[i - start] = " "
     return _gap_allows("".join(gap), rule.max_gap_words)
@@ -243,7 +250,7 @@ def sentence_mentions(
     Other matches inside a trigger's gap pass ("her mother *died* of a stroke": the stroke is
     the mother's too).
     """
-    triggers = _triggers(sentence)
+    triggers = _triggers(sentence) if len(_WORDS.findall(sentence)) <= MAX_SENTENCE_WORDS else []
     found = [(key, span) for key, pattern in patterns.items() for span in _spans(pattern, sentence)]
     mentions = []
     for key, span in found:

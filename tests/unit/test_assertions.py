@@ -146,3 +146,9 @@ def test_a_medically_important_event_makes_serious_and_an_uncertain_one_keeps_it
         ["medically_important"],
         "medically_important_uncertain",
     )
+
+
+def test_a_run_on_sentence_is_not_read_for_assertions_so_its_mentions_count():
+    run_on = "the tablets were taken " * 25 + "and she was not hospitalised"
+    assert assertions(run_on)["hospitalised"] == "affirmed"
+    assert assertions("She was not hospitalised.")["hospitalised"] == "negated"
