@@ -137,7 +137,29 @@ class TriageDecision(BaseModel):
         default_factory=list,
         description="criteria not ruled out (the clock assumes them); empty when established",
     )
-    severity: int | None
+    severity: int | None = Field(description="the highest reported grade; null when none given")
+    severity_inferred: int | None = Field(
+        None, description="the grade the policy used when none was reported (null: unknown)"
+    )
+    severity_basis: str | None = Field(
+        None, description="reported, outcome:<criterion>, narrative:<criterion or cue>, ..."
+    )
+    medically_important: list[str] = Field(
+        default_factory=list, description="medically important event ids (ime_terms.yaml)"
+    )
+    medically_important_uncertain: list[str] = Field(
+        default_factory=list, description="events named only with an uncertain cue: held"
+    )
+    discounted_mentions: list[str] = Field(
+        default_factory=list,
+        description="<key>:<negated|historical|family|hypothetical> mentions that did not count",
+    )
+    follow_up_of: str | None = Field(
+        None, description="a recent case of the same submitter this looks like a follow-up of"
+    )
+    follow_up_score: float | None = Field(
+        None, description="reaction overlap (word Jaccard or MiniLM cosine) behind the link"
+    )
     narrative_flags: list[str]
     narrative_score: float | None
     duplicate_of: str | None

@@ -215,3 +215,29 @@ def load_budgets(settings: Settings) -> BudgetsFile:
         if duplicated:
             raise ConfigError(f"budgets.yaml: {kind} listed twice for {duplicated}")
     return budgets
+
+
+# --- medically important events ---------------------------------------------------------------
+
+
+class ImeTerm(_Strict):
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    term: str = Field(min_length=2, description="the preferred term")
+    category: str = Field(pattern=r"^[a-z][a-z_]*$")
+    synonyms: list[str] = Field(default_factory=list)
+
+
+class ImeTermsFile(_Strict):
+    source: str = Field(min_length=10, description="where the list comes from, and its version")
+    version: str
+    terms: list[ImeTerm] = Field(min_length=1)
+
+
+def load_ime_terms(settings: Settings) -> ImeTermsFile:
+    """configs/ime_terms.yaml: the medically important events the triage matches."""
+    terms = _load(ImeTermsFile, settings.config_dir / "ime_terms.yaml")
+    ids = [t.id for t in terms.terms]
+    duplicated = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicated:
+        raise ConfigError(f"ime_terms.yaml: duplicate term ids {duplicated}")
+    return terms

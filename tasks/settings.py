@@ -126,6 +126,9 @@ class TriageSettings(_Strict):
         description="pieces the narrative model reads at most; a longer narrative is held unread",
     )
     duplicate_window_days: int = Field(30, ge=0, le=3650)
+    follow_up_candidates: int = Field(
+        200, ge=0, le=5000, description="a submitter's latest cases compared for a follow-up"
+    )
     max_body_bytes: int = Field(65_536, ge=1024, le=10_000_000)
     rate_per_minute: int = Field(
         600, ge=1, le=1_000_000, description="requests per key, shared by every server process"

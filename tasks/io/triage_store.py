@@ -51,6 +51,13 @@ CREATE TABLE IF NOT EXISTS cases (
     payload_sha256 TEXT
 );
 CREATE INDEX IF NOT EXISTS cases_fingerprint ON cases (fingerprint);
+CREATE TABLE IF NOT EXISTS case_links (
+    case_id    TEXT NOT NULL,
+    linked_id  TEXT NOT NULL,
+    kind       TEXT NOT NULL,
+    score      REAL NOT NULL,
+    PRIMARY KEY (case_id, linked_id, kind)
+);
 CREATE INDEX IF NOT EXISTS cases_pending ON cases (bookkept, accepted_seq);
 """
 _RESUBMISSION_SQL = (
@@ -133,6 +140,7 @@ class TriageStore:
         for name, kind in _ADDED_COLUMNS.items():
             if name not in have:
                 con.execute(f"ALTER TABLE cases ADD COLUMN {name} {kind}")
+        con.execute("CREATE INDEX IF NOT EXISTS cases_submitter ON cases (submitter, accepted_seq)")
         con.execute("COMMIT")
 
     @contextmanager
@@ -178,6 +186,40 @@ class TriageStore:
                 (fingerprint,),
             ).fetchall()
         return [(r[0], r[1], datetime.fromisoformat(r[2])) for r in rows]
+
+    def recent_of(self, submitter: str, limit: int) -> list[IcsrCase]:
+        """The submitter's latest ``limit`` cases, newest first (follow-up candidates).
+
+        Scoped to one submitter: a follow-up link never names another submitter's case.
+        """
+        with self._connect() as con:
+            rows = con.execute(
+                "SELECT case_id, payload FROM cases WHERE submitter = ?"
+                " ORDER BY accepted_seq DESC LIMIT ?",
+                (submitter, limit),
+            ).fetchall()
+        return [self._open_any(payload, case_id) for case_id, payload in rows]
+
+    def link(self, case_id: str, linked_id: str, *, kind: str, score: float) -> None:
+        """Record a link both ways (``possible_follow_up``): each case names the other."""
+        with self._connect() as con:
+            con.execute("BEGIN IMMEDIATE")
+            con.executemany(
+                "INSERT OR REPLACE INTO case_links (case_id, linked_id, kind, score)"
+                " VALUES (?, ?, ?, ?)",
+                [(case_id, linked_id, kind, score), (linked_id, case_id, kind, score)],
+            )
+            con.execute("COMMIT")
+
+    def links(self, case_id: str) -> list[tuple[str, str, float]]:
+        """(linked case id, kind, score) of every link of ``case_id``."""
+        with self._connect() as con:
+            rows = con.execute(
+                "SELECT linked_id, kind, score FROM case_links WHERE case_id = ?"
+                " ORDER BY linked_id",
+                (case_id,),
+            ).fetchall()
+        return [(r[0], r[1], float(r[2])) for r in rows]
 
     def accept(
         self, case: IcsrCase, fingerprint: str, decision: TriageDecision, *, submitter: str

@@ -8,7 +8,7 @@ only *add* a reason for human review, never remove a structured seriousness crit
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Literal
@@ -111,6 +111,83 @@ def establish_seriousness(
     if not possible:
         return SeriousnessFinding(False, [], "established")
     return SeriousnessFinding(None, possible, "no_information" if reading == "empty" else reading)
+
+
+def with_medically_important(
+    finding: SeriousnessFinding, *, certain: bool, uncertain: bool
+) -> SeriousnessFinding:
+    """``finding`` once the medically important events a case names are counted.
+
+    A certain event (a structured reaction term, or affirmed in the narrative) makes the case
+    serious; an uncertain one ("suspected SJS") keeps the criterion open, so the case is held
+    on the serious clock until a human decides.
+    """
+    if not (certain or uncertain):
+        return finding
+    opened = set(finding.possible) | {"medically_important"}
+    possible = [name for name in SERIOUSNESS_CRITERIA if name in opened]
+    if certain:
+        basis = finding.basis if finding.serious else "medically_important"
+        return SeriousnessFinding(True, possible, basis)
+    if finding.serious:
+        return SeriousnessFinding(True, possible, finding.basis)
+    basis = "medically_important_uncertain" if finding.basis == "established" else finding.basis
+    return SeriousnessFinding(None, possible, basis)
+
+
+# The grade a seriousness criterion implies at least (CTCAE: 5 death, 4 life-threatening,
+# 3 severe or medically significant, hospitalisation indicated).
+CRITERION_GRADE: dict[str, int] = {
+    "death": 5,
+    "life_threatening": 4,
+    "hospitalisation": 3,
+    "disability": 3,
+    "congenital_anomaly": 3,
+    "medically_important": 3,
+}
+
+
+@dataclass(frozen=True)
+class SeverityFinding:
+    """The grade the policy sees. ``basis``: ``reported``, ``outcome:<criterion>``,
+    ``narrative:<criterion or cue>``, ``medically_important_event``; None when unknown."""
+
+    grade: int | None
+    inferred: bool
+    basis: str | None
+
+
+def infer_severity(
+    case: IcsrCase,
+    *,
+    narrative_criteria: Iterable[str],
+    medically_important: bool,
+    cues: Mapping[str, int],
+) -> SeverityFinding:
+    """The reported grade, else the highest grade the facts imply, else unknown.
+
+    Inferred from structured seriousness flags, seriousness words the narrative affirms, a
+    medically important event, and the reporter's severity cues ("mild", "resolved without
+    treatment" 1; "moderate" 2; "severe" 3). The highest wins, so a "mild" never hides a
+    "severe" or a hospitalisation. Nothing to infer from: unknown (the policy fails safe).
+
+    Args:
+        narrative_criteria: criteria a narrative word names (affirmed or uncertain).
+        medically_important: a medically important event is named (certain or uncertain).
+        cues: severity cue name -> the grade it implies, for cues that count.
+    """
+    reported = severity(case)
+    if reported is not None:
+        return SeverityFinding(reported, False, "reported")
+    candidates = [(CRITERION_GRADE[name], f"outcome:{name}") for name in seriousness(case.outcome)]
+    candidates += [(CRITERION_GRADE[name], f"narrative:{name}") for name in narrative_criteria]
+    if medically_important:
+        candidates.append((3, "medically_important_event"))
+    candidates += [(grade, f"narrative:{name}") for name, grade in cues.items()]
+    if not candidates:
+        return SeverityFinding(None, False, None)
+    grade, basis = max(candidates, key=lambda c: (c[0], c[1]))
+    return SeverityFinding(grade, True, basis)
 
 
 def severity(case: IcsrCase) -> int | None:
