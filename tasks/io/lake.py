@@ -123,8 +123,14 @@ class Lake:
 
         The partition column lives in the path, not in the file, as hive readers expect.
         """
+        return list(self._write_parts(dataset, frame, schema, partition_by, stem))
+
+    def _write_parts(
+        self, dataset: str, frame: pl.DataFrame, schema: pa.Schema, partition_by: str, stem: str
+    ) -> dict[Path, pa.Table]:
+        """Each file written, with the rows it holds (without the partition column)."""
         table = _cast(frame, schema, dataset)
-        written: list[Path] = []
+        written: dict[Path, pa.Table] = {}
         if table.num_rows == 0:
             return written
         part = table.column(partition_by).to_pylist()
@@ -132,8 +138,8 @@ class Lake:
         for value in sorted({str(v) for v in part}):
             mask = pa.array([str(v) == value for v in part])
             target = self.dataset_dir(dataset) / f"{partition_by}={value}" / f"{stem}.parquet"
-            write_atomic(body.filter(mask), target)
-            written.append(target)
+            written[target] = body.filter(mask)
+            write_atomic(written[target], target)
         return written
 
     def read(
@@ -185,8 +191,9 @@ class Lake:
             index = self.key_index(dataset, keys)
             index.sync()
             fresh = fresh.filter(~index.present(fresh))
-            self.write(dataset, fresh, schema, partition_by=partition_by, stem=stem)
-            index.sync()  # a process killed before this leaves the next sync to index the files
+            written = self._write_parts(dataset, fresh, schema, partition_by, stem)
+            # killed before this, the next sync finds the files in their moved folders
+            index.record({path: _frame(rows) for path, rows in written.items()})
         return fresh.height
 
     def query(self, sql: str, params: Sequence[object] = ()) -> pl.DataFrame:
@@ -206,6 +213,12 @@ class Lake:
             relation = con.sql(sql, params=list(params) or None)
             table = relation.to_arrow_table() if relation is not None else pa.table({})
         return pl.from_arrow(table)  # type: ignore[return-value]
+
+
+def _frame(table: pa.Table) -> pl.DataFrame:
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)
+    return frame
 
 
 def _quote(text: str, mark: str = "'") -> str:

@@ -189,10 +189,10 @@ def test_an_append_reads_only_its_own_keys_however_long_the_history(tmp_path):
     index = lake.key_index("ds", ["id"])
     assert written == 2
     assert index.keys_returned == 2  # the block's two old keys, not the 10,000
-    assert index.files_indexed == 1  # only the file this append wrote
+    assert (index.files_indexed, index.files_read) == (1, 0)  # its own file, from memory
     assert "SEARCH" in index.plan() and "SCAN" not in index.plan()
     assert lake.unseen("ds", block, keys=["id"]).is_empty()
-    assert index.keys_returned == 2 + 4 and index.files_indexed == 1
+    assert index.keys_returned == 2 + 4 and (index.files_indexed, index.files_read) == (1, 0)
 
 
 def test_the_key_index_follows_files_it_did_not_write(tmp_path):
@@ -212,7 +212,10 @@ def test_the_key_index_follows_files_it_did_not_write(tmp_path):
         path.unlink()
     fresh = Lake(tmp_path)
     assert fresh.unseen("ds", gone, keys=["id"])["id"].to_list() == ["k000000"]
-    assert fresh.key_index("ds", ["id"]).files_indexed == 2  # b1 and side, rebuilt
+    assert fresh.key_index("ds", ["id"]).files_read == 2  # b1 and side, rebuilt
+    fresh.write("ds", _rows(["z"], ["2021-05"], [1.0]), SCHEMA, partition_by="month", stem="side")
+    back = fresh.unseen("ds", _rows(["x", "z"], ["m", "m"], [1.0, 1.0]), keys=["id"])
+    assert back["id"].to_list() == ["x"]  # the replaced file's old key is gone, its new one in
 
 
 def test_a_partition_column_can_be_part_of_the_key(tmp_path):
