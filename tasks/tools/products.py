@@ -48,7 +48,9 @@ def matched_products(
         loose = texts.str.contains(product_pattern(variants, whole_words=False))
         rows = loose.fill_null(False).arg_true()
         exact = texts.gather(rows).str.contains(product_pattern(variants)).fill_null(False)
-        columns.append(pl.Series(f"_{number}", [False] * texts.len()).scatter(rows, exact))
+        columns.append(
+            pl.Series(f"_{number}", [False] * texts.len(), pl.Boolean).scatter(rows, exact)
+        )
         hits.append(pl.when(pl.col(f"_{number}")).then(pl.lit(product)))
     found = pl.DataFrame(columns).select(pl.concat_list(hits).list.drop_nulls())
     return found.to_series().alias(texts.name)

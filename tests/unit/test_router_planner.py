@@ -41,6 +41,8 @@ def test_words_end_where_unicode_says_and_a_missing_text_matches_nothing():
     )
     out = texts.select(match_products(pl.col("text"), variants)).to_series().to_list()
     assert out == [[], [], ["aspirin"], ["propranolol"], [], ["aspirin"]]
+    empty = texts.clear().select(match_products(pl.col("text"), variants)).to_series()
+    assert empty.dtype == pl.List(pl.String) and empty.len() == 0
 
 
 def test_product_pattern_refuses_only_short_variants():
