@@ -129,11 +129,17 @@ class KeyIndex:
 
     def _forget(self, con: sqlite3.Connection, folder: str, names: list[str] | None) -> None:
         """Drop the files (all of ``folder`` when ``names`` is None) and their keys."""
-        rows = con.execute("SELECT file_id, name FROM files WHERE folder = ?", (folder,))
-        for file_id, name in rows.fetchall():
-            if names is None or name in names:
-                con.execute("DELETE FROM keys WHERE file_id = ?", (file_id,))
-                con.execute("DELETE FROM files WHERE file_id = ?", (file_id,))
+        if names is None:
+            rows = con.execute("SELECT file_id FROM files WHERE folder = ?", (folder,))
+        else:
+            marks = ", ".join("?" * len(names))
+            rows = con.execute(
+                f"SELECT file_id FROM files WHERE folder = ? AND name IN ({marks})",  # noqa: S608
+                (folder, *names),
+            )
+        for (file_id,) in rows.fetchall():
+            con.execute("DELETE FROM keys WHERE file_id = ?", (file_id,))
+            con.execute("DELETE FROM files WHERE file_id = ?", (file_id,))
 
     def _add(
         self, con: sqlite3.Connection, folder: str, name: str, inode: int, frame: pl.DataFrame
