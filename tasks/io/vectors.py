@@ -20,6 +20,7 @@ import pyarrow as pa
 from lancedb.index import BTree
 
 ABSTRACTS = "abstracts"
+_CACHE_BYTES = 64 << 20  # per LanceDB cache (index, metadata) of one store
 
 
 def abstracts_schema(dimension: int) -> pa.Schema:
@@ -45,7 +46,11 @@ class VectorStore:
 
     def __init__(self, root: Path):
         root.mkdir(parents=True, exist_ok=True)
-        self._db: Any = lancedb.connect(str(root))
+        # LanceDB's default caches (GiBs) fill with every version a chunk's upsert creates
+        session = lancedb.Session(
+            index_cache_size_bytes=_CACHE_BYTES, metadata_cache_size_bytes=_CACHE_BYTES
+        )
+        self._db: Any = lancedb.connect(str(root), session=session)
 
     def _has(self, name: str) -> bool:
         token: str | None = None
