@@ -5,8 +5,8 @@ The input is re-keyed copies of the bundled MEDLINE records (every copy a new pm
 copy is a new item: parsed, validated, routed, and screened when it mentions a watched
 product). Each scan runs in a fresh process on a fresh PHARMALANE_HOME, which reports its own
 peak RSS (``ru_maxrss``): the model, the parse and the frames, not this test's memory.
-Sizes: PHARMALANE_BENCH_MEMORY_N (default 5,000; the issue asks 50,000 and 500,000, which take
-hours of embedding on two CPU cores). Writes bench/results/scan_memory.json.
+Sizes: PHARMALANE_BENCH_MEMORY_N (default 5,000; the issue asks 50,000 and 500,000: about 35
+minutes on two CPU cores at load 4). Writes bench/results/scan_memory.json after each size.
 """
 
 from __future__ import annotations
