@@ -329,8 +329,9 @@ def _quarantine(taken: Intake, settings: Settings, run: str, now: datetime) -> i
 
 
 def _summary(runtime: Runtime, run: str, tally: Tally, chosen: ChosenThresholds) -> ScanSummary:
-    decided = runtime.lake.read("decisions", columns=["item_id", "run_id", "path", "decision"])
-    mine = decided.filter(pl.col("run_id") == run) if not decided.is_empty() else decided
+    mine = runtime.lake.read(
+        "decisions", columns=["item_id", "path", "decision"], where="run_id = $2", params=[run]
+    )
     totals = fold(tally.results, ChunkResult)
     return ScanSummary(
         run_id=run,

@@ -3,7 +3,10 @@
 Invariants:
 - Pacing: one ``Pacer`` per client spaces every request it sends, retries included, so the
   client never sends more than ``rate`` requests in any second (3/s without a key, 10/s with
-  one: NCBI's limits; a small margin keeps receipt jitter under them).
+  one: NCBI's limits; a small margin keeps receipt jitter under them). Given a ``pacing`` file,
+  the slots are booked there instead (``SharedPacer``), so every process on one PHARMALANE_HOME
+  using the same key (or none) stays under the rate together: NCBI counts per key, or per
+  address without one, not per process.
 - Retries: 429, 5xx, timeouts, dropped connections and cut bodies are retried with exponential
   backoff and full jitter (a ``Retry-After`` wins), at most ``max_tries`` times per request; then
   ``BackendUnavailable``. Any other 4xx is our request's fault and is never retried.
@@ -14,6 +17,7 @@ Invariants:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import threading
@@ -22,14 +26,16 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from email.utils import parsedate_to_datetime
+from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import httpx
 from pydantic import SecretStr
 
 from tasks.core.pubmed_query import edat, halves
 from tasks.errors import BackendUnavailable, DataContractError
+from tasks.io.rate_limit import RequestBuckets
 from tasks.settings import PubmedSettings
 
 T = TypeVar("T")
@@ -60,6 +66,42 @@ class Pacer:
             self._sleep(slot - now)
 
 
+class Paces(Protocol):
+    def wait(self) -> None: ...
+
+
+class SharedPacer:
+    """At most ``per_second`` starts per second across every process booking in ``buckets``.
+
+    Each request claims the token of ``bucket`` in the shared SQLite file (one write
+    transaction) and sleeps until it is back when another process had it.
+    """
+
+    def __init__(
+        self,
+        buckets: RequestBuckets,
+        bucket: str,
+        per_second: float,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        self.buckets, self.bucket = buckets, bucket
+        self.per_second = per_second / _PACING_MARGIN
+        self._clock, self._sleep = clock, sleep
+
+    def wait(self) -> None:
+        """Block until this caller's slot."""
+        while (delay := self.buckets.claim(self.bucket, self.per_second, self._clock())) > 0:
+            self._sleep(delay)
+
+
+def pacing_bucket(api_key: SecretStr | None) -> str:
+    """The shared bucket of a key (NCBI's unit of rate), named by a digest, never the key."""
+    if api_key is None:
+        return "ncbi:anonymous"
+    return "ncbi:key:" + hashlib.sha256(api_key.get_secret_value().encode()).hexdigest()[:16]
+
+
 @dataclass(frozen=True)
 class Search:
     """One esearch on the history server: how many records, and where they are kept."""
@@ -85,6 +127,8 @@ class EutilsClient:
         api_key: NCBI API key (from the environment); raises the rate to 10/s.
         rng: jitter source (seeded in tests).
         sleep: how backoff waits (the pacer's own sleep too).
+        pacing: the SQLite file of the rate shared by every process on the home; None: this
+            client paces itself alone.
     """
 
     def __init__(
@@ -94,11 +138,17 @@ class EutilsClient:
         *,
         rng: random.Random | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        pacing: Path | None = None,
     ):
         self.settings = settings
         self._key = api_key
         rate = settings.requests_per_second_with_key if api_key else settings.requests_per_second
-        self.pacer = Pacer(rate, sleep=sleep)
+        self._buckets = RequestBuckets(pacing) if pacing is not None else None
+        self.pacer: Paces = (
+            SharedPacer(self._buckets, pacing_bucket(api_key), rate, sleep=sleep)
+            if self._buckets is not None
+            else Pacer(rate, sleep=sleep)
+        )
         self._rng = rng or random.Random()  # noqa: S311  backoff jitter, not a secret
         self._sleep = sleep
         self._http = httpx.Client(timeout=settings.timeout_s, follow_redirects=False)
@@ -110,6 +160,8 @@ class EutilsClient:
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self._http.close()
+        if self._buckets is not None:
+            self._buckets.close()
 
     def esearch(self, term: str, since: date, until: date, datetype: str = "edat") -> Search:
         """Records whose ``datetype`` date is in ``since..until``, kept on the history server.

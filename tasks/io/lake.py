@@ -5,7 +5,9 @@ a reader (or a run killed mid-write) never sees half a file. ``append_new`` is t
 write used by every dataset: rows whose key is already in the lake are not written again, so a
 re-run or a resumed run adds nothing twice. Its read-then-write holds an exclusive ``flock`` on
 ``root/.locks/<dataset>.lock``, so two processes appending overlapping keys to one dataset write
-each key once (without it, two lanes duplicated thousands of keys).
+each key once (without it, two lanes duplicated thousands of keys). Which keys are already
+there comes from the dataset's key index (``tasks/io/lake_keys.py``), a lookup of the new
+rows' keys only: an append costs the same however long the history is.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tasks.errors import DataContractError
+from tasks.io.lake_keys import KeyIndex
 
 
 def _cast(frame: pl.DataFrame, schema: pa.Schema, dataset: str) -> pa.Table:
@@ -50,6 +53,7 @@ class Lake:
 
     def __init__(self, root: Path):
         self.root = root
+        self._indexes: dict[tuple[str, tuple[str, ...]], KeyIndex] = {}
 
     def dataset_dir(self, dataset: str) -> Path:
         return self.root / dataset
@@ -65,6 +69,25 @@ class Lake:
                 yield
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def key_index(self, dataset: str, keys: Sequence[str]) -> KeyIndex:
+        """The key index of ``dataset`` by ``keys`` (use it under :meth:`locked`)."""
+        index = self._indexes.get((dataset, tuple(keys)))
+        if index is None:
+            name = f"{dataset.replace('/', '__')}--{'+'.join(keys)}.sqlite"
+            index = KeyIndex(self.root / ".keys" / name, self.dataset_dir(dataset), keys)
+            self._indexes[(dataset, tuple(keys))] = index
+        return index
+
+    def unseen(self, dataset: str, frame: pl.DataFrame, *, keys: Sequence[str]) -> pl.DataFrame:
+        """The rows of ``frame`` whose ``keys`` are not in ``dataset``: a lookup of these keys
+        only, never a read of the dataset's history."""
+        if frame.is_empty():
+            return frame
+        with self.locked(dataset):
+            index = self.key_index(dataset, keys)
+            index.sync()
+            return frame.filter(~index.present(frame))
 
     def datasets(self) -> list[str]:
         """Every dataset with a Parquet file, named by its path below ``root``.
@@ -100,8 +123,14 @@ class Lake:
 
         The partition column lives in the path, not in the file, as hive readers expect.
         """
+        return list(self._write_parts(dataset, frame, schema, partition_by, stem))
+
+    def _write_parts(
+        self, dataset: str, frame: pl.DataFrame, schema: pa.Schema, partition_by: str, stem: str
+    ) -> dict[Path, pa.Table]:
+        """Each file written, with the rows it holds (without the partition column)."""
         table = _cast(frame, schema, dataset)
-        written: list[Path] = []
+        written: dict[Path, pa.Table] = {}
         if table.num_rows == 0:
             return written
         part = table.column(partition_by).to_pylist()
@@ -109,12 +138,23 @@ class Lake:
         for value in sorted({str(v) for v in part}):
             mask = pa.array([str(v) == value for v in part])
             target = self.dataset_dir(dataset) / f"{partition_by}={value}" / f"{stem}.parquet"
-            write_atomic(body.filter(mask), target)
-            written.append(target)
+            written[target] = body.filter(mask)
+            write_atomic(written[target], target)
         return written
 
-    def read(self, dataset: str, columns: Sequence[str] | None = None) -> pl.DataFrame:
-        """All rows of a dataset (partition columns restored as strings); empty if none."""
+    def read(
+        self,
+        dataset: str,
+        columns: Sequence[str] | None = None,
+        *,
+        where: str | None = None,
+        params: Sequence[object] = (),
+    ) -> pl.DataFrame:
+        """The rows of a dataset (partition columns restored as strings); empty if none.
+
+        ``where`` is a SQL condition (parameters ``$2``, ``$3``... from ``params``) that DuckDB
+        applies while it streams the files: only matching rows are ever held in memory.
+        """
         if not self.files(dataset):
             return pl.DataFrame()
         select = ", ".join(f'"{c}"' for c in columns) if columns else "*"
@@ -122,8 +162,9 @@ class Lake:
         with duckdb.connect() as con:
             relation = con.sql(
                 f"SELECT {select} FROM read_parquet($1, hive_partitioning = true, "  # noqa: S608
-                "hive_types_autocast = false, union_by_name = true)",
-                params=[pattern],
+                "hive_types_autocast = false, union_by_name = true)"
+                + (f" WHERE {where}" if where else ""),
+                params=[pattern, *params],
             )
             table = relation.to_arrow_table()
         return pl.from_arrow(table)  # type: ignore[return-value]
@@ -147,11 +188,12 @@ class Lake:
             return 0
         fresh = frame.unique(subset=list(keys), keep="first", maintain_order=True)
         with self.locked(dataset):
-            existing = self.read(dataset, columns=list(keys))
-            if not existing.is_empty():
-                existing = existing.cast({k: frame.schema[k] for k in keys}).unique()
-                fresh = fresh.join(existing, on=list(keys), how="anti", nulls_equal=True)
-            self.write(dataset, fresh, schema, partition_by=partition_by, stem=stem)
+            index = self.key_index(dataset, keys)
+            index.sync()
+            fresh = fresh.filter(~index.present(fresh))
+            written = self._write_parts(dataset, fresh, schema, partition_by, stem)
+            # killed before this, the next sync finds the files in their moved folders
+            index.record({path: _frame(rows) for path, rows in written.items()})
         return fresh.height
 
     def query(self, sql: str, params: Sequence[object] = ()) -> pl.DataFrame:
@@ -171,6 +213,12 @@ class Lake:
             relation = con.sql(sql, params=list(params) or None)
             table = relation.to_arrow_table() if relation is not None else pa.table({})
         return pl.from_arrow(table)  # type: ignore[return-value]
+
+
+def _frame(table: pa.Table) -> pl.DataFrame:
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)
+    return frame
 
 
 def _quote(text: str, mark: str = "'") -> str:

@@ -5,6 +5,7 @@ bucket it starts with), however many server processes answer and however often t
 Each take is one ``BEGIN IMMEDIATE`` read-modify-write, as in ``tasks/io/budget.py``: SQLite
 takes its write lock before the read, so two processes can never both spend the last token.
 A bucket left alone for a minute is full again, so its row is pruned and nothing else is lost.
+``claim`` is the paced variant (one token, no burst) for clients that wait their turn.
 """
 
 from __future__ import annotations
@@ -85,6 +86,40 @@ class RequestBuckets:
             raise
         con.execute("COMMIT")
         return wait
+
+    def claim(self, bucket: str, per_second: float, now: float) -> float:
+        """Take the bucket's one token: 0.0 if granted, else the seconds until it is back.
+
+        For a client that paces itself rather than being refused (the NCBI E-utilities client
+        sleeps the answer and claims again): the bucket holds one token at most, refilled at
+        ``per_second``, so grants are ``1 / per_second`` apart across every process on the file
+        and never come in a burst. A grant is made when the caller is ready to send, not booked
+        ahead: a caller that wakes late does not push the next one closer to it.
+
+        Args:
+            bucket: who shares the rate, e.g. ``ncbi:key:<digest>``.
+            per_second: the grants per second across all processes.
+            now: wall-clock seconds (``time.time()``): comparable across processes.
+        """
+        con = self._connection()
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            row = con.execute(
+                "SELECT tokens, updated_at FROM request_buckets WHERE bucket = ?", (bucket,)
+            ).fetchone()
+            tokens, stamp = (1.0, now) if row is None else (float(row[0]), float(row[1]))
+            tokens = min(1.0, tokens + max(0.0, now - stamp) * per_second)
+            granted = tokens >= 1.0
+            con.execute(
+                "INSERT OR REPLACE INTO request_buckets (bucket, tokens, updated_at)"
+                " VALUES (?, ?, ?)",
+                (bucket, tokens - 1.0 if granted else tokens, max(now, stamp)),
+            )
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        con.execute("COMMIT")
+        return 0.0 if granted else (1.0 - tokens) / per_second
 
     def close(self) -> None:
         for con in self._connections.values():

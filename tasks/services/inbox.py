@@ -32,6 +32,7 @@ import polars as pl
 
 from tasks.errors import AlreadyResolved, DataContractError
 from tasks.intake import TriageDecision
+from tasks.io.lake import Lake
 from tasks.io.private_files import write_private
 from tasks.schemas import OUTCOMES, InboxItem
 from tasks.services import panel
@@ -98,25 +99,32 @@ def _panel_close(runtime: Runtime, item: InboxItem, at: datetime) -> None:
 def literature_items(runtime: Runtime) -> list[InboxItem]:
     """One item per flagged literature record (case candidate or human review)."""
     lake = runtime.lake
-    decisions = lake.read("decisions")
-    if decisions.is_empty():
-        return []
     keys = ["item_id", "content_hash"]
-    flagged = decisions.filter(
-        pl.col("decision").is_in(HUMAN_DECISIONS)
-        & ~pl.col("item_id").is_in(withdrawn_ids(runtime).implode())  # NLM deleted it
-    )
-    if flagged.is_empty():
+    mine = _about_flagged(lake, "decisions")
+    mine = mine.filter(~pl.col("item_id").is_in(withdrawn_ids(runtime).implode()))  # NLM deleted
+    if mine.is_empty():
         return []
-    mine = decisions.join(flagged.select(keys).unique(), on=keys).sort("decided_at")
-    cases = _by_key(lake.read("cases"))
-    texts = _by_key(lake.read("escalations"))
+    mine = mine.sort("decided_at")
+    cases = _by_key(_about_flagged(lake, "cases"))
+    texts = _by_key(_about_flagged(lake, "escalations"))
     tz = runtime.settings.triage.site_timezone
     items = []
     for (item_id, content_hash), rows in mine.group_by(keys, maintain_order=True):
         key = (str(item_id), str(content_hash))
         items.append(_literature_item(rows, cases.get(key), texts.get(key), tz))
     return items
+
+
+def _about_flagged(lake: Lake, dataset: str) -> pl.DataFrame:
+    """The rows of ``dataset`` about a flagged (item, content): DuckDB filters while it reads,
+    so memory follows the flagged items, not every decision ever made."""
+    if not lake.files(dataset) or not lake.files("decisions"):
+        return pl.DataFrame()
+    return lake.query(
+        f'SELECT x.* FROM "{dataset}" x SEMI JOIN (SELECT DISTINCT item_id, content_hash'  # noqa: S608
+        " FROM decisions WHERE decision IN ($1, $2)) f USING (item_id, content_hash)",
+        HUMAN_DECISIONS,
+    )
 
 
 def _by_key(frame: pl.DataFrame) -> dict[tuple[str, str], dict[str, Any]]:

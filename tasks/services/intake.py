@@ -140,10 +140,7 @@ def write_quarantine(runtime: Runtime, rows: pl.DataFrame, run_id: str, now: dat
 
 def pending_only(runtime: Runtime, frame: pl.DataFrame) -> tuple[pl.DataFrame, int]:
     """Items whose (id, content) already has a decision are done: skipping them costs nothing."""
-    done = runtime.lake.read("decisions", columns=["item_id", "content_hash"])
-    if done.is_empty():
-        return frame, 0
-    pending = frame.join(done.unique(), on=["item_id", "content_hash"], how="anti")
+    pending = runtime.lake.unseen("decisions", frame, keys=["item_id", "content_hash"])
     return pending, frame.height - pending.height
 
 

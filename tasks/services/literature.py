@@ -84,7 +84,8 @@ def fetch_pubmed(runtime: Runtime, since: date | None, until: date, now: datetim
     windows = tuple(plan_windows(runtime, since, until))
     variants = product_variants(w.product for w in windows)
     sent = 0
-    with EutilsClient(settings.pubmed, settings.ncbi_api_key) as client:
+    pacing = settings.literature_dir / "ncbi_rate.sqlite"  # shared by every process here
+    with EutilsClient(settings.pubmed, settings.ncbi_api_key, pacing=pacing) as client:
         for window in windows:
             target = _window_file(settings, window)
             if not target.is_file():

@@ -117,9 +117,11 @@ def materialise_digest(runtime: Runtime, months: Sequence[str], now: datetime) -
     """Rebuild the product digest of every month the run touched (whole months, so idempotent)."""
     if not months:
         return 0
+    decisions = runtime.lake.read(
+        "decisions", where="list_contains($2, pub_month)", params=[list(months)]
+    )
     # current versions only: a superseded decision or a withdrawn citation is not counted
-    decisions = current_decisions(runtime, runtime.lake.read("decisions"))
-    decisions = decisions.filter(pl.col("pub_month").is_in(list(months)))
+    decisions = current_decisions(runtime, decisions)
     digest = product_digest(
         latest_outcome_per_item(decisions),
         top_n=runtime.settings.scan.digest_top_n,

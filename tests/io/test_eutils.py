@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import functools
 import logging
+import multiprocessing
 import random
 from datetime import date, timedelta
+from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
@@ -213,6 +215,37 @@ def test_requests_stay_under_ncbis_rate_by_the_servers_clock(key, limit):
         with EutilsClient(_settings(url, efetch_batch=1), key) as client:
             got = _fetched(client, DAY0, DAY0)
     assert len(got) == 12 and len(state.requests) == 14
+    assert _most_in_any_second([r.at for r in state.requests]) <= limit
+
+
+def _fetch_in_a_process(url: str, pacing: str, key: str | None, start) -> None:
+    secret = SecretStr(key) if key else None
+    start.wait()
+    with EutilsClient(_settings(url, efetch_batch=1), secret, pacing=Path(pacing)) as client:
+        assert len(_fetched(client, DAY0, DAY0)) == 12
+
+
+@pytest.mark.parametrize(("key", "limit"), [(None, 3), (KEY, 10)], ids=["no-key", "key"])
+def test_two_processes_on_one_home_stay_under_ncbis_rate_together(tmp_path, key, limit):
+    """Two scans (or a scan and a backfill) with one key share NCBI's rate, not each get it."""
+    spawn = multiprocessing.get_context("spawn")
+    start = spawn.Barrier(2)
+    secret = key.get_secret_value() if key else None
+    with ncbi_server() as (url, state):
+        _served(state, _aspirin_records(12))
+        workers = [
+            spawn.Process(
+                target=_fetch_in_a_process,
+                args=(url, str(tmp_path / "ncbi_rate.sqlite"), secret, start),
+            )
+            for _ in range(2)
+        ]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(timeout=120)
+    assert [w.exitcode for w in workers] == [0, 0]
+    assert len(state.requests) == 2 * 13  # each: one esearch, twelve efetch
     assert _most_in_any_second([r.at for r in state.requests]) <= limit
 
 

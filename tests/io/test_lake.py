@@ -164,3 +164,69 @@ def test_processes_appending_overlapping_keys_write_each_key_once(tmp_path, atte
     expected = {f"k{i:05d}" for i in range((rounds - 1) * 30 + 60)}
     assert ids.n_unique() == ids.len(), f"{ids.len() - ids.n_unique()} duplicate keys"
     assert set(ids) == expected
+
+
+def _append_blocks(lake, blocks, size):
+    for b in range(blocks):
+        ids = [f"k{b * size + i:06d}" for i in range(size)]
+        lake.append_new(
+            "ds",
+            _rows(ids, [f"2021-{b % 12 + 1:02d}"] * size, [1.0] * size),
+            SCHEMA,
+            keys=["id"],
+            partition_by="month",
+            stem=f"b{b}",
+        )
+
+
+def test_an_append_reads_only_its_own_keys_however_long_the_history(tmp_path):
+    """The per-block read is bounded: no old file is re-read and the index returns only the
+    block's keys that exist, through a primary-key search, not a scan of every key."""
+    _append_blocks(Lake(tmp_path), blocks=40, size=250)  # 10,000 keys of history
+    lake = Lake(tmp_path)  # a new process: nothing cached in memory
+    block = _rows(["k000001", "k009999", "new-1", "new-2"], ["2022-01"] * 4, [2.0] * 4)
+    written = lake.append_new("ds", block, SCHEMA, keys=["id"], partition_by="month", stem="late")
+    index = lake.key_index("ds", ["id"])
+    assert written == 2
+    assert index.keys_returned == 2  # the block's two old keys, not the 10,000
+    assert (index.files_indexed, index.files_read) == (1, 0)  # its own file, from memory
+    assert "SEARCH" in index.plan() and "SCAN" not in index.plan()
+    assert lake.unseen("ds", block, keys=["id"]).is_empty()
+    assert index.keys_returned == 2 + 4 and (index.files_indexed, index.files_read) == (1, 0)
+
+
+def test_the_key_index_follows_files_it_did_not_write(tmp_path):
+    """The index is a cache of the files: a file written around append_new, a removed file and
+    a lost index are all caught up before the next lookup."""
+    lake = Lake(tmp_path)
+    _append_blocks(lake, blocks=2, size=3)
+    lake.write("ds", _rows(["x"], ["2021-05"], [1.0]), SCHEMA, partition_by="month", stem="side")
+    assert lake.unseen("ds", _rows(["x", "y"], ["m", "m"], [1.0, 1.0]), keys=["id"])[
+        "id"
+    ].to_list() == ["y"]
+    for path in lake.dataset_dir("ds").rglob("b0.parquet"):
+        path.unlink()  # k000000..k000002 are gone from the lake
+    gone = _rows(["k000000", "k000003"], ["m", "m"], [1.0, 1.0])
+    assert lake.unseen("ds", gone, keys=["id"])["id"].to_list() == ["k000000"]
+    for path in (tmp_path / ".keys").iterdir():
+        path.unlink()
+    fresh = Lake(tmp_path)
+    assert fresh.unseen("ds", gone, keys=["id"])["id"].to_list() == ["k000000"]
+    assert fresh.key_index("ds", ["id"]).files_read == 2  # b1 and side, rebuilt
+    fresh.write("ds", _rows(["z"], ["2021-05"], [1.0]), SCHEMA, partition_by="month", stem="side")
+    back = fresh.unseen("ds", _rows(["x", "z"], ["m", "m"], [1.0, 1.0]), keys=["id"])
+    assert back["id"].to_list() == ["x"]  # the replaced file's old key is gone, its new one in
+
+
+def test_a_partition_column_can_be_part_of_the_key(tmp_path):
+    lake = Lake(tmp_path)
+    rows = _rows(["a", "a"], ["2021-01", "2021-02"], [1.0, 2.0])
+    assert (
+        lake.append_new("ds", rows, SCHEMA, keys=["id", "month"], partition_by="month", stem="s")
+        == 2
+    )
+    again = _rows(["a", "a"], ["2021-02", "2021-03"], [1.0, 2.0])
+    assert (
+        lake.append_new("ds", again, SCHEMA, keys=["id", "month"], partition_by="month", stem="t")
+        == 1
+    )

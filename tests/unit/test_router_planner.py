@@ -33,6 +33,18 @@ def test_products_match_whole_words_and_synonyms_case_insensitively():
     assert out == [["aspirin", "lithium"], ["aspirin"], [], []]
 
 
+def test_words_end_where_unicode_says_and_a_missing_text_matches_nothing():
+    """The fast pre-filter must not change what a whole word is (Unicode letters included)."""
+    variants = {"aspirin": ["aspirin"], "propranolol": ["β-propranolol", "propranolol"]}
+    texts = pl.DataFrame(
+        {"text": ["aspirinä", "Äaspirin", "ASPIRIN’s", "β-Propranolol", None, "naspirin aspirin"]}
+    )
+    out = texts.select(match_products(pl.col("text"), variants)).to_series().to_list()
+    assert out == [[], [], ["aspirin"], ["propranolol"], [], ["aspirin"]]
+    empty = texts.clear().select(match_products(pl.col("text"), variants)).to_series()
+    assert empty.dtype == pl.List(pl.String) and empty.len() == 0
+
+
 def test_product_pattern_refuses_only_short_variants():
     with pytest.raises(ValueError, match="shorter than 4"):
         product_pattern(["li", "asa"])
