@@ -101,6 +101,8 @@ def literature_items(runtime: Runtime) -> list[InboxItem]:
     lake = runtime.lake
     keys = ["item_id", "content_hash"]
     mine = _about_flagged(lake, "decisions")
+    if mine.is_empty():
+        return []
     mine = mine.filter(~pl.col("item_id").is_in(withdrawn_ids(runtime).implode()))  # NLM deleted
     if mine.is_empty():
         return []
