@@ -7,7 +7,6 @@ only this adapter, ``flows/`` and ``tasks/steps/`` import prefect.
 
 from __future__ import annotations
 
-import functools
 import logging
 from contextlib import suppress
 from pathlib import Path
@@ -37,9 +36,17 @@ def server_configured() -> bool:
     return bool(get_current_settings().api.url)
 
 
-@functools.cache
+_ENSURED_RATES: dict[str, int] = {}  # name -> calls per minute this process last set
+
+
 def ensure_rate_limit(name: str, calls_per_minute: int) -> str:
-    """Create (or update) the global concurrency limit ``name`` as a token bucket."""
+    """Create (or update) the global concurrency limit ``name`` as a token bucket.
+
+    The server is asked once per (name, rate) in a row: a rate changed and changed back in one
+    process (a reloaded budget file) is set again, never left at the rate in between.
+    """
+    if _ENSURED_RATES.get(name) == calls_per_minute:
+        return name
     decay = calls_per_minute / 60.0
     with get_client(sync_client=True) as client:
         try:
@@ -57,6 +64,7 @@ def ensure_rate_limit(name: str, calls_per_minute: int) -> str:
                     name=name, limit=calls_per_minute, slot_decay_per_second=decay
                 )
             )
+    _ENSURED_RATES[name] = calls_per_minute
     return name
 
 
