@@ -2,8 +2,9 @@
 
 API keys for the client commands come from ``PHARMALANE_API_KEY`` (never a flag, so they stay
 out of shell history); the server's salt from ``PHARMALANE_TRIAGE__KEY_SALT``. `review
-accept|reject` checks the reviewer's key against ``triage.api_keys`` like the HTTP app does and
-records the key id, not a typed name.
+accept|reject|code` checks the reviewer's key against ``triage.api_keys`` like the HTTP app does
+and records the key id, not a typed name; `review code` hands out the one-time code the Prefect
+UI's review form asks for.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from flows.environment import prefect_defaults
 if TYPE_CHECKING:
     from tasks.io.triage_store import TriageStore
     from tasks.services.runtime import Runtime
-    from tasks.settings import Settings
+    from tasks.settings import ApiKey, Settings
 
 app = typer.Typer()
 triage_app = typer.Typer(help="Urgent AE triage: submit and replay cases.", no_args_is_help=True)
@@ -236,7 +237,12 @@ def review_show(item: str) -> None:
 
 
 def _reviewer_key_id(settings: Settings) -> str:
-    """Authenticate the reviewer as the HTTP app does; the key id is the reviewer of record.
+    """Authenticate the reviewer as the HTTP app does; the key id is the reviewer of record."""
+    return _reviewer_key(settings).key_id
+
+
+def _reviewer_key(settings: Settings) -> ApiKey:
+    """The reviewer's configured key, authenticated as the HTTP app does.
 
     The key comes from ``PHARMALANE_API_KEY`` or a hidden prompt, never a flag (``ps`` and the
     shell history would show it). Unknown, revoked or non-reviewer keys exit 1.
@@ -258,7 +264,7 @@ def _reviewer_key_id(settings: Settings) -> str:
         _refuse(f"API key {key.key_id} is revoked: nothing recorded")
     if key.role != "reviewer":
         _refuse(f"API key {key.key_id} has role {key.role}; a review needs a reviewer key")
-    return key.key_id
+    return key
 
 
 def _refuse(message: str) -> NoReturn:
@@ -278,6 +284,28 @@ def _verdict(item: str, verdict: str, reason: str) -> None:
     except DataContractError as exc:  # AlreadyResolved included: nothing changed
         _refuse(str(exc))
     console.print(f"{resolved.item_id}: {resolved.outcome} by {reviewer}")
+
+
+@review_app.command("code")
+def review_code(item: str) -> None:
+    """A one-time review code for ITEM's form in the Prefect UI (review.code_ttl_minutes)."""
+    from tasks.errors import DataContractError
+    from tasks.services import review_codes
+    from tasks.services.runtime import Runtime
+    from tasks.settings import load_settings
+
+    settings = load_settings()
+    key = _reviewer_key(settings)
+    try:
+        issued = review_codes.issue_code(
+            Runtime.for_settings(settings), item, key, now=datetime.now(UTC)
+        )
+    except DataContractError as exc:  # unknown item, or already resolved
+        _refuse(str(exc))
+    console.print(
+        f"review code for {issued.item_id}: {issued.code} "
+        f"(once, until {issued.expires_at:%H:%M} UTC; as {issued.key_id})"
+    )
 
 
 @review_app.command("export")

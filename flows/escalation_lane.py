@@ -24,6 +24,7 @@ from tasks.services.runtime import Runtime, utcnow
 from tasks.settings import load_settings, with_llm_model
 from tasks.steps.escalation import judge_chunk, pending_escalations
 from tasks.steps.inbox import fill_inbox
+from tasks.steps.review import start_review_run
 
 
 class EscalationSummary(BaseModel):
@@ -69,6 +70,7 @@ def escalation_lane(
             logger.warning("backend unavailable for a whole chunk: stopping; items stay pending")
             break
     fill_inbox(settings, now)  # case candidates and human reviews, with their clocks
+    start_review_run(settings, now)  # one review-inbox run for them (when deployed)
     runtime = Runtime.for_settings(settings)
     pruned = prune_journal(runtime, now)
     if pruned:

@@ -29,6 +29,7 @@ from tasks.services.runtime import ChosenThresholds, Runtime, utcnow
 from tasks.services.screening import ChunkResult
 from tasks.settings import Settings, load_settings
 from tasks.steps.inbox import fill_inbox
+from tasks.steps.review import start_review_run
 from tasks.steps.scan import (
     advance_watermarks,
     citation_blocks,
@@ -158,6 +159,7 @@ def nightly_literature_scan(
     months = sorted(tally.months)
     digest_rows = digest_months(months, settings, now) if params.materialise_digest else 0
     fill_inbox(settings, now)  # the small model's case candidates, with their clocks
+    start_review_run(settings, now)  # one review-inbox run for them (when deployed)
     summary = _summary(runtime, run, tally, chosen)
     summary = summary.model_copy(update={"digest_rows": digest_rows})
     _publish(runtime, summary)

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from tasks.errors import AlreadyResolved, CaseConflict, ConfigError, DataContractError
 from tasks.intake import IcsrCase, TriageDecision
 from tasks.schemas import InboxItem
-from tasks.services import inbox
+from tasks.services import inbox, review_codes
 from tasks.services.runtime import Runtime, utcnow
 from tasks.services.triage import Triager
 from tasks.services.triage_access import Gate, Refusal
@@ -315,6 +315,14 @@ class ReviewItem(BaseModel):
         return cls.model_validate(item, from_attributes=True)
 
 
+class ReviewCode(BaseModel):
+    """A one-time review code: typed into the item's review form, valid once, until expiry."""
+
+    item_id: str
+    code: str
+    expires_at: datetime
+
+
 def _review_routes(app: FastAPI, runtime: Runtime, reviewer: Check) -> None:
     async def review_body(request: Request, _key: Annotated[ApiKey, Depends(reviewer)]) -> ReviewIn:
         return await parse_body(request, ReviewIn)
@@ -329,6 +337,17 @@ def _review_routes(app: FastAPI, runtime: Runtime, reviewer: Check) -> None:
             return ReviewItem.of(inbox.find(runtime, item_id))
         except DataContractError as exc:
             raise HTTPException(404 if exc.field == "item_id" else 409, str(exc)) from exc
+
+    @app.post("/reviews/{item_id}/code", response_model=ReviewCode)
+    def code(item_id: str, key: Annotated[ApiKey, Depends(reviewer)]) -> ReviewCode:
+        """A one-time code for this item's review form in the Prefect UI (shown once)."""
+        try:
+            issued = review_codes.issue_code(runtime, item_id, key, now=utcnow())
+        except AlreadyResolved as exc:
+            raise HTTPException(409, str(exc)) from exc
+        except DataContractError as exc:
+            raise HTTPException(404 if exc.field == "item_id" else 409, str(exc)) from exc
+        return ReviewCode(item_id=issued.item_id, code=issued.code, expires_at=issued.expires_at)
 
     @app.post(
         "/reviews/{item_id}", response_model=ReviewItem, openapi_extra=_body_schema("ReviewIn")

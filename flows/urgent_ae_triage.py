@@ -24,8 +24,9 @@ from flows.runs import run_id
 from tasks.services.audit import head_label
 from tasks.services.runtime import Runtime, utcnow
 from tasks.services.triage import WORKFLOW
-from tasks.settings import load_settings
+from tasks.settings import Settings, load_settings
 from tasks.steps.inbox import fill_inbox
+from tasks.steps.review import start_review_run
 from tasks.steps.triage_lane import book_batch, settle_deferred
 
 
@@ -36,6 +37,18 @@ class TriageLaneSummary(BaseModel):
     deferred: int
     reviews: int
     cost_usd: float
+
+
+def _hand_held_to_review(settings: Settings, handed_at: float | None) -> float:
+    """Put held cases in the inbox and start a review run for them, at most every
+    ``review.triage_start_every_seconds`` (always when ``handed_at`` is None: the lane stops).
+    Returns when cases were last handed over."""
+    now = time.monotonic()
+    if handed_at is not None and now - handed_at < settings.review.triage_start_every_seconds:
+        return handed_at
+    fill_inbox(settings, utcnow())  # held cases, with their clocks
+    start_review_run(settings, utcnow())
+    return now
 
 
 @flow(name=WORKFLOW, log_prints=False)
@@ -54,11 +67,13 @@ def urgent_ae_triage(
     settings = load_settings()
     run = run_id()
     totals = TriageLaneSummary(batches=0, cases=0, held=0, deferred=0, reviews=0, cost_usd=0.0)
-    idle_since = time.monotonic()
+    idle_since = handed_at = time.monotonic()
     for _ in range(max_batches):
         with concurrency(WORKFLOW, occupy=1, strict=True):
             settled = settle_deferred(settings)
             booked = book_batch(settings, run, utcnow())
+        if booked.held:
+            handed_at = _hand_held_to_review(settings, handed_at)
         if settled or booked.cases or booked.reviews:
             idle_since = time.monotonic()
             totals = TriageLaneSummary(
@@ -73,7 +88,7 @@ def urgent_ae_triage(
         if time.monotonic() - idle_since >= idle_stop_seconds:
             break
         time.sleep(poll_seconds)
-    fill_inbox(settings, utcnow())  # held cases, with their clocks
+    _hand_held_to_review(settings, None)
     head = head_label(Runtime.for_settings(settings).audit.last())
     create_table_artifact(
         key=WORKFLOW,

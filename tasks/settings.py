@@ -75,6 +75,29 @@ class SupervisorSettings(_Strict):
     )
 
 
+class ReviewSettings(_Strict):
+    code_ttl_minutes: int = Field(
+        15, ge=1, le=24 * 60, description="a one-time review code lapses this long after issue"
+    )
+    start_runs: bool = Field(
+        True,
+        description="a lane that adds inbox items starts one review-inbox run for them (when "
+        "the deployment exists); PHARMALANE_REVIEW__START_RUNS=false turns it off",
+    )
+    deployment: str = Field(
+        "review-inbox/review",
+        pattern=r"^[a-z0-9-]+/[a-z0-9-]+$",
+        description="the deployment a lane starts for its new items: flow/deployment",
+    )
+    triage_start_every_seconds: float = Field(
+        300.0,
+        ge=0,
+        le=86_400,
+        description="the triage lane starts a review run for its newly held cases at most this "
+        "often (and once when it stops)",
+    )
+
+
 class ApiKey(_Strict):
     """One API key, stored only as sha256(salt + key) hex; the salt comes from the environment."""
 
@@ -283,6 +306,7 @@ class Settings(BaseSettings):
     ladder: LadderSettings = LadderSettings()
     paths: PathSettings = PathSettings()
     pubmed: PubmedSettings = PubmedSettings()
+    review: ReviewSettings = ReviewSettings()
     ncbi_api_key: SecretStr | None = Field(
         None, description="PHARMALANE_NCBI_API_KEY only: raises NCBI's rate limit to 10/s"
     )
@@ -345,6 +369,11 @@ class Settings(BaseSettings):
     def inbox_db(self) -> Path:
         """The review inbox: every item a human must decide, evidence sealed (0600)."""
         return self.home / "inbox" / "items.sqlite"
+
+    @property
+    def review_codes_db(self) -> Path:
+        """One-time review codes, stored only as salted hashes (0600)."""
+        return self.home / "inbox" / "codes.sqlite"
 
     @property
     def keys_dir(self) -> Path:

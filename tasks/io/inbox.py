@@ -8,6 +8,9 @@ Invariants:
 * the first resolution wins: ``resolve`` reads and updates the row inside one ``BEGIN
   IMMEDIATE`` transaction, so of two reviewers (two processes, the API and the CLI) exactly
   one resolves the item; the other gets ``AlreadyResolved`` and nothing changes;
+* an item is handed to one review run (the Prefect UI form) once: ``unscheduled`` lists the
+  open items no review run was started for, ``mark_scheduled`` records the run, whichever
+  path (lane, API listing) added the item;
 * evidence (abstract, narrative reference, verdicts) is stored sealed with the data key
   (``tasks/io/sealing.py``); the file and its -wal/-shm are readable by their owner only.
   Clock, status and outcome are codes and stay in the clear, so listing needs no key.
@@ -52,6 +55,11 @@ CREATE TABLE IF NOT EXISTS items (
 );
 CREATE INDEX IF NOT EXISTS items_open ON items (status, due_date, priority);
 CREATE INDEX IF NOT EXISTS items_source ON items (source_id);
+CREATE TABLE IF NOT EXISTS review_runs (
+    item_id TEXT PRIMARY KEY,
+    flow_run_id TEXT NOT NULL,
+    started_at TEXT NOT NULL
+);
 """
 _ORDER = " ORDER BY due_date, priority, item_id"
 _ALL = (
@@ -74,6 +82,12 @@ class InboxStore(Protocol):
     def resolve(
         self, item_id: str, *, outcome: str, reviewer: str, reason_sha256: str, at: datetime
     ) -> InboxItem: ...
+
+    def unscheduled(self) -> list[str]: ...
+
+    def mark_scheduled(
+        self, item_ids: Sequence[str], *, flow_run_id: str, at: datetime
+    ) -> None: ...
 
 
 class SqliteInbox:
@@ -190,6 +204,26 @@ class SqliteInbox:
         resolved = self.find(item_id)
         assert resolved is not None
         return resolved
+
+    def unscheduled(self) -> list[str]:
+        """Open items no review run was started for, most urgent first."""
+        with self._connect() as con:
+            rows = con.execute(
+                "SELECT item_id FROM items WHERE status = 'open' AND item_id NOT IN"
+                " (SELECT item_id FROM review_runs) ORDER BY priority, due_date, item_id"
+            ).fetchall()
+        return [str(r[0]) for r in rows]
+
+    def mark_scheduled(self, item_ids: Sequence[str], *, flow_run_id: str, at: datetime) -> None:
+        """Record that ``flow_run_id`` reviews ``item_ids`` (an item keeps its first run)."""
+        with self._connect() as con:
+            con.execute("BEGIN IMMEDIATE")
+            con.executemany(
+                "INSERT OR IGNORE INTO review_runs (item_id, flow_run_id, started_at)"
+                " VALUES (?, ?, ?)",
+                [(i, flow_run_id, at.isoformat()) for i in item_ids],
+            )
+            con.execute("COMMIT")
 
     def _seal(self, item: InboxItem) -> bytes:
         return self.sealer.seal(json.dumps(item.evidence, sort_keys=True, default=str).encode())

@@ -40,6 +40,7 @@ from tasks.tools.icsr import regulatory_clock
 
 HUMAN_DECISIONS = ("case_candidate", "human_review")
 NOT_SERIOUSNESS = "none_stated"
+NARRATIVE_EXCERPT_CHARS = 1500
 VERDICT_FIELDS = ("workflow", "path", "model", "probability", "decision", "reason")
 
 
@@ -143,14 +144,16 @@ def triage_items(runtime: Runtime) -> list[InboxItem]:
     for decision in store.held():
         stored = store.get(decision.case_id)
         case = stored.case.model_dump(mode="json", exclude={"narrative"}) if stored else None
-        items.append(_triage_item(decision, case))
+        excerpt = stored.case.narrative[:NARRATIVE_EXCERPT_CHARS] if stored else ""
+        items.append(_triage_item(decision, case, excerpt))
     return items
 
 
-def _triage_item(decision: TriageDecision, case: dict[str, Any] | None) -> InboxItem:
+def _triage_item(decision: TriageDecision, case: dict[str, Any] | None, excerpt: str) -> InboxItem:
     evidence = {
         "reference": {"case_id": decision.case_id, "narrative": "triage store (sealed)"},
         "case": case,
+        "narrative_excerpt": excerpt,  # what a reviewer judges from (sealed here too)
         "decision": decision.model_dump(
             mode="json",
             include={

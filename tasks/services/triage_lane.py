@@ -20,7 +20,6 @@ from tasks.core.triage_rows import (
     decision_rows,
     machine_status,
 )
-from tasks.errors import DataContractError
 from tasks.intake import TriageDecision
 from tasks.schemas import LEDGER, TRIAGE_AUDIT, TRIAGE_DECISION
 from tasks.services.audit import anchor
@@ -143,20 +142,6 @@ def settle_deferred(runtime: Runtime) -> int:
         return 0
     triager = Triager.build(runtime, store)
     return len(triager.settle_deferred(runtime.settings.triage.lane_batch_size))
-
-
-def held_case(runtime: Runtime, case_id: str) -> TriageDecision:
-    """The decision of a case that waits for a human; anything else is a contract error."""
-    stored = runtime.triage_store.get(case_id)
-    if stored is None:
-        raise DataContractError(f"case {case_id} is unknown", record=case_id, field="case_id")
-    if stored.decision.status != "held_for_review":
-        raise DataContractError(
-            f"case {case_id} is {stored.decision.status}, not held for review",
-            record=case_id,
-            field="status",
-        )
-    return stored.decision
 
 
 def record_review(

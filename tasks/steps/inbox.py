@@ -1,4 +1,4 @@
-"""Prefect task of the review inbox; the work is in tasks/services/inbox.py."""
+"""Prefect tasks of the review inbox; the work is in tasks/services/inbox.py."""
 
 from __future__ import annotations
 

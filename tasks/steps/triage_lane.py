@@ -37,12 +37,6 @@ def settle_deferred(settings: Settings) -> int:
     return triage_lane.settle_deferred(Runtime.for_settings(settings))
 
 
-@task(name="held-triage-case", cache_policy=NO_CACHE)
-def held_case(settings: Settings, case_id: str) -> TriageDecision:
-    """The decision of a case that waits for a human; anything else is a contract error."""
-    return triage_lane.held_case(Runtime.for_settings(settings), case_id)
-
-
 @task(name="record-triage-review", cache_policy=NO_CACHE)
 def record_review(
     settings: Settings, case_id: str, *, verdict: str, reviewer: str, reason: str, at: datetime
