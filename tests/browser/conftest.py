@@ -218,22 +218,37 @@ def resume_in_browser(browser_driver: Path, prefect_ui: PrefectUI, tmp_path: Pat
     return resume
 
 
-@pytest.fixture(scope="package")
-def serve_module(prefect_ui: PrefectUI, tmp_path_factory: pytest.TempPathFactory):
-    """Run ``python -m MODULE ARGS`` against the server (a `flow.serve` runner); stop it after."""
+@pytest.fixture
+def background(prefect_ui: PrefectUI, tmp_path: Path):
+    """Start a process that talks to the server (a runner, a worker) for one test; its log."""
     started: list[subprocess.Popen[bytes]] = []
 
-    def serve(module: str, *args: str, env: dict[str, str] | None = None) -> Path:
-        log = tmp_path_factory.mktemp("runner") / "runner.log"
+    def start(argv: list[str], env: dict[str, str] | None = None) -> Path:
+        log = tmp_path / f"background-{len(started)}.log"
         with log.open("wb") as out:
-            runner = subprocess.Popen(
-                [sys.executable, "-m", module, *args],
-                env={**prefect_ui.client_env(), **(env or {})}, cwd=REPO, stdout=out,
+            process = subprocess.Popen(
+                argv, env={**prefect_ui.client_env(), **(env or {})}, cwd=REPO, stdout=out,
                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
             )  # fmt: skip
-        started.append(runner)
+        started.append(process)
         return log
 
-    yield serve
-    for runner in started:
-        _stop(runner)
+    yield start
+    for process in started:
+        _stop(process)
+
+
+@pytest.fixture
+def prefect_cli(prefect_ui: PrefectUI):
+    """Run the `prefect` CLI against the server from the repo (where prefect.yaml is)."""
+
+    def run(*args: str, env: dict[str, str] | None = None) -> str:
+        done = subprocess.run(
+            [str(Path(sys.executable).with_name("prefect")), "--no-prompt", *args],
+            env={**prefect_ui.client_env(), **(env or {})}, cwd=REPO, capture_output=True,
+            text=True, timeout=300, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, f"prefect {args}: {done.stdout[-2000:]}{done.stderr[-2000:]}"
+        return done.stdout
+
+    return run

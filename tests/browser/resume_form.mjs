@@ -46,10 +46,16 @@ async function openForm(page) {
   return modal;
 }
 
+// A field's label: its title, and " (Optional)" when the form has a default for it.
+function labelled(title) {
+  const escaped = title.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  return new RegExp(`^${escaped}( \\(Optional\\))?$`);
+}
+
 async function fill(page, modal, field) {
   report.step = `fill ${field.label}`;
   const property = modal.locator('.schema-form-property').filter({
-    has: page.locator('.schema-form-property__label', { hasText: new RegExp(`^${field.label}$`) }),
+    has: page.locator('.schema-form-property__label', { hasText: labelled(field.label) }),
   });
   const select = property.locator('.p-select-button__control');
   if (await select.count()) {

@@ -8,59 +8,33 @@ executes again there and returns the typed values.
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
+import sys
 from pathlib import Path
 from uuid import UUID
 
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.objects import State
 
 from tests.browser.review_form_flow import DEPLOYMENT, browser_form_review
+from tests.browser.runs import suspended, wait_for_deployment, wait_for_state
 
-pytestmark = pytest.mark.slow
-
-
-def wait_for_state(run_id: UUID, wanted: Callable[[State], bool], within_s: float = 90.0) -> State:
-    """The run's state once ``wanted`` holds (polled); fails with the last state seen."""
-    deadline = time.monotonic() + within_s
-    with get_client(sync_client=True) as client:
-        while True:
-            state = client.read_flow_run(run_id).state
-            if state is not None and wanted(state):
-                return state
-            if time.monotonic() > deadline:
-                raise AssertionError(f"run {run_id} never reached the wanted state: {state}")
-            time.sleep(0.5)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]  # a real server, worker and browser
 
 
-def suspended(state: State) -> bool:
-    return state.is_paused() and state.name == "Suspended"
-
-
-@pytest.fixture(scope="module")
-def answers(serve_module, tmp_path_factory: pytest.TempPathFactory) -> Path:
+@pytest.fixture
+def answers(background, tmp_path: Path) -> Path:
     """The folder where the served flow writes each resumed run's answer."""
-    out = tmp_path_factory.mktemp("answers")
-    serve_module("tests.browser.review_form_flow", str(out))
+    out = tmp_path / "answers"
+    out.mkdir()
+    background([sys.executable, "-m", "tests.browser.review_form_flow", str(out)])
     return out
 
 
 def start_suspended_run() -> UUID:
     """A new run of the served deployment, once it has suspended with its form."""
-    name = f"{browser_form_review.name}/{DEPLOYMENT}"
-    deadline = time.monotonic() + 60
+    deployment = wait_for_deployment(f"{browser_form_review.name}/{DEPLOYMENT}")
     with get_client(sync_client=True) as client:
-        while True:
-            try:
-                deployment = client.read_deployment_by_name(name)
-                break
-            except Exception:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.5)
-        run = client.create_flow_run_from_deployment(deployment.id)
+        run = client.create_flow_run_from_deployment(deployment)
     wait_for_state(run.id, suspended)
     return run.id
 
