@@ -52,6 +52,7 @@ class PrefectUI:
         """The environment of a process that talks to this server (a runner, the CLI)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
         env |= {
+            "PREFECT_HOME": str(self.home / "client"),  # result storage, never ~/.prefect
             "PREFECT_API_URL": self.api_url,
             "PREFECT_API_AUTH_STRING": self.auth,
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
