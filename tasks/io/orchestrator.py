@@ -10,10 +10,15 @@ from __future__ import annotations
 import functools
 import logging
 from contextlib import suppress
+from pathlib import Path
+from typing import Any
+from uuid import UUID
 
+import yaml
 from prefect import get_client, get_run_logger
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.concurrency.sync import rate_limit
+from prefect.events.schemas.automations import AutomationCore
 from prefect.exceptions import MissingContextError, ObjectAlreadyExists, ObjectNotFound
 from prefect.logging import get_logger
 from prefect.settings import get_current_settings
@@ -70,3 +75,24 @@ def ensure_global_limit(name: str, limit: int = 1) -> None:
                 client.create_global_concurrency_limit(
                     GlobalConcurrencyLimitCreate(name=name, limit=limit)
                 )
+
+
+def automation_with_block(path: Path, block_id: UUID) -> AutomationCore:
+    """The automation in the YAML file ``path``, its notification actions sent via ``block_id``."""
+    data: dict[str, Any] = yaml.safe_load(path.read_text())
+    for action in data["actions"]:
+        if action["type"] == "send-notification":
+            action["block_document_id"] = str(block_id)
+    return AutomationCore.model_validate(data)
+
+
+def apply_automation(path: Path, block: str) -> UUID:
+    """Create the automation in ``path`` with the notification block ``TYPE/NAME``; an
+    automation of the same name is replaced, so applying twice leaves one."""
+    block_type, _, name = block.partition("/")
+    with get_client(sync_client=True) as client:
+        document = client.read_block_document_by_name(name, block_type)
+        wanted = automation_with_block(path, document.id)
+        for existing in client.read_automations_by_name(wanted.name):
+            client.delete_automation(existing.id)
+        return client.create_automation(wanted)

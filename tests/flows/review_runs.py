@@ -14,8 +14,9 @@ from typing import Any
 from uuid import UUID
 
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowFilter, FlowFilterName
 from prefect.client.schemas.objects import FlowRun
-from prefect.exceptions import Pause
+from prefect.exceptions import ObjectNotFound, Pause
 from prefect.flow_engine import run_flow
 from prefect.flow_runs import resume_flow_run
 from prefect.input.run_input import keyset_from_paused_state
@@ -27,6 +28,25 @@ def deploy_review() -> str:
     """The `review-inbox/review` deployment on the harness (its entrypoint, no work pool)."""
     review_inbox.to_deployment(name="review").apply()
     return "review-inbox/review"
+
+
+def forget_review() -> None:
+    """Delete the deployment and every `review-inbox` run: the harness outlives the test."""
+    with get_client(sync_client=True) as client:
+        for run_id in review_runs():
+            client.delete_flow_run(run_id)
+        with contextlib.suppress(ObjectNotFound):
+            deployment = client.read_deployment_by_name("review-inbox/review")
+            client.delete_deployment(deployment.id)
+
+
+def review_runs() -> list[UUID]:
+    """Every `review-inbox` flow run on the server."""
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=["review-inbox"]))
+        )
+    return [r.id for r in runs]
 
 
 def read_run(run_id: UUID | str) -> FlowRun:

@@ -27,11 +27,18 @@ from tasks.services.triage_access import hash_key
 from tasks.settings import ApiKey, load_settings
 from tasks.steps.review import start_review_run
 from tasks.tools import icsr
-from tests.flows.review_runs import answer, deploy_review, form_of, work
+from tests.flows.review_runs import answer, deploy_review, forget_review, form_of, work
 
 SALT = "review-flow-salt"
 REVIEWER = {"X-API-Key": "rev-key"}
 SUBMITTER = ApiKey(key_id="ward-7", sha256=hash_key(SALT, "sub-key"), role="submitter")
+
+
+@pytest.fixture
+def review_deployment():
+    """Deploys `review-inbox/review` on the harness when called; gone after the test."""
+    yield deploy_review
+    forget_review()
 
 
 @pytest.fixture
@@ -114,13 +121,15 @@ def _refused(run_id, why: str) -> dict:
 
 
 @pytest.mark.slow
-def test_a_batch_is_reviewed_in_suspended_forms_with_one_time_codes(reviewers, monkeypatch):
+def test_a_batch_is_reviewed_in_suspended_forms_with_one_time_codes(
+    reviewers, review_deployment, monkeypatch
+):
     settings = load_settings()
     runtime = Runtime.for_settings(settings)
     runtime.inbox.add([literature("101", 1), literature("102", 3)], now=datetime.now(UTC))
     held(runtime.triage_store)  # a serious case: priority 2
     inbox.fill(runtime, datetime.now(UTC))
-    deploy_review()
+    review_deployment()
 
     run_id = start_review_run.fn(settings, datetime.now(UTC))  # what every lane calls
     assert run_id is not None and runtime.inbox.unscheduled() == []

@@ -1,7 +1,10 @@
-"""The review loop end to end: scan -> escalation lane -> inbox -> API, CLI -> audit verify.
+"""The review loop end to end: scan -> escalation lane -> inbox -> Prefect form, API, CLI ->
+audit verify.
 
 Real flows on a small MEDLINE file of bundled records, the escalation lane's model scripted on
-loopback (tests/openai_stub.py), the real HTTP app and CLI, the real audit trail.
+loopback (tests/openai_stub.py), the `review-inbox` run the lane starts through its deployment
+(suspended, resumed with its input through the Prefect API), the real HTTP app and CLI, the
+real audit trail.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from tasks.services.runtime import Runtime
 from tasks.services.triage_access import hash_key
 from tasks.settings import load_settings
 from tests.conftest import pmid_of, pmids_mentioning_products, real_medline_records, write_medline
+from tests.flows.review_runs import answer, deploy_review, forget_review, form_of, review_runs, work
 from tests.flows.test_escalation_lane import point_lane_at
 from tests.openai_stub import OpenAIStub, Reply, verdict_json
 
@@ -55,6 +59,13 @@ def _scripted():
 
 
 @pytest.fixture
+def review_deployment():
+    """Deploys `review-inbox/review` on the harness when called; gone after the test."""
+    yield deploy_review
+    forget_review()
+
+
+@pytest.fixture
 def reviewers(isolated_home, monkeypatch):
     keys = [
         {"key_id": "dr-api", "sha256": hash_key(SALT, "rev-key"), "role": "reviewer"},
@@ -71,17 +82,21 @@ def _cli(monkeypatch, key, *args):
     return CliRunner().invoke(app, list(args))
 
 
-def test_scan_to_inbox_to_resolutions_to_a_verified_chain(reviewers, tmp_path, monkeypatch):
+def test_scan_to_inbox_to_resolutions_to_a_verified_chain(
+    reviewers, review_deployment, tmp_path, monkeypatch
+):
     source = _abstracts(tmp_path)
-    nightly_literature_scan(sources=[str(source)])
+    nightly_literature_scan(sources=[str(source)])  # no deployment yet: no review run
+    assert review_runs() == []
+    review_deployment()
     with OpenAIStub(_scripted()) as stub:
         point_lane_at(stub.base_url, tmp_path, monkeypatch, chunk_size=4)
-        escalation_lane()
+        escalation_lane()  # starts one review run for every item not handed to one
     settings = load_settings()
     decisions = Lake(settings.lake_dir).read("decisions")
     flagged = decisions.filter(pl.col("decision").is_in(["case_candidate", "human_review"]))
     wanted = {f"literature:{i}" for i in flagged["item_id"]}
-    assert len(wanted) >= 3, decisions.group_by("workflow", "decision").len()
+    assert len(wanted) >= 4, decisions.group_by("workflow", "decision").len()
 
     # every item a human must decide is in the inbox, once, with a clock
     runtime = Runtime.for_settings(settings)
@@ -92,12 +107,17 @@ def test_scan_to_inbox_to_resolutions_to_a_verified_chain(reviewers, tmp_path, m
         assert timedelta(days=13) <= item.due_date - item.day_zero <= timedelta(days=15)
         assert item.evidence["verdicts"] and item.evidence["reason_codes"]
     assert escalation_lane().judged == 0
+    assert len(review_runs()) == 1  # a re-run starts no second review run
     assert len(runtime.inbox.items()) == len(wanted)  # a re-run adds nothing
 
-    first, second, third = sorted(wanted)[:3]
     client = TestClient(create_app(settings))
+    by_form = _resolved_in_the_suspended_run(client, wanted)
+    rest = sorted(wanted - {by_form})
+    # the confirmed one needs a case (suspect drug, reaction) for the handoff
+    first = next(i for i in rest if (items[i].evidence["case"] or {}).get("suspect_drugs"))
+    second, third = [i for i in rest if i != first][:2]
     listed = client.get("/reviews", headers=REVIEWER).json()
-    assert {i["item_id"] for i in listed} == wanted
+    assert {i["item_id"] for i in listed} == wanted - {by_form}  # open ones
     shown = client.get(f"/reviews/{first}", headers=REVIEWER).json()
     assert shown["evidence"]["reference"]["item_id"] == first.split(":", 1)[1]
     body = {"verdict": "accept", "reason": "patient, drug, reaction and reporter identified"}
@@ -113,26 +133,41 @@ def test_scan_to_inbox_to_resolutions_to_a_verified_chain(reviewers, tmp_path, m
     assert done.exit_code == 0 and f"{second}: not_icsr by dr-cli" in done.output
     # one item attempted twice, on two paths: the second is refused and changes nothing
     assert (
-        _cli(monkeypatch, "cli-key", "review", "accept", third, "--reason", "a case").exit_code == 0
+        _cli(monkeypatch, "cli-key", "review", "reject", third, "--reason", "no case").exit_code
+        == 0
     )
-    refused = client.post(
-        f"/reviews/{third}", json={"verdict": "reject", "reason": "no" * 3}, headers=REVIEWER
-    )
+    refused = client.post(f"/reviews/{third}", json=body, headers=REVIEWER)
     assert refused.status_code == 409 and "already resolved" in refused.text
     kept = runtime.inbox.find(third)
-    assert (kept.outcome, kept.reviewer) == ("confirmed_icsr", "dr-cli")
+    assert (kept.outcome, kept.reviewer) == ("not_icsr", "dr-cli")
 
     resolutions = [e for e in runtime.audit.entries() if e["kind"] == "human_resolution"]
     assert [(e["item_id"], e["outcome"], e["actor"]) for e in resolutions] == [
+        (by_form, "not_icsr", "dr-api"),  # the reviewer key behind the review code
         (first, "confirmed_icsr", "dr-api"),
         (second, "not_icsr", "dr-cli"),
-        (third, "confirmed_icsr", "dr-cli"),
+        (third, "not_icsr", "dr-cli"),
     ]
     assert all("reason" not in e and len(e["reason_sha256"]) == 64 for e in resolutions)
 
-    _handed_off(monkeypatch, tmp_path / "handoff", [first, third])
+    _handed_off(monkeypatch, tmp_path / "handoff", [first])
     _verify_then_tamper(monkeypatch, settings.audit_dir / "trail.jsonl")
     _priced_per_outcome(runtime, settings)
+
+
+def _resolved_in_the_suspended_run(client, wanted):
+    """The lane's review run suspends on its most urgent item; its form resolves it."""
+    (run_id,) = review_runs()
+    assert work(run_id) == "suspended"
+    form = form_of(run_id)
+    item_id = next(i for i in wanted if form["description"].startswith(f"### Review {i}\n"))
+    code = client.post(f"/reviews/{item_id}/code", headers=REVIEWER).json()["code"]
+    typed = {"decision": "not_icsr", "reason": "no patient or reaction in the abstract"}
+    assert answer(run_id, **typed, review_code="AAAAA-AAAAA") == "suspended"  # a wrong code
+    assert form_of(run_id)["key"].endswith("-2")  # same item, asked again
+    assert answer(run_id, **typed, review_code=code) == "suspended"  # resolved; the next item
+    assert not form_of(run_id)["description"].startswith(f"### Review {item_id}\n")
+    return item_id
 
 
 def _priced_per_outcome(runtime, settings):
@@ -142,7 +177,7 @@ def _priced_per_outcome(runtime, settings):
     table = {r["outcome"]: r for r in report.resolved_outcomes.to_dicts()}
     ledger = Lake(settings.lake_dir).read("ledger")
     assert report.resolved_outcomes["model_usd"].sum() == pytest.approx(ledger["cost_usd"].sum())
-    assert (table["confirmed_icsr"]["items"], table["not_icsr"]["items"]) == (2, 1)
+    assert (table["confirmed_icsr"]["items"], table["not_icsr"]["items"]) == (1, 3)
     reviewer = settings.supervisor.reviewer_cost_usd
     for outcome in ("confirmed_icsr", "not_icsr"):
         row = table[outcome]
@@ -170,9 +205,7 @@ def _verify_then_tamper(monkeypatch, trail):
     assert verified.exit_code == 0, verified.output
     original = trail.read_bytes()
     lines = original.splitlines(keepends=True)
-    edited = (
-        lines[-1].replace(b"not_icsr", b"confirmed_icsr").replace(b"confirmed_icsr", b"not_icsr", 1)
-    )
+    edited = lines[-1].replace(b'"not_icsr"', b'"confirmed_icsr"')  # the last resolution
     trail.write_bytes(b"".join([*lines[:-1], edited]))
     assert edited != lines[-1]
     assert _cli(monkeypatch, "", "audit", "verify").exit_code == 1
