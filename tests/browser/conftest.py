@@ -96,6 +96,8 @@ def _server_env(home: Path, port: int, auth: str) -> dict[str, str]:
         "PREFECT_HOME": str(home),
         "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{home / 'prefect.db'}",
         "PREFECT_SERVER_API_AUTH_STRING": auth,
+        # SQLite's busy wait: a loaded 2-core machine otherwise answers a resume with 503
+        "PREFECT_SERVER_DATABASE_TIMEOUT": "60",
         "PREFECT_UI_ENABLED": "true",
         # the UI's own calls go to this server, not to the default port 4200
         "PREFECT_UI_API_URL": f"http://127.0.0.1:{port}/api",
@@ -177,12 +179,14 @@ class FormResult:
     messages: list[str]
     description: str
     screenshot: str
+    http_errors: list[str]
 
     def explain(self) -> str:
         """An assertion message: where the browser stopped and the page's screenshot."""
         return (
             f"browser stopped at {self.step!r}: {self.error or self.outcome}; "
-            f"messages {self.messages}; screenshot {self.screenshot}"
+            f"messages {self.messages}; HTTP errors {self.http_errors}; "
+            f"screenshot {self.screenshot}"
         )
 
     @classmethod
@@ -193,16 +197,21 @@ class FormResult:
             messages=list(report.get("messages", [])),
             description=str(report.get("description", "")),
             screenshot=str(report.get("screenshot", "")),
+            http_errors=list(report.get("httpErrors", [])),
         )  # fmt: skip
 
 
 @pytest.fixture
 def resume_in_browser(browser_driver: Path, prefect_ui: PrefectUI, tmp_path: Path):
-    """Open a suspended run's page in headless Chromium, fill its Resume form, submit it."""
+    """Open a suspended run's page in headless Chromium, fill its Resume form, submit it.
 
-    def resume(flow_run_id: str, fields: dict[str, str]) -> FormResult:
+    ``ui`` "v1" is Prefect's classic UI, served at / (where the run links Prefect logs point);
+    "v2" is the React UI under /v2, which a browser that chose it opens by default.
+    """
+
+    def resume(flow_run_id: str, fields: dict[str, str], ui: str = "v1") -> FormResult:
         request = {
-            "url": prefect_ui.url, "auth": prefect_ui.auth, "flowRunId": flow_run_id,
+            "ui": ui, "url": prefect_ui.url, "auth": prefect_ui.auth, "flowRunId": flow_run_id,
             "fields": [{"label": label, "value": value} for label, value in fields.items()],
             "screenshot": str(tmp_path / f"form-{flow_run_id}.png"),
         }  # fmt: skip

@@ -2,7 +2,8 @@
 //
 // usage: node resume_form.mjs '<json>' where json is
 //   {"url": "http://127.0.0.1:PORT", "auth": "user:pass" | null, "flowRunId": "...",
-//    "fields": [{"label": "Decision", "value": "confirm_icsr"}, ...], "screenshot": "/path.png"}
+//    "fields": [{"label": "Decision", "value": "confirm_icsr"}, ...], "screenshot": "/path.png",
+//    "ui": "v1" | "v2"}   (v1, Prefect's classic UI at /, by default; v2 is the React UI at /v2)
 // Prints one JSON line on stdout: {"ok": bool, "step": "...", "error": "...", "description": "...",
 // "outcome": "submitted" | "refused" | "no answer", "submitted": bool, "messages": [...],
 // "screenshot": "..."}. On failure a screenshot of the page is saved at the given path.
@@ -20,14 +21,16 @@ async function logIn(page) {
   // The UI with a server behind basic auth asks for the auth string on its login page; it keeps
   // it in the browser's local storage and sends it with every API call.
   report.step = 'login';
-  const runPath = `/runs/flow-run/${args.flowRunId}`;
+  const runPath = `${UI.base}/runs/flow-run/${args.flowRunId}`;
   await page.goto(`${args.url}${runPath}`);
   const password = page.getByPlaceholder('admin:pass');
-  const resume = page.getByRole('button', { name: 'Resume', exact: true });
-  await password.or(resume).first().waitFor({ timeout: STEP_TIMEOUT_MS }).catch(() => {});
-  if (!(await resume.isVisible()) && args.auth) {
+  const runPage = UI.runPageReady(page);
+  // V2 redirects to its login page; V1 lands on its dashboard with "Authentication failed."
+  const refused = page.getByText('Authentication failed.', { exact: true });
+  await password.or(runPage).or(refused).first().waitFor({ timeout: STEP_TIMEOUT_MS }).catch(() => {});
+  if (!(await runPage.isVisible()) && args.auth) {
     if (!(await password.isVisible())) {
-      await page.goto(`${args.url}/login?redirect=${encodeURIComponent(runPath)}`);
+      await page.goto(`${args.url}${UI.base}/login?redirect=${encodeURIComponent(runPath)}`);
     }
     await password.fill(args.auth);
     await page.getByRole('button', { name: 'Login', exact: true }).click();
@@ -35,12 +38,34 @@ async function logIn(page) {
   }
 }
 
-async function openForm(page) {
+// Click submit; the outcome is the first of: the form closed (the server took the input), a
+// field marked (refused), or neither. A reviewer clicks again after a server error (5xx, e.g.
+// SQLite busy on a loaded machine): so does this, at most twice, and counts it.
+async function submitAndWait(page, modal, button, refused) {
+  report.retries = 0;
+  for (;;) {
+    const serverError = page.waitForResponse(
+      (r) => r.url().endsWith('/resume') && r.status() >= 500, { timeout: STEP_TIMEOUT_MS });
+    await button.click();
+    report.outcome = await Promise.race([
+      modal.waitFor({ state: 'detached', timeout: STEP_TIMEOUT_MS }).then(() => 'submitted'),
+      refused.waitFor({ state: 'visible', timeout: STEP_TIMEOUT_MS }).then(() => 'refused'),
+      serverError.then(() => 'server error'),
+    ]).catch(() => 'no answer');
+    serverError.catch(() => {});
+    if (report.outcome !== 'server error' || report.retries === 2) break;
+    report.retries += 1;
+  }
+  report.submitted = report.outcome === 'submitted';
+}
+
+// The V1 UI (the classic one, served at /): a Resume button opens the form in a modal.
+async function openFormV1(page) {
   report.step = 'open the form';
   await page.getByRole('button', { name: 'Resume', exact: true }).click({ timeout: STEP_TIMEOUT_MS });
   const modal = page.locator('.p-modal__card').filter({ hasText: 'Resume Flow Run' });
   await modal.waitFor({ timeout: STEP_TIMEOUT_MS });
-  const description = modal.locator('.p-modal__body > .markdown-renderer').first();
+  const description = modal.locator('.p-modal__body > .markdown-renderer').filter({ hasText: /\S/ }).first();
   await description.waitFor({ timeout: STEP_TIMEOUT_MS }).catch(() => {});
   report.description = (await description.innerText().catch(() => '')).trim();
   return modal;
@@ -52,7 +77,7 @@ function labelled(title) {
   return new RegExp(`^${escaped}( \\(Optional\\))?$`);
 }
 
-async function fill(page, modal, field) {
+async function fillV1(page, modal, field) {
   report.step = `fill ${field.label}`;
   const property = modal.locator('.schema-form-property').filter({
     has: page.locator('.schema-form-property__label', { hasText: labelled(field.label) }),
@@ -69,31 +94,77 @@ async function fill(page, modal, field) {
   }
 }
 
-async function submit(page, modal) {
+async function submitV1(page, modal) {
   report.step = 'submit';
-  await modal.getByRole('button', { name: 'Submit', exact: true }).click();
   // The modal closes when the server took the input; it stays open and marks the fields when
   // the form refuses it.
   const refused = modal.locator('.p-label__message--failed').first();
-  report.outcome = await Promise.race([
-    modal.waitFor({ state: 'detached', timeout: STEP_TIMEOUT_MS }).then(() => 'submitted'),
-    refused.waitFor({ state: 'visible', timeout: STEP_TIMEOUT_MS }).then(() => 'refused'),
-  ]).catch(() => 'no answer');
-  report.submitted = report.outcome === 'submitted';
+  await submitAndWait(page, modal, modal.getByRole('button', { name: 'Submit', exact: true }), refused);
   report.messages = (await page.locator('.p-label__message--failed, .p-toast__card')
     .allInnerTexts().catch(() => [])).map((text) => text.trim()).filter(Boolean);
 }
+
+// The V2 UI (React, under /v2): Resume is in the run's menu, fields are labelled controls.
+async function openFormV2(page) {
+  report.step = 'open the form';
+  await page.getByRole('button', { name: 'Open menu', exact: true }).first().click({ timeout: STEP_TIMEOUT_MS });
+  await page.getByRole('menuitem', { name: 'Resume' }).click({ timeout: STEP_TIMEOUT_MS });
+  const modal = page.getByRole('dialog').filter({ hasText: 'Resume Flow Run' });
+  await modal.waitFor({ timeout: STEP_TIMEOUT_MS });
+  const description = modal.locator('div.overflow-y-auto > div:first-child').filter({ hasText: /\S/ });
+  await description.waitFor({ timeout: STEP_TIMEOUT_MS }).catch(() => {});
+  report.description = (await description.innerText().catch(() => '')).trim();
+  return modal;
+}
+
+async function fillV2(page, modal, field) {
+  report.step = `fill ${field.label}`;
+  const label = modal.locator('label', { hasText: labelled(field.label) }).first();
+  const control = modal.locator(`[id="${await label.getAttribute('for', { timeout: STEP_TIMEOUT_MS })}"]`);
+  if ((await control.getAttribute('aria-haspopup')) === 'listbox') {
+    await control.click();
+    await page.getByRole('option', { name: field.value, exact: true }).click({ timeout: STEP_TIMEOUT_MS });
+  } else {
+    await control.fill(field.value);
+  }
+}
+
+async function submitV2(page, modal) {
+  report.step = 'submit';
+  const refused = modal.locator('[aria-invalid=true], .text-destructive').first();
+  await submitAndWait(page, modal, modal.getByRole('button', { name: 'Resume', exact: true }), refused);
+  report.messages = (await modal.locator('.text-destructive').allInnerTexts().catch(() => []))
+    .map((text) => text.trim()).filter(Boolean);
+}
+
+const UIS = {
+  v1: {
+    base: '',
+    runPageReady: (page) => page.getByRole('button', { name: 'Resume', exact: true }),
+    openForm: openFormV1, fill: fillV1, submit: submitV1,
+  },
+  v2: {
+    base: '/v2',
+    runPageReady: (page) => page.getByRole('button', { name: 'Open menu', exact: true }).first(),
+    openForm: openFormV2, fill: fillV2, submit: submitV2,
+  },
+};
+const UI = UIS[args.ui || 'v1'];
 
 const browser = await chromium.launch({
   executablePath: CHROMIUM,
   args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking'],
 });
 const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+report.httpErrors = [];
+page.on('response', (response) => {
+  if (response.status() >= 400) report.httpErrors.push(`${response.status()} ${response.request().method()} ${response.url()}`);
+});
 try {
   await logIn(page);
-  const modal = await openForm(page);
-  for (const field of args.fields) await fill(page, modal, field);
-  await submit(page, modal);
+  const modal = await UI.openForm(page);
+  for (const field of args.fields) await UI.fill(page, modal, field);
+  await UI.submit(page, modal);
   report.ok = true;
 } catch (error) {
   report.error = String(error && error.message ? error.message : error).split('\n')[0];

@@ -30,21 +30,24 @@ def answers(background, tmp_path: Path) -> Path:
     return out
 
 
-def start_suspended_run() -> UUID:
+def start_suspended_run(answers: Path) -> UUID:
     """A new run of the served deployment, once it has suspended with its form."""
     deployment = wait_for_deployment(f"{browser_form_review.name}/{DEPLOYMENT}")
     with get_client(sync_client=True) as client:
-        run = client.create_flow_run_from_deployment(deployment)
+        run = client.create_flow_run_from_deployment(
+            deployment, parameters={"out_dir": str(answers)}
+        )
     wait_for_state(run.id, suspended)
     return run.id
 
 
+@pytest.mark.parametrize("ui", ["v1", "v2"])
 def test_the_browser_resumes_the_run_with_the_values_typed_in_the_form(
-    answers: Path, resume_in_browser
+    answers: Path, resume_in_browser, ui: str
 ):
-    run_id = start_suspended_run()
+    run_id = start_suspended_run(answers)
     typed = {"Decision": "not_icsr", "Reason": "no adverse event reported", "Code": "Kq7-w9Zp"}
-    result = resume_in_browser(str(run_id), typed)
+    result = resume_in_browser(str(run_id), typed, ui=ui)
     assert (result.ok, result.outcome) == (True, "submitted"), result.explain()
     assert result.description == "Item PMID 1: a test item"
     assert wait_for_state(run_id, lambda s: s.is_final()).is_completed()
@@ -56,7 +59,7 @@ def test_the_browser_resumes_the_run_with_the_values_typed_in_the_form(
 def test_a_blank_field_is_refused_by_the_form_and_the_run_stays_suspended(
     answers: Path, resume_in_browser
 ):
-    run_id = start_suspended_run()
+    run_id = start_suspended_run(answers)
     result = resume_in_browser(str(run_id), {"Decision": "confirm_icsr", "Reason": "ok fine"})
     assert (result.ok, result.outcome) == (True, "refused"), result.explain()
     assert "'code' is a required property" in result.messages
