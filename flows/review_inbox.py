@@ -117,6 +117,7 @@ def _review_item(
     for n in itertools.count(1):
         attempt = pause_key(item, n)
         result = done.get(attempt)
+        replayed = result is not None  # judged before this run was suspended and resumed
         if result is None and item.status != "open":
             result = skip_resolved(settings, item.item_id, run, attempt)
         elif result not in FINAL:  # a new answer, or a refused one whose typed fields are kept
@@ -128,10 +129,12 @@ def _review_item(
                 settings, item.item_id, run, attempt, answer.model_dump(), utcnow()
             )
         if result in FINAL:
-            logger.info("%s: %s", item.item_id, result.replace("_", " "))
+            if not replayed:
+                logger.info("%s: %s", item.item_id, result.replace("_", " "))
             return result, n - 1
         refusal = result
-        logger.warning("%s: answer %d refused (%s)", item.item_id, n, result.split(":")[0])
+        if not replayed:  # the refusal code only: never the code typed or the reason
+            logger.warning("%s: answer %d refused (%s)", item.item_id, n, result.split(":")[0])
     raise AssertionError("unreachable")
 
 
