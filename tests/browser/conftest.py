@@ -10,6 +10,8 @@ them on a machine that cannot have it.
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import json
 import os
 import secrets
@@ -26,7 +28,10 @@ from typing import Any
 
 import httpx
 import pytest
+from prefect.events.worker import EventsWorker
+from prefect.logging.handlers import APILogWorker
 from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
+from prefect.utilities.asyncutils import run_coro_as_sync
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -135,6 +140,23 @@ def _stop(server: subprocess.Popen[bytes]) -> None:
             server.wait(timeout=30)
 
 
+def _drain_workers() -> None:
+    """Send this process's queued logs and events to the server, as prefect_test_harness does:
+    otherwise its log and event workers keep the stopped server's address, and the next
+    server's flows (tests/flows) hang on them."""
+
+    async def drain() -> None:
+        with contextlib.suppress(RuntimeError):  # the log worker was never started
+            result = APILogWorker.instance().drain()
+            if inspect.isawaitable(result):
+                await result
+        drained = EventsWorker.drain_all()
+        if inspect.isawaitable(drained):
+            await drained
+
+    run_coro_as_sync(drain())
+
+
 @pytest.fixture(scope="package")
 def prefect_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectUI]:
     """`prefect server start` on a free loopback port: temp home, temp SQLite, basic auth.
@@ -160,6 +182,7 @@ def prefect_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectUI]:
         assert page.status_code == 200 and 'id="app"' in page.text, "the UI is not served"
         with temporary_settings({PREFECT_API_URL: ui.api_url, PREFECT_API_AUTH_STRING: ui.auth}):
             yield ui
+            _drain_workers()
     finally:
         _stop(server)
 
