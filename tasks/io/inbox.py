@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -32,6 +32,7 @@ from typing import Any, Protocol
 from tasks.errors import AlreadyResolved, DataContractError
 from tasks.io.private_files import private_sqlite
 from tasks.io.sealing import Sealer
+from tasks.io.sqlite_wal import durable_connection, enable_wal
 from tasks.schemas import InboxItem
 
 _DDL = """
@@ -103,19 +104,11 @@ class SqliteInbox:
         self.path, self.sealer = path, sealer
         private_sqlite(path)
         with self._connect() as con:
-            con.execute("PRAGMA journal_mode=WAL")
+            enable_wal(con)
             con.executescript(_DDL)
 
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        con = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        try:
-            con.execute("PRAGMA synchronous=FULL")
-            con.execute("PRAGMA busy_timeout=30000")
-            con.execute("PRAGMA secure_delete=ON")
-            yield con
-        finally:
-            con.close()
+    def _connect(self) -> AbstractContextManager[sqlite3.Connection]:
+        return durable_connection(self.path)
 
     def add(self, items: Sequence[InboxItem], *, now: datetime) -> int:
         """Add items not yet in the inbox (by item id); return how many were new."""

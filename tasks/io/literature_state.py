@@ -18,6 +18,8 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
+from tasks.io.sqlite_wal import enable_wal
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS watermarks (
     source     TEXT NOT NULL,
@@ -41,7 +43,7 @@ class LiteratureState:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         with self._connection() as con:
-            con.execute("PRAGMA journal_mode=WAL")
+            enable_wal(con)
             con.executescript(_SCHEMA)
 
     @contextmanager

@@ -24,8 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -33,6 +32,7 @@ from typing import Protocol
 
 from tasks.errors import PolicyDenied
 from tasks.io.private_files import private_sqlite
+from tasks.io.sqlite_wal import durable_connection, enable_wal
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS codes (
@@ -92,18 +92,11 @@ class SqliteReviewCodes:
         self.path = path
         private_sqlite(path)
         with self._connect() as con:
-            con.execute("PRAGMA journal_mode=WAL")
+            enable_wal(con)
             con.executescript(_DDL)
 
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        con = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        try:
-            con.execute("PRAGMA synchronous=FULL")
-            con.execute("PRAGMA secure_delete=ON")
-            yield con
-        finally:
-            con.close()
+    def _connect(self) -> AbstractContextManager[sqlite3.Connection]:
+        return durable_connection(self.path)
 
     def issue(self, digest: str, code: IssuedCode, *, now: datetime) -> None:
         """Keep a new code's digest; codes lapsed over a day are forgotten on the way (a

@@ -13,6 +13,8 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -53,3 +55,21 @@ def kept_connection(
         con.execute("PRAGMA synchronous=NORMAL")
         pool[key] = con
     return con
+
+
+@contextmanager
+def durable_connection(path: Path) -> Iterator[sqlite3.Connection]:
+    """An autocommit connection for a store of record, closed on exit.
+
+    ``synchronous=FULL``: a commit survives a power cut (cases, inbox items, review codes).
+    ``secure_delete``: a replaced or deleted row (sealed case text, a code digest) is zeroed on
+    disk, not left in a free page. Waits up to 30 s for another writer.
+    """
+    con = sqlite3.connect(path, timeout=30, isolation_level=None)
+    try:
+        con.execute("PRAGMA synchronous=FULL")
+        con.execute("PRAGMA busy_timeout=30000")
+        con.execute("PRAGMA secure_delete=ON")
+        yield con
+    finally:
+        con.close()

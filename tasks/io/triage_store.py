@@ -21,8 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -31,7 +30,7 @@ from tasks.errors import CaseConflict, DataContractError
 from tasks.intake import IcsrCase, TriageDecision
 from tasks.io.private_files import private_sqlite
 from tasks.io.sealing import Sealer
-from tasks.io.sqlite_wal import enable_wal
+from tasks.io.sqlite_wal import durable_connection, enable_wal
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS cases (
@@ -143,16 +142,8 @@ class TriageStore:
         con.execute("CREATE INDEX IF NOT EXISTS cases_submitter ON cases (submitter, accepted_seq)")
         con.execute("COMMIT")
 
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        con = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        try:
-            con.execute("PRAGMA synchronous=FULL")
-            con.execute("PRAGMA busy_timeout=30000")
-            con.execute("PRAGMA secure_delete=ON")  # replaced ciphertext is zeroed, not left
-            yield con
-        finally:
-            con.close()
+    def _connect(self) -> AbstractContextManager[sqlite3.Connection]:
+        return durable_connection(self.path)
 
     def decision(self, case_id: str, *, submitter: str | None = None) -> TriageDecision | None:
         """The decision of record; with ``submitter``, only if that submitter sent the case."""
