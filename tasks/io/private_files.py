@@ -45,12 +45,8 @@ def private_sqlite(path: Path) -> Path:
     return path
 
 
-def write_private_once(path: Path, data: bytes) -> bytes:
-    """Write ``data`` to a new 0600 file, or return what another process wrote there first.
-
-    The bytes go to a private temp file that is then hard-linked into place: the link fails
-    if ``path`` exists, so concurrent first callers agree on one content, never a half file.
-    """
+def _private_temp(path: Path, data: bytes) -> Path:
+    """``data`` in a synced 0600 temp file beside ``path`` (its folder made 0700 first)."""
     private_dir(path.parent)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE)
@@ -59,6 +55,16 @@ def write_private_once(path: Path, data: bytes) -> bytes:
         os.fsync(fd)
     finally:
         os.close(fd)
+    return tmp
+
+
+def write_private_once(path: Path, data: bytes) -> bytes:
+    """Write ``data`` to a new 0600 file, or return what another process wrote there first.
+
+    The bytes go to a private temp file that is then hard-linked into place: the link fails
+    if ``path`` exists, so concurrent first callers agree on one content, never a half file.
+    """
+    tmp = _private_temp(path, data)
     try:
         os.link(tmp, path)
     except FileExistsError:
@@ -71,15 +77,7 @@ def write_private_once(path: Path, data: bytes) -> bytes:
 
 def write_private(path: Path, data: bytes) -> Path:
     """Replace ``path`` with ``data`` atomically, as a 0600 file in a 0700 folder."""
-    private_dir(path.parent)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    tmp.replace(path)
+    _private_temp(path, data).replace(path)
     return path
 
 
