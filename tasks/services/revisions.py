@@ -26,12 +26,28 @@ REASON = "medline_delete_citation"
 
 
 def mark(runtime: Runtime, pending: pl.DataFrame, now: datetime) -> pl.DataFrame:
-    """``pending`` with ``revised_at``/``supersedes`` for the items that were decided before."""
-    ids = pending["item_id"].drop_nulls().unique()
-    earlier = runtime.lake.read("decisions", columns=["item_id", "content_hash", "decided_at"])
-    if not earlier.is_empty():
-        earlier = earlier.filter(pl.col("item_id").is_in(ids.implode()))
-    return revision_marks(pending, earlier, now)
+    """``pending`` with ``revised_at``/``supersedes`` for the items that were decided before.
+
+    Only the decisions of the block's own items are read: the key index says which of them
+    were decided at all (usually none), and DuckDB keeps just their rows while it streams. A
+    read of every decision per block made memory grow with the history.
+    """
+    ids = pending.select("item_id").drop_nulls().unique()
+    fresh = runtime.lake.unseen("decisions", ids, keys=["item_id"])
+    decided = ids.join(fresh, on="item_id", how="anti")["item_id"].to_list()
+    return revision_marks(pending, _decisions_of(runtime, decided), now)
+
+
+def _decisions_of(runtime: Runtime, item_ids: list[str]) -> pl.DataFrame:
+    """(item_id, content_hash, decided_at) of every decision about ``item_ids``."""
+    if not item_ids:
+        return pl.DataFrame()
+    return runtime.lake.read(
+        "decisions",
+        columns=["item_id", "content_hash", "decided_at"],
+        where="list_contains($2, item_id)",
+        params=[item_ids],
+    )
 
 
 def withdrawn_ids(runtime: Runtime) -> pl.Series:
@@ -102,7 +118,9 @@ def withdraw(
 
 
 def _decision_counts(runtime: Runtime, ids: pl.Series) -> pl.DataFrame:
-    decided = runtime.lake.read("decisions", columns=["item_id"])
+    decided = runtime.lake.read(
+        "decisions", columns=["item_id"], where="list_contains($2, item_id)", params=[ids.to_list()]
+    )
     if decided.is_empty():
         return pl.DataFrame(schema={"item_id": pl.String, "decisions_withdrawn": pl.Int64})
     return (

@@ -19,6 +19,7 @@ import polars as pl
 from tasks.core.audit_entries import decision_entries
 from tasks.core.batches import chunk_id
 from tasks.core.digest import latest_outcome_per_item, product_digest
+from tasks.io.process_memory import release_free_memory
 from tasks.policy.planner import plan
 from tasks.schemas import DECISION, ESCALATION, PRODUCT_DIGEST
 from tasks.services.audit import anchor
@@ -55,6 +56,7 @@ def screen(runtime: Runtime, chunk: pl.DataFrame, run_id: str, now: datetime) ->
         pl.lit(now).alias("escalated_at"),
     )
     written_d, written_e = write(runtime, decided, cid, run_id, now)
+    release_free_memory()  # else the heap keeps every chunk's high-water mark, see the module
     return ChunkResult(
         cid,
         chunk.height,

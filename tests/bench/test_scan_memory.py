@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,14 +30,30 @@ REPO = Path(__file__).resolve().parents[2]
 N = int(os.environ.get("PHARMALANE_BENCH_MEMORY_N", "5000"))
 _PMID = re.compile(rb"<PMID Version=\"(\d+)\">\d+</PMID>")
 _RUN = """
-import json, resource, sys, time
+import json, logging, resource, sys, time
 from flows.nightly_literature_scan import nightly_literature_scan
+
+class Blocks(logging.Handler):  # the scan's per-block debug line: counts and memory only
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.rows = []
+    def emit(self, record):
+        if str(record.msg).startswith("block %d:"):
+            n, rows_in, screened, already, rss, peak = record.args
+            self.rows.append({"block": n, "rows_in": rows_in, "screened": screened,
+                              "rss_mib": rss, "peak_rss_mib": peak})
+
+blocks = Blocks()
+flow_log = logging.getLogger("prefect.flow_runs")
+flow_log.setLevel(logging.DEBUG)
+flow_log.addHandler(blocks)
 start = time.perf_counter()
 summary = nightly_literature_scan(sources=[sys.argv[1]], materialise_digest=False)
 seconds = time.perf_counter() - start
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps({"rows_in": summary.rows_in, "screened": summary.screened,
-                  "embedded": summary.embedded, "seconds": seconds, "peak_rss_mib": peak}))
+                  "embedded": summary.embedded, "seconds": seconds, "peak_rss_mib": peak,
+                  "blocks": blocks.rows}))
 """
 
 
@@ -55,7 +72,7 @@ def _rekeyed(count: int, path: Path) -> Path:
     return path
 
 
-def _scan(source: Path, home: Path) -> dict[str, float]:
+def _scan(source: Path, home: Path) -> dict[str, Any]:
     env = {**os.environ, "PHARMALANE_HOME": str(home), "PYTHONPATH": str(REPO)}
     done = subprocess.run(
         [sys.executable, "-c", _RUN, str(source)],
@@ -69,7 +86,17 @@ def _scan(source: Path, home: Path) -> dict[str, float]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def _record(runs: dict[int, dict[str, float]]) -> dict[str, object]:
+def _commit() -> str:
+    """The measured code's commit: PHARMALANE_BENCH_COMMIT for a copy made by `git archive`."""
+    if os.environ.get("PHARMALANE_BENCH_COMMIT"):
+        return os.environ["PHARMALANE_BENCH_COMMIT"]
+    done = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=False
+    )
+    return done.stdout.strip() or "unknown"
+
+
+def _record(runs: dict[int, dict[str, Any]]) -> dict[str, object]:
     """Write what was measured so far (a 10 N run cut short still leaves the N figures)."""
     result: dict[str, object] = {"records": {str(k): v for k, v in runs.items()}}
     if len(runs) == 2:
@@ -78,6 +105,7 @@ def _record(runs: dict[int, dict[str, float]]) -> dict[str, object]:
     result |= {
         "target": "within 20% (<= 1.2)",
         "block_rows": int(os.environ.get("PHARMALANE_SCAN__BLOCK_ROWS", "20000")),
+        "commit": _commit(),
         "cpu_count": os.cpu_count(),
         "load_average_1m": round(os.getloadavg()[0], 2),
     }
@@ -89,14 +117,16 @@ def _record(runs: dict[int, dict[str, float]]) -> dict[str, object]:
 @pytest.mark.bench
 @pytest.mark.timeout(6 * 3600)
 def test_peak_rss_is_flat_from_n_to_ten_n_records(tmp_path_allowed, tmp_path):
-    runs: dict[int, dict[str, float]] = {}
+    runs: dict[int, dict[str, Any]] = {}
     for count in (N, 10 * N):
         source = _rekeyed(count, tmp_path / f"rekeyed-{count}.xml.gz")
         started = time.perf_counter()
         result = _scan(source, tmp_path / f"home-{count}")
         assert result["rows_in"] == count
+        blocks = result.pop("blocks")
         runs[count] = {
             **{k: round(v, 2) for k, v in result.items()},
+            "blocks": blocks,
             "items_per_s": round(count / result["seconds"], 1),
             "wall_seconds": round(time.perf_counter() - started, 1),
             "load_average_1m": round(os.getloadavg()[0], 2),
