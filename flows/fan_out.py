@@ -25,10 +25,9 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from distributed import get_worker
 from prefect import Task
 from prefect.futures import PrefectFuture
-from prefect_dask.task_runners import DaskTaskRunner
+from prefect.task_runners import TaskRunner
 
 from tasks.settings import ScanSettings
 
@@ -39,7 +38,7 @@ UNITS_PER_WORKER = 2  # one running, one shipped and waiting: a worker never idl
 class FanOut:
     """Runs a task over many parameter sets: in this process, or on a Dask task runner."""
 
-    def __init__(self, runner: DaskTaskRunner | None = None, in_flight: int = 1):
+    def __init__(self, runner: TaskRunner[Any] | None = None, in_flight: int = 1):
         self.runner, self.in_flight = runner, in_flight
 
     @property
@@ -67,10 +66,15 @@ class FanOut:
 
 @contextmanager
 def fan_out(settings: ScanSettings) -> Iterator[FanOut]:
-    """The run's fan-out per ``settings.executor``; a cluster it started is closed on exit."""
+    """The run's fan-out per ``settings.executor``; a cluster it started is closed on exit.
+
+    Dask is imported only here (~2 s): a sequential run, the default, never loads it.
+    """
     if settings.executor == "sequential" or _on_a_dask_worker():
         yield FanOut()
         return
+    from prefect_dask.task_runners import DaskTaskRunner
+
     if settings.executor == "address":
         runner = DaskTaskRunner(address=settings.dask_address)
     else:
@@ -87,6 +91,8 @@ def fan_out(settings: ScanSettings) -> Iterator[FanOut]:
 
 
 def _on_a_dask_worker() -> bool:
+    from distributed import get_worker
+
     try:
         get_worker()
     except ValueError:
