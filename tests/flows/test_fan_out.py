@@ -30,7 +30,9 @@ from tasks.services.screening import WORKFLOW
 from tasks.settings import load_settings
 from tests.conftest import pmid_of, pmids_mentioning_products, real_medline_records, write_medline
 
-pytestmark = pytest.mark.slow
+# slow: three scans and two 2-process clusters, each worker loading the model; on a loaded
+# 2-core machine a test (with the module's sequential run in its setup) took ~260 s of 300
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 KEY = ["item_id", "content_hash"]
 COMPARED = [*KEY, "path", "decision", "route", "model", "chunk_id"]
 
