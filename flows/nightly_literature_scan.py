@@ -18,6 +18,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 from pydantic import BaseModel, Field, model_validator
 
+from flows.fan_out import FanOut, fan_out
 from flows.progress import report
 from flows.runs import Intake, block_intake, checked, run_id
 from tasks.core.batches import fold, iter_chunks
@@ -173,10 +174,11 @@ def nightly_literature_scan(
     if chosen.note:
         get_run_logger().warning("planner thresholds from the scorer: %s", chosen.note)
     tally = Tally()
-    if params.source == "medline-updates":
-        _scan_update_files(runtime, params, run, now, tally)
-    else:
-        _scan_source(runtime, params, run, now, tally)
+    with fan_out(settings.scan) as tally.fan:  # the chunks' executor (flows/fan_out.py)
+        if params.source == "medline-updates":
+            _scan_update_files(runtime, params, run, now, tally)
+        else:
+            _scan_source(runtime, params, run, now, tally)
     # Every month of the window, not only the pending items': a run killed after its last
     # chunk resumes with nothing pending and must still materialise the digest.
     months = sorted(tally.months)
@@ -207,6 +209,7 @@ class Tally:
     withdrawn: int = 0
     update_files: list[str] = field(default_factory=list)
     refused: DataContractError | None = None
+    fan: FanOut = field(default_factory=FanOut)
     blocks: int = 0
 
     @property
@@ -278,7 +281,7 @@ def _scan_block(
     pending, already = pending_only(taken.routed, settings)
     pending = mark_revisions(pending, settings, now)
     tally.revised += int(pending["revised_at"].is_not_null().sum())
-    tally.results.extend(_screen(runtime, pending, settings, run, now))
+    tally.results.extend(_screen(runtime, pending, settings, run, now, tally.fan))
     tally.rows_in += taken.window.height + taken.rejected.height
     tally.window_rows += taken.window.height
     tally.valid += taken.checked.valid.height
@@ -299,12 +302,21 @@ def _scan_block(
 
 
 def _screen(
-    runtime: Runtime, pending: pl.DataFrame, settings: Settings, run: str, now: datetime
+    runtime: Runtime,
+    pending: pl.DataFrame,
+    settings: Settings,
+    run: str,
+    now: datetime,
+    fan: FanOut,
 ) -> list[ChunkResult]:
-    """Screen ``pending`` chunk by chunk; each chunk is checkpointed in the lake."""
+    """Screen ``pending`` chunk by chunk (on ``fan``'s executor); each chunk is checkpointed."""
     results: list[ChunkResult] = []
-    for chunk in iter_chunks(pending, settings.scan.chunk_size):
-        results.append(screen_chunk(chunk, settings, run, now))
+    calls = (
+        {"chunk": chunk, "settings": settings, "run_id": run, "now": now}
+        for chunk in iter_chunks(pending, settings.scan.chunk_size)
+    )
+    for result in fan.map(screen_chunk, calls):
+        results.append(result)
         report(sum(r.items for r in results), pending.height)
     if any(r.embedded for r in results):
         runtime.vectors.optimize()

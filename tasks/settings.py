@@ -39,6 +39,28 @@ class ScanSettings(_Strict):
         description="planner thresholds: `pharmalane calibrate`'s choice (if made for this "
         "scorer) or the scorer's own",
     )
+    executor: Literal["sequential", "local-cluster", "address"] = Field(
+        "sequential",
+        description="where the scan's chunks run: one after another in the flow's process, "
+        "on a Dask LocalCluster of `workers` processes started for the run, or on the existing "
+        "Dask cluster at `dask_address` (docs/fan_out.md)",
+    )
+    workers: int = Field(
+        2,
+        ge=1,
+        le=1024,
+        description="Dask worker processes; the flow keeps 2 chunks per worker "
+        "in flight (executor address: the cluster's workers the run may use)",
+    )
+    dask_address: str | None = Field(
+        None, description="scheduler of an existing Dask cluster, e.g. tcp://dask-scheduler:8786"
+    )
+
+    @model_validator(mode="after")
+    def _address_when_executor_address(self) -> ScanSettings:
+        if self.executor == "address" and not self.dask_address:
+            raise ValueError("scan.executor address needs scan.dask_address (tcp://host:8786)")
+        return self
 
 
 class ScorerSettings(_Strict):

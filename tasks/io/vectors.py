@@ -5,6 +5,12 @@ vector is reused only for the same content; ``merge_insert`` makes every upsert 
 The vector dimension is declared from the embedder, never assumed. A BTree index on ``id``
 makes the per-chunk cache lookup and the upsert's match an index search, not a scan of every
 stored vector, so their cost stays flat as the table grows (``optimize`` folds new rows in).
+
+Several processes (the scan's chunks fanned out on Dask workers) upsert disjoint ids into one
+table at once. LanceDB retries a ``merge_insert`` that loses a commit race by itself; the two
+writes it does not retry are made safe here: the table's creation (``exist_ok``: the second
+creator opens the first one's table) and the ``id`` index (a ``CreateIndex`` that loses to
+another process's is checked again and retried, so exactly one index is kept).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import pyarrow as pa
 from lancedb.index import BTree
 
 ABSTRACTS = "abstracts"
+_INDEX_ATTEMPTS = 8  # CreateIndex commit races lost before giving up (one per other writer)
 _CACHE_BYTES = 64 << 20  # per LanceDB cache (index, metadata) of one store
 
 
@@ -63,16 +70,17 @@ class VectorStore:
                 return False
 
     def _table(self, dimension: int) -> Any:
-        if self._has(ABSTRACTS):
-            table = self._db.open_table(ABSTRACTS)
-            stored = table.schema.field("vector").type.list_size
-            if stored != dimension:
-                raise ValueError(
-                    f"LanceDB table {ABSTRACTS} holds {stored}-d vectors, the embedder makes "
-                    f"{dimension}-d: re-index into a new PHARMALANE_HOME"
-                )
-            return table
-        return self._db.create_table(ABSTRACTS, schema=abstracts_schema(dimension))
+        if not self._has(ABSTRACTS):
+            # exist_ok: another process may create it between the lookup and this create
+            self._db.create_table(ABSTRACTS, schema=abstracts_schema(dimension), exist_ok=True)
+        table = self._db.open_table(ABSTRACTS)
+        stored = table.schema.field("vector").type.list_size
+        if stored != dimension:
+            raise ValueError(
+                f"LanceDB table {ABSTRACTS} holds {stored}-d vectors, the embedder makes "
+                f"{dimension}-d: re-index into a new PHARMALANE_HOME"
+            )
+        return table
 
     def count(self) -> int:
         if not self._has(ABSTRACTS):
@@ -95,8 +103,7 @@ class VectorStore:
             .when_not_matched_insert_all()
             .execute(data.cast(abstracts_schema(dimension)))
         )
-        if not any(index.columns == ["id"] for index in table.list_indices()):
-            table.create_index("id", config=BTree())
+        _ensure_id_index(table)
         return rows.height
 
     def cached_vectors(
@@ -141,3 +148,18 @@ class VectorStore:
     def optimize(self) -> None:
         if self._has(ABSTRACTS):
             self._db.open_table(ABSTRACTS).optimize()
+
+
+def _ensure_id_index(table: Any) -> None:
+    """The BTree index on ``id``, created once even when several processes try at once."""
+    for _ in range(_INDEX_ATTEMPTS):
+        if any(index.columns == ["id"] for index in table.list_indices()):
+            return
+        try:
+            table.create_index("id", config=BTree())
+            return
+        except RuntimeError as exc:
+            if "Retryable commit conflict" not in str(exc):
+                raise
+            table.checkout_latest()  # the winner's commit: is it the index we wanted?
+    raise RuntimeError(f"LanceDB table {ABSTRACTS}: the id index lost {_INDEX_ATTEMPTS} races")

@@ -61,3 +61,38 @@ def test_dictionary_gives_brand_names_and_refuses_unknown_products():
     assert {"dociton", "propranolol hydrochloride"} <= set(variants["propranolol"])
     with pytest.raises(ConfigError, match="Coumadin"):
         product_variants(["Coumadin"])
+
+
+def _upsert_as_another_writer(root, writer, start, calls):
+    store = VectorStore(root)  # its own connection, as in another Dask worker process
+    start.wait()  # every writer meets the new, empty store at once: creation and index race
+    for call in range(calls):
+        ids = [f"{writer}-{call}-{k}" for k in range(4)]
+        store.upsert(_rows(ids, ["h"] * 4), np.full((4, 8), writer, np.float32), "e")
+
+
+def test_concurrent_writers_upserting_disjoint_ids_lose_nothing(tmp_path):
+    """The scan's chunks on Dask workers: one table created, one id index, every row kept.
+
+    Writers are threads with their own connections: LanceDB commits through the files either
+    way, and threads meet at the barrier within microseconds (spawned processes would not).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+    from threading import Barrier
+
+    writers, calls = 4, 5
+    start = Barrier(writers)
+    with ThreadPoolExecutor(writers) as pool:
+        jobs = [
+            pool.submit(_upsert_as_another_writer, tmp_path, w, start, calls)
+            for w in range(writers)
+        ]
+        for job in jobs:
+            job.result(timeout=120)
+    store = VectorStore(tmp_path)
+    assert store.count() == writers * calls * 4
+    ids = [f"{w}-{c}-{k}" for w in range(writers) for c in range(calls) for k in range(4)]
+    found = store.cached_vectors(ids, ["h"] * len(ids), "e")
+    assert sorted(found) == sorted(ids)
+    assert all(found[i][0] == float(i.split("-")[0]) for i in ids)
+    assert "ScalarIndexQuery" in store.lookup_plan(ids[:3])
