@@ -56,3 +56,35 @@ def test_vector_marks_exactly_the_fired_codes(name):
     found = evidence("Warfarin toxicity", "", WARFARIN, reaction_spans)
     vector = dict(zip(FEATURE_NAMES, found.vector(), strict=True))
     assert (vector[name] == 1.0) == (name in found.codes())
+
+
+def test_fired_cues_reach_the_reason_and_the_audit_codes_without_case_text():
+    import polars as pl
+
+    from tasks.core.audit_entries import decision_entries
+    from tasks.policy.planner import Thresholds, plan, with_evidence_reason
+
+    frame = pl.DataFrame(
+        {
+            "item_id": ["1", "2"],
+            "content_hash": ["h1", "h2"],
+            "products": [["warfarin"], ["warfarin"]],
+            "route": ["warm", "warm"],
+            "probability": [0.5, 0.01],
+            "evidence": [["product+reaction", "causal:induced"], []],
+        }
+    )
+    decided = with_evidence_reason(plan(frame, Thresholds(0.1, 0.9))).with_columns(
+        pl.lit("scan").alias("workflow"),
+        pl.lit("r").alias("run_id"),
+        pl.lit("c").alias("chunk_id"),
+        pl.lit("m").alias("model"),
+        pl.lit(0.0).alias("cost_usd"),
+    )
+    assert decided["reason"][0].endswith("; evidence: product+reaction, causal:induced")
+    assert "evidence" not in decided["reason"][1]
+    codes = [e["reason_codes"] for e in decision_entries(decided)]
+    assert codes == [
+        ["PLAN_ESCALATE_ESCALATED", "EVIDENCE:product+reaction", "EVIDENCE:causal:induced"],
+        ["PLAN_SMALL_CLOSED_NEGATIVE"],
+    ]
