@@ -13,7 +13,7 @@ Vectors come from PHARMALANE_HOME's LanceDB (embedding what is missing: the cali
 and the test split's in-scope items). Text models train on every train-split item (no
 embedding needed). usage (from the repo root, PYTHONPATH=.):
     python bench/scorer_ablation.py [BASE_COMMIT]   -> bench/results/scorer_ablation.json
-    python bench/scorer_ablation.py --shipped       adds the shipped scorer, as the scan runs it
+    python bench/scorer_ablation.py --shipped       adds "scan_path": the scorer in use, as the scan runs it
 """
 
 from __future__ import annotations
@@ -142,9 +142,9 @@ def main() -> None:
     out = ROOT / "bench" / "results" / "scorer_ablation.json"
     if sys.argv[1:] == ["--shipped"]:
         results = json.loads(out.read_text())
-        results["shipped"] = shipped(runtime, rows)
+        results["scan_path"] = shipped(runtime, rows)
         out.write_text(json.dumps(results, indent=2) + "\n")
-        print(json.dumps(results["shipped"], indent=1))
+        print(json.dumps(results["scan_path"], indent=1))
         return
     y = rows["label_ade"].to_numpy().astype(bool)
     split = rows["split"].to_numpy()
