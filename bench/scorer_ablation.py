@@ -13,7 +13,7 @@ Vectors come from PHARMALANE_HOME's LanceDB (embedding what is missing: the cali
 and the test split's in-scope items). Text models train on every train-split item (no
 embedding needed). usage (from the repo root, PYTHONPATH=.):
     python bench/scorer_ablation.py [BASE_COMMIT]   -> bench/results/scorer_ablation.json
-    python bench/scorer_ablation.py --shipped   adds "scan_path": the scorer in use, as the scan runs it
+    python bench/scorer_ablation.py --shipped   adds "scan_path": the scorer in use on the scan path
 """
 
 from __future__ import annotations
