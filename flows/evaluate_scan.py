@@ -20,6 +20,7 @@ from tasks.core.evaluation import screening_metrics
 from tasks.policy.planner import plan
 from tasks.services.paths import confined_output
 from tasks.services.runtime import Runtime, utcnow
+from tasks.services.scoring import probabilities
 from tasks.settings import load_settings
 from tasks.steps.training import embed_split
 
@@ -48,7 +49,7 @@ def evaluate_scan(
     scorer = runtime.scorer()
     chosen = runtime.thresholds()  # the ones the nightly scan's planner uses
     thresholds = chosen.thresholds
-    scored = rows.with_columns(pl.Series("probability", scorer.probabilities(vectors)))
+    scored = rows.with_columns(pl.Series("probability", probabilities(runtime, rows, vectors)))
     # The scan only scores in-scope items; out-of-scope ones take the tool path whatever p is.
     planned = plan(
         scored.with_columns(

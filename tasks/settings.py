@@ -75,6 +75,19 @@ class TrainSettings(_Strict):
     negatives_per_positive: int = Field(5, ge=1, le=1000)
     seed: int = 20261122
     l2: float = Field(1.0, ge=0)
+    # What the scorer reads beside the embedding, chosen by measurement
+    # (bench/results/scorer_ablation.json); 0 / false / 1.0 is the embedding-only scorer.
+    text_features: int = Field(0, ge=0, le=1 << 22, description="hashed word columns (0: none)")
+    evidence: bool = Field(False, description="evidence cues (tasks/tools/evidence.py) as inputs")
+    embedding_weight: float = Field(1.0, ge=0, description="embedding block weight (0: text only)")
+    cv_folds: int = Field(5, ge=2, le=20, description="folds over train + calibration for `low`")
+    cv_target_recall: float = Field(
+        0.97, gt=0, le=1, description="in-scope recall `low` keeps on out-of-fold scores"
+    )
+
+    @property
+    def reads_text(self) -> bool:
+        return bool(self.text_features or self.evidence)
 
 
 class SupervisorSettings(_Strict):

@@ -13,11 +13,19 @@ import polars as pl
 from tasks.core.batches import stable_id
 
 
+def _evidence_codes(decided: pl.DataFrame) -> pl.Expr:
+    """``EVIDENCE:<cue>`` for each evidence cue that fired (none when the frame has no cues)."""
+    if "evidence" not in decided.columns:
+        return pl.lit([], dtype=pl.List(pl.String))
+    return pl.col("evidence").fill_null([]).list.eval(pl.lit("EVIDENCE:") + pl.element())
+
+
 def decision_entries(decided: pl.DataFrame) -> list[dict[str, Any]]:
     """One entry per decision: item id, content hash, route, path, decision and reason codes.
 
     The planner's ``reason`` column is prose with numbers in it; the entry keeps a stable code
-    (``PLAN_<PATH>_<DECISION>``) plus the probability, from which the prose is re-derived.
+    (``PLAN_<PATH>_<DECISION>``, then ``EVIDENCE:<cue>`` per evidence cue that fired) plus the
+    probability, from which the prose is re-derived.
     The key makes re-running a chunk append nothing twice.
     """
     frame = decided.select(
@@ -34,7 +42,8 @@ def decision_entries(decided: pl.DataFrame) -> list[dict[str, Any]]:
         "path",
         "decision",
         pl.concat_list(
-            pl.concat_str([pl.lit("PLAN"), "path", "decision"], separator="_").str.to_uppercase()
+            pl.concat_str([pl.lit("PLAN"), "path", "decision"], separator="_").str.to_uppercase(),
+            _evidence_codes(decided),
         ).alias("reason_codes"),
         pl.col("probability").fill_nan(None).round(6),
         "model",

@@ -6,7 +6,17 @@ from typing import Any
 
 import polars as pl
 
+from tasks.core.screening_stats import bootstrap_interval, wss_at_recall
+
 KEPT = ("case_candidate", "escalated")
+
+
+def _wss(in_scope: pl.DataFrame) -> float | None:
+    """WSS@95 of the small model's ranking of in-scope items (None without a positive)."""
+    if not in_scope.filter(pl.col("label_ade")).height:
+        return None
+    scores = in_scope["probability"].fill_null(0.0).to_numpy()
+    return round(wss_at_recall(scores, in_scope["label_ade"].to_numpy().astype(bool)), 4)
 
 
 def _ratio(numerator: int, denominator: int) -> float | None:
@@ -53,6 +63,12 @@ def screening_metrics(planned: pl.DataFrame, *, low: float, high: float) -> dict
             "share_of_items": _ratio(in_scope.height, planned.height),
             "positives": in_scope_pos.height,
             "recall": _ratio(count(in_scope_pos, kept), in_scope_pos.height),
+            "recall_95ci_bootstrap": [
+                round(b, 4)
+                for b in bootstrap_interval(in_scope_pos.select(kept).to_series().to_numpy())
+            ],
+            "share_left_open": _ratio(count(in_scope, kept), in_scope.height),
+            "wss_at_95": _wss(in_scope),
             "missed_positives": in_scope_pos.filter(~kept)["item_id"].to_list(),
             "precision_of_kept": _ratio(count(in_scope_pos, kept), count(in_scope, kept)),
             "path_share": path_shares(in_scope),

@@ -46,3 +46,12 @@ def drug_record(name: str) -> dict[str, Any] | None:
         if str(hit[0]["name"]).lower() == name.lower():
             return dict(hit[0])
     return None
+
+
+def reaction_spans(tokens: list[str]) -> list[tuple[int, int]]:
+    """(first, last) token index of every MeSH disease term among ``tokens`` (inclusive).
+
+    The reaction finder of ``tasks.tools.evidence``: the dictionary loads once per process.
+    """
+    _, find_diseases = _finders()
+    return [(int(hit[1]), int(hit[2])) for hit in find_diseases(tokens)]

@@ -84,3 +84,22 @@ def plan(frame: pl.DataFrame, thresholds: Thresholds) -> pl.DataFrame:
     return frame.with_columns(
         path.alias("path"), decision.alias("decision"), reason.alias("reason")
     )
+
+
+def with_evidence_reason(planned: pl.DataFrame) -> pl.DataFrame:
+    """Append the evidence cues that fired (``evidence``, a list of codes) to each ``reason``.
+
+    The codes are short cue names (``product+reaction``, ``causal:induced``), never case text,
+    so a reader sees why the small model leaned as it did. Items without the column (or with no
+    cue) keep their reason unchanged, and the column is filled with an empty list.
+    """
+    if "evidence" not in planned.columns:
+        return planned.with_columns(pl.lit([], dtype=pl.List(pl.String)).alias("evidence"))
+    codes = pl.col("evidence").fill_null([])
+    return planned.with_columns(
+        pl.when(codes.list.len() > 0)
+        .then(pl.col("reason") + pl.lit("; evidence: ") + codes.list.join(", "))
+        .otherwise(pl.col("reason"))
+        .alias("reason"),
+        codes.alias("evidence"),
+    )

@@ -18,6 +18,7 @@ from tasks.schemas import EVAL_VERDICT, LEDGER
 from tasks.services.embedding import SCREEN_TASK, texts_of
 from tasks.services.escalation import Stamp, judge_row, verdict_ledger_rows
 from tasks.services.runtime import Runtime
+from tasks.services.scoring import probabilities
 from tasks.services.supervisor import SupervisedLLM
 from tasks.services.training import embed_split
 
@@ -29,7 +30,7 @@ def small_scores(
 ) -> pl.DataFrame:
     """``rows`` with the small model's probability and its catalog cost per item."""
     vectors = embed_split(runtime, rows, workflow=workflow, run_id=run_id, now=now)
-    probs = runtime.scorer().probabilities(vectors) if rows.height else np.zeros(0)
+    probs = probabilities(runtime, rows, vectors) if rows.height else np.zeros(0)
     catalog = runtime.rules.models
     price = catalog.models[catalog.tasks[SCREEN_TASK]]
     tokens = runtime.embedder.count_tokens(texts_of(rows))

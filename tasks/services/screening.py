@@ -20,12 +20,13 @@ from tasks.core.audit_entries import decision_entries
 from tasks.core.batches import chunk_id
 from tasks.core.digest import latest_outcome_per_item, product_digest
 from tasks.io.process_memory import release_free_memory
-from tasks.policy.planner import plan
+from tasks.policy.planner import plan, with_evidence_reason
 from tasks.schemas import DECISION, ESCALATION, PRODUCT_DIGEST
 from tasks.services.audit import anchor
 from tasks.services.embedding import Batch, Embedded, embed_paying_once, matrix
 from tasks.services.revisions import current_decisions
 from tasks.services.runtime import Runtime
+from tasks.services.scoring import item_evidence, scorer_features
 
 WORKFLOW = "nightly-literature-scan"
 
@@ -79,8 +80,18 @@ def score(runtime: Runtime, in_scope: pl.DataFrame, paid: Embedded) -> pl.DataFr
     )
     ready = priced.filter(~pl.col("item_id").is_in(list(paid.deferred)))
     ids = ready["item_id"].to_list()
-    probabilities: Any = runtime.scorer().probabilities(matrix(paid, ids)) if ids else []
-    return ready.with_columns(pl.Series("probability", probabilities, pl.Float64))
+    texts = in_scope.filter(~pl.col("item_id").is_in(list(paid.deferred)))  # ready's rows
+    found = item_evidence(runtime, texts) if ids else []
+    scorer = runtime.scorer()
+    probabilities: Any = (
+        scorer.probabilities(scorer_features(scorer, texts, matrix(paid, ids), found))
+        if ids
+        else []
+    )
+    return ready.with_columns(
+        pl.Series("probability", probabilities, pl.Float64),
+        pl.Series("evidence", [e.codes() for e in found], pl.List(pl.String)),
+    )
 
 
 def planned(
@@ -92,7 +103,7 @@ def planned(
         pl.col("cost_usd").fill_null(0.0)
     )
     model = pl.when(pl.col("path") == "tool").then(None).otherwise(pl.lit(paid.model_key))
-    return plan(scored, runtime.thresholds().thresholds).with_columns(
+    return with_evidence_reason(plan(scored, runtime.thresholds().thresholds)).with_columns(
         pl.lit(WORKFLOW).alias("workflow"), model.alias("model")
     )
 

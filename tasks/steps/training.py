@@ -43,3 +43,15 @@ def fit_and_calibrate(
     return training.fit_and_calibrate(
         Runtime.for_settings(settings), x_train, y_train, x_cal, y_cal
     )
+
+
+@task(name="fit-recipe", cache_policy=NO_CACHE)
+def fit_recipe(
+    train: pl.DataFrame,
+    x_train: np.ndarray,
+    calibration: pl.DataFrame,
+    x_cal: np.ndarray,
+    settings: Settings,
+) -> LogisticScorer:
+    """Train the scorer over embedding, hashed text and evidence (tasks/services/training.py)."""
+    return training.fit_recipe(Runtime.for_settings(settings), train, x_train, calibration, x_cal)
