@@ -11,7 +11,7 @@ import polars as pl
 from models.scorer import LogisticScorer, train_calibrated
 from tasks.core.batches import chunk_id
 from tasks.errors import BudgetExceeded
-from tasks.services.embedding import Batch, embed_paying_once
+from tasks.services.embedding import Batch, embed_paying_once, screen_key
 from tasks.services.runtime import Runtime
 
 EMBED_CALL_ROWS = 1024  # rows per paid embedding call
@@ -45,7 +45,7 @@ def embed_split(
             )
         parts.append(np.stack([paid.vectors[i] for i in part["item_id"]]))
         progress(start + part.height, frame.height, paid.embedded)
-    dim = runtime.embedder.dimension
+    dim = runtime.screen_embedder.dimension
     return np.concatenate(parts) if parts else np.zeros((0, dim), dtype=np.float32)
 
 
@@ -63,7 +63,7 @@ def fit_and_calibrate(
         y_train,
         x_cal,
         y_cal,
-        embedder=runtime.embedder.name,
+        embedder=screen_key(runtime),
         l2=settings.train.l2,
         target_recall=settings.scorer.target_recall,
         candidate_precision=settings.scorer.candidate_precision,
