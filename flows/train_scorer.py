@@ -11,10 +11,10 @@ from prefect import flow, get_run_logger
 from pydantic import BaseModel
 
 from flows.runs import intake, run_id
-from tasks.core.training import balanced_sample
+from tasks.core.reviewer_labels import label_counts, training_rows, with_reviewer_labels
 from tasks.services.runtime import utcnow
 from tasks.settings import load_settings
-from tasks.steps.training import embed_split, fit_and_calibrate
+from tasks.steps.training import embed_split, fit_and_calibrate, reviewer_labels
 
 WORKFLOW = "train-scorer"
 
@@ -26,6 +26,8 @@ class TrainSummary(BaseModel):
     threshold_low: float
     threshold_high: float
     calibration_recall_at_low: float
+    reviewer_labels: int = 0
+    mesh_labels: int = 0
 
 
 @flow(name="train-scorer", log_prints=False)
@@ -33,21 +35,25 @@ def train_scorer() -> TrainSummary:
     """Train on the train split, calibrate on the calibration split, save the scorer."""
     settings = load_settings()
     run, now = run_id(), utcnow()
-    rows = intake(settings, split="all").routed
-    train = balanced_sample(
-        rows.filter(pl.col("split") == "train"),
+    rows = with_reviewer_labels(intake(settings, split="all").routed, reviewer_labels(settings))
+    train = training_rows(
+        rows,
         negatives_per_positive=settings.train.negatives_per_positive,
         seed=settings.train.seed,
     )
     calibration = rows.filter(pl.col("split") == "calibration").sort("item_id")
     x_train = embed_split(train, settings, workflow=WORKFLOW, run_id=run, now=now)
     x_cal = embed_split(calibration, settings, workflow=WORKFLOW, run_id=run, now=now)
-    scorer = fit_and_calibrate(
-        x_train, train["label_ade"].to_numpy(), x_cal, calibration["label_ade"].to_numpy(), settings
-    )
+    used = label_counts(pl.concat([train, calibration], how="vertical_relaxed"))
+    y_train, y_cal = train["label_ade"].to_numpy(), calibration["label_ade"].to_numpy()
+    scorer = fit_and_calibrate(x_train, y_train, x_cal, y_cal, settings, labels=used)
     meta = scorer.meta
     get_run_logger().info(
-        "scorer saved: low=%.4f high=%.4f", meta.threshold_low, meta.threshold_high
+        "scorer saved: low=%.4f high=%.4f; labels: %d by reviewers, %d by MeSH",
+        meta.threshold_low,
+        meta.threshold_high,
+        used["reviewer"],
+        used["mesh"],
     )
     return TrainSummary(
         artifact=str(settings.scorer.artifact_dir),
@@ -56,4 +62,6 @@ def train_scorer() -> TrainSummary:
         threshold_low=meta.threshold_low,
         threshold_high=meta.threshold_high,
         calibration_recall_at_low=float(meta.training["calibration_recall_at_low"]),
+        reviewer_labels=used["reviewer"],
+        mesh_labels=used["mesh"],
     )

@@ -55,8 +55,12 @@ def fit_and_calibrate(
     y_train: np.ndarray,
     x_cal: np.ndarray,
     y_cal: np.ndarray,
+    labels: dict[str, int] | None = None,
 ) -> LogisticScorer:
-    """Train on the train split, calibrate on the calibration split, save the artifact."""
+    """Train on the train split, calibrate on the calibration split, save the artifact.
+
+    ``labels`` (rows labelled by a reviewer and by MeSH) is recorded in the artifact.
+    """
     settings = runtime.settings
     scorer = train_calibrated(
         x_train,
@@ -71,6 +75,7 @@ def fit_and_calibrate(
             "negatives_per_positive": settings.train.negatives_per_positive,
             "seed": settings.train.seed,
             "label": "MeSH qualifier adverse effects | toxicity | chemically induced",
+            "label_counts": labels or {"reviewer": 0, "mesh": len(y_train) + len(y_cal)},
         },
     )
     scorer.save(settings.scorer.artifact_dir)
