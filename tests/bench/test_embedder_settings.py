@@ -35,6 +35,7 @@ CANDIDATES = (
     {"embed_max_tokens": 128, "embed_window": "head-tail"},
 )
 MIN_AGREEMENT = 0.995
+ITEMS = int(os.environ.get("PHARMALANE_BENCH_SETTINGS_ITEMS", "0"))  # 0: every in-scope item
 
 
 def in_scope_rows() -> pl.DataFrame:
@@ -42,8 +43,11 @@ def in_scope_rows() -> pl.DataFrame:
     runtime = Runtime.for_settings(load_settings())
     citations, _ = intake.load_citations(intake.source_files(None), runtime.settings.cache_dir)
     rows = intake.window(citations, None, None, "all", None)
-    routed = intake.tools_and_route(runtime, intake.validate(runtime, rows).valid)
-    return routed.filter(pl.col("products").list.len() > 0).sort("item_id")
+    routed = intake.tools_and_route(runtime, rows)
+    in_scope = routed.filter(pl.col("products").list.len() > 0)
+    valid = intake.validate(runtime, in_scope).valid
+    kept = in_scope.filter(pl.col("item_id").is_in(valid["item_id"].implode())).sort("item_id")
+    return kept.gather_every(max(1, kept.height // ITEMS)) if ITEMS else kept
 
 
 def decide(rows: pl.DataFrame, scan: dict[str, Any]) -> tuple[pl.DataFrame, dict[str, Any]]:
