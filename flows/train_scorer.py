@@ -17,10 +17,10 @@ from prefect import flow, get_run_logger
 from pydantic import BaseModel
 
 from flows.runs import intake, run_id
-from tasks.core.training import balanced_sample
+from tasks.core.reviewer_labels import label_counts, training_rows, with_reviewer_labels
 from tasks.services.runtime import utcnow
 from tasks.settings import Settings, load_settings
-from tasks.steps.training import embed_split, fit_and_calibrate, fit_recipe
+from tasks.steps.training import embed_split, fit_and_calibrate, fit_recipe, reviewer_labels
 
 WORKFLOW = "train-scorer"
 
@@ -32,6 +32,8 @@ class TrainSummary(BaseModel):
     threshold_low: float
     threshold_high: float
     calibration_recall_at_low: float
+    reviewer_labels: int = 0
+    mesh_labels: int = 0
 
 
 def _vectors(frame: pl.DataFrame, settings: Settings, run: str, now: datetime) -> np.ndarray:
@@ -46,23 +48,28 @@ def train_scorer() -> TrainSummary:
     """Train on the train split, calibrate on the calibration split, save the scorer."""
     settings = load_settings()
     run, now = run_id(), utcnow()
-    rows = intake(settings, split="all").routed
-    train = balanced_sample(
-        rows.filter(pl.col("split") == "train"),
+    rows = with_reviewer_labels(intake(settings, split="all").routed, reviewer_labels(settings))
+    train = training_rows(
+        rows,
         negatives_per_positive=settings.train.negatives_per_positive,
         seed=settings.train.seed,
     )
     calibration = rows.filter(pl.col("split") == "calibration").sort("item_id")
     x_train = _vectors(train, settings, run, now)
     x_cal = _vectors(calibration, settings, run, now)
+    used = label_counts(pl.concat([train, calibration], how="vertical_relaxed"))
     if settings.train.reads_text:
         scorer = fit_recipe(train, x_train, calibration, x_cal, settings)
     else:
-        labels = train["label_ade"].to_numpy(), calibration["label_ade"].to_numpy()
-        scorer = fit_and_calibrate(x_train, labels[0], x_cal, labels[1], settings)
+        y_train, y_cal = train["label_ade"].to_numpy(), calibration["label_ade"].to_numpy()
+        scorer = fit_and_calibrate(x_train, y_train, x_cal, y_cal, settings, labels=used)
     meta = scorer.meta
     get_run_logger().info(
-        "scorer saved: low=%.4f high=%.4f", meta.threshold_low, meta.threshold_high
+        "scorer saved: low=%.4f high=%.4f; labels: %d by reviewers, %d by MeSH",
+        meta.threshold_low,
+        meta.threshold_high,
+        used["reviewer"],
+        used["mesh"],
     )
     return TrainSummary(
         artifact=str(settings.scorer.artifact_dir),
@@ -71,4 +78,6 @@ def train_scorer() -> TrainSummary:
         threshold_low=meta.threshold_low,
         threshold_high=meta.threshold_high,
         calibration_recall_at_low=float(meta.training["calibration_recall_at_low"]),
+        reviewer_labels=used["reviewer"],
+        mesh_labels=used["mesh"],
     )

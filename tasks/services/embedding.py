@@ -14,7 +14,9 @@ import polars as pl
 
 from tasks.core.batches import stable_id
 from tasks.core.ledger import ledger_frame, ledger_row
+from tasks.core.passages import split_sentences
 from tasks.core.pricing import call_cost
+from tasks.core.text_window import head_tail_window
 from tasks.schemas import LEDGER
 from tasks.services.runtime import Runtime
 from tasks.services.supervisor import admit, settle, throttle
@@ -50,6 +52,39 @@ def texts_of(frame: pl.DataFrame) -> list[str]:
     return (frame["title"].fill_null("") + ". " + frame["abstract"].fill_null("")).to_list()
 
 
+def screen_key(runtime: Runtime) -> str:
+    """The name stored vectors are kept under: the model, its token limit and text window.
+
+    A vector made under one setting is never reused under another (the cache is keyed by
+    content and this name), so changing ``scan.embed_max_tokens`` or ``scan.embed_window``
+    embeds again rather than mixing vectors of two settings.
+    """
+    window = runtime.settings.scan.embed_window
+    name = runtime.screen_embedder.name
+    return name if window == "full" else f"{name}+{window}"
+
+
+def screen_texts(runtime: Runtime, frame: pl.DataFrame) -> list[str]:
+    """What the screening embedder reads of each row, per ``scan.embed_window``.
+
+    ``head-tail`` keeps a text that fits the limit as it is; a longer one becomes its title and
+    the first and last sentences of its abstract that fit (``tasks/core/text_window.py``).
+    """
+    texts = texts_of(frame)
+    if runtime.settings.scan.embed_window == "full" or not texts:
+        return texts
+    model = runtime.screen_embedder
+    limit = model.max_tokens
+    fits = [count < limit for count in model.count_tokens(texts)]
+    titles = frame["title"].fill_null("").to_list()
+    abstracts = frame["abstract"].fill_null("").to_list()
+    for i in (i for i, fit in enumerate(fits) if not fit):
+        sentences = split_sentences(abstracts[i])
+        counts = [n - 2 for n in model.count_tokens([titles[i], *sentences])]  # [CLS] [SEP]
+        texts[i] = head_tail_window(titles[i], sentences, counts[1:], limit - 3 - counts[0])
+    return texts
+
+
 def embed_paying_once(runtime: Runtime, frame: pl.DataFrame, batch: Batch) -> Embedded:
     """Vectors for ``frame`` (item_id, content_hash, title, abstract, pub_date, products).
 
@@ -58,14 +93,15 @@ def embed_paying_once(runtime: Runtime, frame: pl.DataFrame, batch: Batch) -> Em
     policy does not let the work run over it, nothing is embedded and the missing items come
     back as ``deferred``: the caller leaves them undecided for the next window.
     """
-    catalog, model = runtime.rules.models, runtime.embedder
+    catalog, model = runtime.rules.models, runtime.screen_embedder
     model_key = catalog.tasks[SCREEN_TASK]
     per_token = catalog.models[model_key].usd_per_1k_input_tokens / 1000
-    tokens = pl.Series("tokens", model.count_tokens(texts_of(frame)), dtype=pl.Int64)
+    texts = pl.Series("text", screen_texts(runtime, frame), dtype=pl.String)
+    tokens = pl.Series("tokens", model.count_tokens(texts.to_list()), dtype=pl.Int64)
     vectors = runtime.vectors.cached_vectors(
-        frame["item_id"].to_list(), frame["content_hash"].to_list(), model.name
+        frame["item_id"].to_list(), frame["content_hash"].to_list(), screen_key(runtime)
     )
-    missing = frame.with_columns(tokens).filter(~pl.col("item_id").is_in(list(vectors)))
+    missing = frame.with_columns(tokens, texts).filter(~pl.col("item_id").is_in(list(vectors)))
     if not missing.height:
         return Embedded(vectors, tokens, 0, 0.0, per_token, model_key)
     paid = _embed_missing(runtime, missing, batch, model_key)
@@ -80,7 +116,7 @@ def _embed_missing(
     runtime: Runtime, missing: pl.DataFrame, batch: Batch, model_key: str
 ) -> tuple[np.ndarray, float] | None:
     """Admit, book the ledger row, embed and store ``missing``; None when the budget refuses."""
-    price, model = runtime.rules.models.models[model_key], runtime.embedder
+    price, model = runtime.rules.models.models[model_key], runtime.screen_embedder
     paid_tokens = int(missing["tokens"].sum())
     cost = call_cost(price, input_tokens=paid_tokens)
     urgent = "route" in missing.columns and bool((missing["route"] == "hot").any())
@@ -112,8 +148,8 @@ def _embed_missing(
         stem=batch.chunk,
     )
     batch_size = runtime.settings.scan.embed_batch_size
-    fresh = model.embed(texts_of(missing), batch_size=batch_size)
-    runtime.vectors.upsert(missing.rename({"item_id": "id"}), fresh, model.name)
+    fresh = model.embed(missing["text"].to_list(), batch_size=batch_size)
+    runtime.vectors.upsert(missing.rename({"item_id": "id"}), fresh, screen_key(runtime))
     settle(runtime, ticket, cost, now=batch.now)
     return fresh, cost
 

@@ -15,7 +15,7 @@ from tasks.core.ledger import ledger_frame
 from tasks.core.pricing import call_cost
 from tasks.core.verdict import PROMPT_VERSION
 from tasks.schemas import EVAL_VERDICT, LEDGER
-from tasks.services.embedding import SCREEN_TASK, texts_of
+from tasks.services.embedding import SCREEN_TASK, screen_texts
 from tasks.services.escalation import Stamp, judge_row, verdict_ledger_rows
 from tasks.services.runtime import Runtime
 from tasks.services.scoring import probabilities
@@ -33,7 +33,7 @@ def small_scores(
     probs = probabilities(runtime, rows, vectors) if rows.height else np.zeros(0)
     catalog = runtime.rules.models
     price = catalog.models[catalog.tasks[SCREEN_TASK]]
-    tokens = runtime.embedder.count_tokens(texts_of(rows))
+    tokens = runtime.screen_embedder.count_tokens(screen_texts(runtime, rows))
     return rows.with_columns(
         pl.Series("probability", probs, dtype=pl.Float64),
         pl.Series("tokens", tokens, dtype=pl.Int64),

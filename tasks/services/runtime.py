@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from models.embedder import SentenceTransformerEmbedder, default_embedder
+from models.embedder import SentenceTransformerEmbedder, default_embedder, packaged_embedder
 from models.llm import LLM
 from models.llm.openai_http import FallbackLLM, OpenAICompatibleLLM
 from models.scorer import LogisticScorer
@@ -229,6 +229,11 @@ class Runtime:
     @property
     def embedder(self) -> SentenceTransformerEmbedder:
         return default_embedder()
+
+    @property
+    def screen_embedder(self) -> SentenceTransformerEmbedder:
+        """The screening (scan, training, evaluation) embedder at ``scan.embed_max_tokens``."""
+        return packaged_embedder(self.settings.scan.embed_max_tokens)
 
     def scorer(self) -> LogisticScorer:
         """The trained scorer; reloaded only when its file changes (after `pharmalane train`)."""

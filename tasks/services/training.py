@@ -23,7 +23,7 @@ from models.scorer import (
 from tasks.core.batches import chunk_id
 from tasks.core.screening_stats import stratified_folds, threshold_at_recall
 from tasks.errors import BudgetExceeded
-from tasks.services.embedding import Batch, embed_paying_once, texts_of
+from tasks.services.embedding import Batch, embed_paying_once, screen_key, texts_of
 from tasks.services.runtime import Runtime
 from tasks.services.scoring import evidence_matrix, item_evidence
 from tasks.settings import Settings
@@ -60,7 +60,7 @@ def embed_split(
             )
         parts.append(np.stack([paid.vectors[i] for i in part["item_id"]]))
         progress(start + part.height, frame.height, paid.embedded)
-    dim = runtime.embedder.dimension
+    dim = runtime.screen_embedder.dimension
     return np.concatenate(parts) if parts else np.zeros((0, dim), dtype=np.float32)
 
 
@@ -70,15 +70,19 @@ def fit_and_calibrate(
     y_train: np.ndarray,
     x_cal: np.ndarray,
     y_cal: np.ndarray,
+    labels: dict[str, int] | None = None,
 ) -> LogisticScorer:
-    """Train on the train split, calibrate on the calibration split, save the artifact."""
+    """Train on the train split, calibrate on the calibration split, save the artifact.
+
+    ``labels`` (rows labelled by a reviewer and by MeSH) is recorded in the artifact.
+    """
     settings = runtime.settings
     scorer = train_calibrated(
         x_train,
         y_train,
         x_cal,
         y_cal,
-        embedder=runtime.embedder.name,
+        embedder=screen_key(runtime),
         l2=settings.train.l2,
         target_recall=settings.scorer.target_recall,
         candidate_precision=settings.scorer.candidate_precision,
@@ -86,6 +90,7 @@ def fit_and_calibrate(
             "negatives_per_positive": settings.train.negatives_per_positive,
             "seed": settings.train.seed,
             "label": "MeSH qualifier adverse effects | toxicity | chemically induced",
+            "label_counts": labels or {"reviewer": 0, "mesh": len(y_train) + len(y_cal)},
         },
     )
     scorer.save(settings.scorer.artifact_dir)

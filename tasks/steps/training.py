@@ -10,6 +10,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from models.scorer import LogisticScorer
+from tasks.services import reviewer_labels as labels
 from tasks.services import training
 from tasks.services.runtime import Runtime
 from tasks.settings import Settings
@@ -38,10 +39,11 @@ def fit_and_calibrate(
     x_cal: np.ndarray,
     y_cal: np.ndarray,
     settings: Settings,
+    labels: dict[str, int] | None = None,
 ) -> LogisticScorer:
     """Train, calibrate and save the scorer (see tasks/services/training.py)."""
     return training.fit_and_calibrate(
-        Runtime.for_settings(settings), x_train, y_train, x_cal, y_cal
+        Runtime.for_settings(settings), x_train, y_train, x_cal, y_cal, labels
     )
 
 
@@ -55,3 +57,9 @@ def fit_recipe(
 ) -> LogisticScorer:
     """Train the scorer over embedding, hashed text and evidence (tasks/services/training.py)."""
     return training.fit_recipe(Runtime.for_settings(settings), train, x_train, calibration, x_cal)
+
+
+@task(name="reviewer-labels", cache_policy=NO_CACHE)
+def reviewer_labels(settings: Settings) -> pl.DataFrame:
+    """Labels of literature items a human resolved in the review inbox."""
+    return labels.reviewer_labels(Runtime.for_settings(settings))
