@@ -75,11 +75,14 @@ def settings_for(home: Path, mode: str, url: str | None) -> Settings:
 
 
 @contextmanager
-def server(mode: str, threads: int, cache: Path, log: Path) -> Iterator[str | None]:
+def server(
+    mode: str, threads: int, cache: Path, gguf: Path | None, log: Path
+) -> Iterator[str | None]:
     if mode != "composed":
         yield None
         return
-    with llama_server(qwen_gguf(cache), threads=threads, n_ctx=2048, log=log) as url:
+    model = gguf or qwen_gguf(cache)
+    with llama_server(model, threads=threads, n_ctx=2048, log=log) as url:
         yield url
 
 
@@ -111,7 +114,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     log = home.parent / "llama.log"
     rows: list[dict[str, Any]] = []
     report: dict[str, Any] = {"mode": args.mode, "threads": args.threads}
-    with server(args.mode, args.threads, args.cache, log) as url:
+    with server(args.mode, args.threads, args.cache, args.gguf, log) as url:
         runtime = Runtime.for_settings(settings_for(home, args.mode, url))
         asker = Asker(runtime)
         asker.ask("warm-up: does aspirin cause nausea?")  # loads the embedder and dictionaries
@@ -146,6 +149,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--limit", type=int, default=1000)
     parser.add_argument("--cache", type=Path, default=Path("data/cache"), help="GGUF join cache")
+    parser.add_argument("--gguf", type=Path, default=None, help="an already joined GGUF file")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     report = run(args)

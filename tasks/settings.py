@@ -210,6 +210,9 @@ class KnowledgeSettings(_Strict):
     )
     composer_top_chunks: int = Field(4, ge=1, le=20, description="chunks shown to the model")
     composer_max_tokens: int = Field(160, ge=16, le=4096, description="answer length bound")
+    composer_chunk_chars: int = Field(
+        450, ge=100, le=20_000, description="each chunk is cut to this for the model (prefill)"
+    )
     composer_throttle_wait_s: float = Field(5.0, ge=0, le=600)
     grounding: GroundingSettings = Field(default_factory=GroundingSettings)
     reaction_groups: dict[str, ReactionGroup] = Field(default_factory=dict)

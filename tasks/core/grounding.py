@@ -346,24 +346,32 @@ def render(
 # --- prompting a writer that cites numbered evidence -------------------------------------------
 
 NOTHING_FOUND = "NOT IN PASSAGES"
+SYSTEM_PROMPT = "You are a drug-safety assistant. You answer only from the numbered passages."
+# No "say you cannot answer" escape: a 1.5B model takes it on every question (measured: 3 of 3
+# on-topic questions). Irrelevant or unsupported sentences are removed by the check instead.
 ANSWER_INSTRUCTION = (
-    "You answer drug-safety questions using ONLY the numbered passages. Write at most three "
-    "short sentences. End every sentence with the number of the passage that states it, like "
-    f"[2]. Never add facts that are not in the passages. If the passages do not answer the "
-    f"question, reply exactly: {NOTHING_FOUND}"
+    "Answer in one to three sentences, using only facts stated in the passages. End each "
+    'sentence with the number of the passage it comes from, for example: "Two patients '
+    'developed a rash [2]."'
 )
 
 
 def numbered_messages(
     instruction: str, request: str, items: Sequence[str], *, max_chars: int = 700
 ) -> list[dict[str, str]]:
-    """Chat messages that show ``items`` numbered from 1 (each cut to ``max_chars``).
+    """Chat messages that show ``items`` numbered from 1 (each cut to ``max_chars``), then the
+    request, then the instruction (small models follow what they read last).
 
     The number a writer cites is the item's position plus one; ``labels_to_ids`` maps it back.
     """
-    passages = "\n".join(f"[{n}] {' '.join(t.split())[:max_chars]}" for n, t in enumerate(items, 1))
-    user = f"Passages:\n{passages}\n\nQuestion: {request}\nAnswer:"
-    return [{"role": "system", "content": instruction}, {"role": "user", "content": user}]
+    passages = "\n".join(f"[{n}] {cut(t, max_chars)}" for n, t in enumerate(items, 1))
+    user = f"Passages:\n{passages}\n\nQuestion: {request}\n\n{instruction}"
+    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
+
+
+def cut(text: str, max_chars: int) -> str:
+    """``text`` whitespace-normalised and cut to ``max_chars``: what the writer is shown."""
+    return " ".join(text.split())[:max_chars]
 
 
 def labels_to_ids(sentences: Sequence[CitedSentence], ids: Sequence[str]) -> list[CitedSentence]:

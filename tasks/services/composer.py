@@ -26,6 +26,7 @@ from tasks.core.grounding import (
     Grounding,
     GroundingBounds,
     check_grounding,
+    cut,
     labels_to_ids,
     numbered_messages,
     parse_cited,
@@ -100,9 +101,11 @@ class ModelComposer:
         bounds: GroundingBounds,
         top_chunks: int = 4,
         max_tokens: int = 160,
+        chunk_chars: int = 700,
     ):
         self.llm, self.embedder, self.fallback = llm, embedder, fallback
         self.bounds, self.top_chunks, self.max_tokens = bounds, top_chunks, max_tokens
+        self.chunk_chars = chunk_chars
         self.name = f"model:{llm.name}"
 
     def compose(
@@ -112,11 +115,13 @@ class ModelComposer:
         if top.is_empty():
             return self.fallback.compose(question, question_vector, passages)
         rows = top.to_dicts()
-        evidence = {r["chunk_id"]: r["text"] for r in rows}
+        evidence = {r["chunk_id"]: cut(r["text"], self.chunk_chars) for r in rows}  # as shown
         cites = {r["chunk_id"]: citation(r["source_id"], r["section"]) for r in rows}
         messages: list[ChatMessage] = [
             {"role": m["role"], "content": m["content"]}
-            for m in numbered_messages(ANSWER_INSTRUCTION, question, list(evidence.values()))
+            for m in numbered_messages(
+                ANSWER_INSTRUCTION, question, list(evidence.values()), max_chars=self.chunk_chars
+            )
         ]
         try:
             done = grounded_completion(
@@ -189,4 +194,5 @@ def model_composer(
         bounds=bounds,
         top_chunks=knowledge.composer_top_chunks,
         max_tokens=knowledge.composer_max_tokens,
+        chunk_chars=knowledge.composer_chunk_chars,
     )

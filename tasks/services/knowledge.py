@@ -441,7 +441,8 @@ def addressed(composed: Composed, topic: Topic) -> Composed:
                 return composed
     elif not answer.refusal:
         return composed
-    note = answer.note or "the composed answer was not about the reaction asked"
+    why = "no passage answers it" if answer.refusal else "the answer was not about the reaction"
+    note = answer.note or why
     plain = replace(refusal(topic), composer=answer.composer, passages=answer.passages, note=note)
     return replace(composed, answer=plain)
 
