@@ -349,10 +349,11 @@ NOTHING_FOUND = "NOT IN PASSAGES"
 SYSTEM_PROMPT = "You are a drug-safety assistant. You answer only from the numbered passages."
 # No "say you cannot answer" escape: a 1.5B model takes it on every question (measured: 3 of 3
 # on-topic questions). Irrelevant or unsupported sentences are removed by the check instead.
+# No example sentence either: the model copied "Two patients developed a rash [2]." verbatim.
 ANSWER_INSTRUCTION = (
-    "Answer in one to three sentences, using only facts stated in the passages. End each "
-    'sentence with the number of the passage it comes from, for example: "Two patients '
-    'developed a rash [2]."'
+    "Answer in one to three sentences, using only facts stated in the passages, in their "
+    "words. End each sentence with the number of the passage it comes from in square "
+    "brackets, such as [1] or [3]."
 )
 
 
