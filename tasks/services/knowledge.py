@@ -61,6 +61,7 @@ from tasks.services.runtime import Runtime, utcnow
 WORKFLOW = "knowledge"
 HOT_ENTRIES = 10_000  # in-process tier bound; the oldest entry leaves first
 SUMMARIES = "summaries/product_knowledge"
+TOPIC_POOL = 4  # chunks retrieved per answer slot when the question names a drug or reaction
 ANSWERS = "answer_grounding"  # one row per answer served: the grounded-answer rate
 QUERY_TASK, ANSWER_TASK = "knowledge-query", "knowledge-answer"
 ANSWER_LLM_TASK = "knowledge-answer-llm"
@@ -429,22 +430,29 @@ def refusal(topic: Topic) -> Answer:
 
 
 def addressed(composed: Composed, topic: Topic) -> Composed:
-    """The composed answer if a sentence of it is about the asked reaction, else the refusal
-    (priced as composed: the composer ran)."""
+    """The composed answer if it names an asked drug and a sentence of it is about the asked
+    reaction; else the plain refusal (priced as composed: the composer ran)."""
     answer = composed.answer
-    if topic.empty:
+    problem = "no passage answers it" if answer.refusal else off_topic(answer.text, topic)
+    if topic.empty or problem is None:
         return composed
-    if not answer.refusal and topic.asks_reaction:
-        for sentence in split_sentences(answer.text):
-            trees = [t for _, found, _ in entities.reaction_terms(sentence) for t in found]
-            if about_reaction(sentence, trees, topic):
-                return composed
-    elif not answer.refusal:
-        return composed
-    why = "no passage answers it" if answer.refusal else "the answer was not about the reaction"
-    note = answer.note or why
+    note = "; ".join(n for n in (answer.note, problem) if n)
     plain = replace(refusal(topic), composer=answer.composer, passages=answer.passages, note=note)
     return replace(composed, answer=plain)
+
+
+def off_topic(text: str, topic: Topic) -> str | None:
+    """Why an answer does not address ``topic`` (entity match on the answer), or None."""
+    sentences = split_sentences(text)
+    if topic.drugs and not any(names_any_drug(s, topic) for s in sentences):
+        return "the answer does not name the drug asked"
+    if topic.asks_reaction:
+        for sentence in sentences:
+            trees = [t for _, found, _ in entities.reaction_terms(sentence) for t in found]
+            if about_reaction(sentence, trees, topic):
+                return None
+        return "the answer is not about the reaction asked"
+    return None
 
 
 def default_composer(runtime: Runtime) -> Composer:
@@ -533,7 +541,9 @@ class Asker:
             self.tiers.remember(q, answer, saved, now, None)
             return Served(answer, "semantic", query_tokens, query_cost, saved)
         topic = self._topic(q)
-        passages = self._on_topic(self._retrieve(vector, self._scope(q, topic)), topic)
+        wide = 1 if topic.empty else TOPIC_POOL  # a wider pool before the entity filter
+        retrieved = self._retrieve(vector, self._scope(q, topic), widen=wide)
+        passages = self._on_topic(retrieved, topic).head(self.runtime.settings.knowledge.top_k)
         if passages.is_empty() and not topic.empty:
             answer = refusal(topic)
             self.tiers.remember(q, answer, query_cost, now, vector)
@@ -582,7 +592,7 @@ class Asker:
             frozenset(t for _, trees, _ in terms for t in trees)
             | frozenset(t for _, g in hits for t in g.mesh_trees),
             frozenset(p for _, g in hits for p in g.words),
-            tuple(w for _, _, w in terms) + tuple(f"{w} {tail}" for w, _ in hits[:1]),
+            tuple(w for _, _, w in terms) or tuple(f"{w} {tail}" for w, _ in hits[:1]),
         )
 
     def _scope(self, q: Question, topic: Topic) -> str | None:
@@ -618,8 +628,8 @@ class Asker:
         text = f"{row['text']} (refreshed {row['refreshed_at']:%Y-%m-%d %H:%M} UTC)"
         return Answer(text, list(row["sources"]), "summary", f"summary:{kind}")
 
-    def _retrieve(self, vector: np.ndarray, product: str | None) -> pl.DataFrame:
-        k, store = self.runtime.settings.knowledge.top_k, self.tiers.store
+    def _retrieve(self, vector: np.ndarray, product: str | None, widen: int = 1) -> pl.DataFrame:
+        k, store = self.runtime.settings.knowledge.top_k * widen, self.tiers.store
         frames = [
             f
             for t in CHUNK_TABLES
