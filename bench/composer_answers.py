@@ -90,14 +90,16 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     if not rows:
         return {"answered": 0}
     composed = [r for r in rows if r["composer"].startswith("model:")]
-    shares = [r["grounded_share"] for r in rows if r["grounded_share"] is not None]
+    claims = [r for r in rows if not r["refusal"]]  # refusals are counted apart
+    shares = [r["grounded_share"] for r in claims if r["grounded_share"] is not None]
     latency = sorted(r["latency_s"] for r in rows)
     return {
         "answered": len(rows),
         "by_model": len(composed),
         "fell_back": sum("fallback" in r["composer"] for r in rows),
         "refusals": sum(r["refusal"] for r in rows),
-        "grounded_answer_rate": round(sum(s >= 1.0 for s in shares) / max(len(shares), 1), 4),
+        "answers_claiming": len(claims),
+        "grounded_answer_rate": round(sum(s >= 1.0 for s in shares) / max(len(claims), 1), 4),
         "mean_grounded_share": round(statistics.fmean(shares), 4) if shares else None,
         "latency_p50_s": round(statistics.median(latency), 3),
         "latency_max_s": round(latency[-1], 3),
