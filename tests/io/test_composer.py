@@ -101,7 +101,7 @@ def test_a_citation_to_a_chunk_that_was_not_retrieved_is_caught(configs, monkeyp
     assert answer.grounding["problems"] == {"UNKNOWN_CITATION": 1}
     assert answer.grounded_share == 0.5
     assert "amethopterin" not in answer.text and answer.citations == ["pmid:222 §abstract"]
-    assert "[3]" not in stub.requests[0]["messages"][1]["content"]
+    assert "\n[3] " not in stub.requests[0]["messages"][1]["content"]  # chunk 3 not shown
 
 
 def test_a_backend_that_is_down_falls_back_to_the_extractive_answer_and_says_so(configs):
