@@ -8,6 +8,7 @@ from pathlib import Path
 
 import polars as pl
 
+from tasks.core.answer_quality import grounded_rates, low_rate_days
 from tasks.core.finops import FinopsReport, assemble, panel_effect, with_resolutions
 from tasks.core.finops_render import render_charts, render_html
 from tasks.io.reports import write_text_atomic
@@ -55,7 +56,24 @@ def report(runtime: Runtime, start: datetime, end: datetime) -> FinopsReport:
         resolutions(runtime),
         reviewer_usd=supervisor.reviewer_cost_usd,
     )
-    return replace(priced, panel=panel_effect(panel_reviews(runtime, start, end)))
+    rates = grounded_rates(answers(runtime, start, end))
+    low = low_rate_days(rates, runtime.settings.knowledge.grounding.min_rate)
+    return replace(
+        priced,
+        panel=panel_effect(panel_reviews(runtime, start, end)),
+        grounding=rates,
+        grounding_alerts=low,
+    )
+
+
+def answers(runtime: Runtime, start: datetime, end: datetime) -> pl.DataFrame:
+    """The answers `ask` served in ``[start, end)`` with their grounding (knowledge service)."""
+    rows = runtime.lake.read("answer_grounding")
+    if rows.is_empty():
+        return rows
+    stamp = pl.col("created_at").dt.epoch("us")
+    first, last = (int(t.timestamp() * 1_000_000) for t in (start, end))
+    return rows.filter((stamp >= first) & (stamp < last))
 
 
 def panel_reviews(runtime: Runtime, start: datetime, end: datetime) -> pl.DataFrame:

@@ -189,3 +189,57 @@ def test_a_materialised_summary_answers_without_a_model_and_ledger_records_each_
     events = pl.read_parquet(settings.lake_dir / "cache_events" / "**" / "*.parquet")
     hot = events.filter(pl.col("tier") == "hot").row(0, named=True)
     assert hot["cost_saved_usd"] == pytest.approx(paid["cost_usd"])
+
+
+def test_an_unknown_drug_gets_a_plain_refusal_and_answers_record_their_grounding(indexed):
+    settings, _ = indexed
+    asker = Asker(Runtime.for_settings(settings), clock=Clock())
+    amiodarone = asker.ask("Which hepatic adverse reactions are reported with amiodarone?")
+    assert amiodarone.answer.refusal and amiodarone.answer.citations == []
+    assert amiodarone.answer.text == (
+        "The corpus has nothing about amiodarone and hepatic reactions."
+    )
+    answered = asker.ask(QUESTION)
+    assert not answered.answer.refusal and answered.answer.fully_grounded
+    assert answered.answer.grounding["sentences"] >= 1
+    assert all("propranolol" in c for c in answered.answer.citations)
+
+
+def test_a_partly_grounded_model_answer_is_shown_booked_and_never_cached(
+    indexed, tmp_path, monkeypatch
+):
+    import yaml
+
+    from tests.openai_stub import OpenAIStub, Reply, scripted
+
+    settings, _ = indexed
+    config = tmp_path / "configs"
+    shutil.copytree(settings.config_dir, config)
+    reply = (
+        "Propranolol with bradycardia shows a disproportionality signal in FAERS [1]. "
+        "Propranolol causes bradycardia in 90% of children [1]."
+    )
+    with OpenAIStub(scripted(Reply(reply))) as stub:
+        base = yaml.safe_load((config / "base.yaml").read_text())
+        base["llm"]["endpoints"]["local-qwen"].update(base_url=stub.base_url, max_retries=0)
+        (config / "base.yaml").write_text(yaml.safe_dump(base))
+        monkeypatch.setenv("PHARMALANE_KNOWLEDGE__COMPOSER", "model")
+        model_settings = load_settings(home=settings.home, config_dir=config)
+        asker = Asker(Runtime.for_settings(model_settings), clock=Clock())
+        first = asker.ask(QUESTION)
+        again = asker.ask(QUESTION)
+    assert first.answer.composer == "model:local-qwen" and first.answer.grounded_share == 0.5
+    assert "90%" not in first.answer.text and first.answer.note
+    assert again.tier == "miss"  # not admitted to the caches: asked again, replayed
+    assert len(stub.requests) == 1  # the paid-call journal answered the second time
+    asker.flush()
+    ledger = pl.read_parquet(model_settings.lake_dir / "ledger" / "**" / "*.parquet")
+    paid = ledger.filter(pl.col("pattern") == "ask/retrieve").row(0, named=True)
+    assert (paid["model"], paid["task"], paid["output_tokens"]) == (
+        "local-qwen",
+        "knowledge-answer-llm",
+        40,
+    )
+    rows = pl.read_parquet(model_settings.lake_dir / "answer_grounding" / "**" / "*.parquet")
+    assert rows["tier"].to_list() == ["composed", "composed"]
+    assert rows["fully_grounded"].to_list() == [False, False]

@@ -235,3 +235,49 @@ def test_charts_plot_the_report_data_and_the_images_show_it(settings):
     assert html.count("data:image/png;base64,") == 4
     assert "2 burst hour(s)" in html
     assert "call-006" in html
+
+
+def test_grounded_answer_rate_per_day_tier_and_model_and_its_alert(settings):
+    from tasks.core.answer_quality import answer_row
+    from tasks.schemas import ANSWER_GROUNDING
+    from tasks.services import finops
+    from tasks.services.runtime import Runtime
+
+    lake = Lake(settings.lake_dir)
+    lake.write("ledger", _ledger(), LEDGER, partition_by="day", stem="t")
+    lake.write("decisions", _decisions(), DECISION, partition_by="pub_month", stem="t")
+    answers = [
+        ("miss", "model:local-qwen", 1.0, False),
+        ("miss", "model:local-qwen", 0.5, False),  # a sentence was removed: not grounded
+        ("miss", "refusal", 1.0, True),
+        ("warm", "model:local-qwen", 1.0, False),
+        ("summary", "summary:signals", None, False),
+    ]
+    rows = [
+        answer_row(
+            event_id=f"a{n}",
+            served_by=tier,
+            composer=composer,
+            grounded_share=share,
+            refusal=refused,
+            query_class="default",
+            now=T0,
+        )
+        for n, (tier, composer, share, refused) in enumerate(answers)
+    ]
+    frame = pl.DataFrame(rows, schema_overrides={"grounded_share": pl.Float64})
+    lake.append_new(
+        "answer_grounding", frame, ANSWER_GROUNDING, keys=["event_id"], partition_by="day", stem="t"
+    )
+    report = finops.report(Runtime.for_settings(settings), START, END)
+    rates = {(r["tier"], r["model"]): r for r in report.grounding.iter_rows(named=True)}
+    assert rates[("composed", "model:local-qwen")]["grounded_rate"] == 0.5
+    assert rates[("cache", "model:local-qwen")]["grounded_rate"] == 1.0
+    assert rates[("retrieval", "refusal")]["refusals"] == 1
+    # 3 of the 4 answers that claim something are grounded: 0.75 < 0.9 (configs) -> alert
+    assert report.grounding_alerts.to_dicts() == [
+        {"day": "2026-11-16", "answers": 4, "grounded": 3, "rate": 0.75}
+    ]
+    html = render_html(report, {})
+    assert "1 day(s) with a grounded-answer rate below the bound" in html
+    assert "Grounded-answer rate per day, tier and model" in html
