@@ -50,6 +50,7 @@ def finops(
         ("workflow spend per machine decision", report.per_outcome),
         ("cache savings", report.cache_savings),
         ("persona panel: cost per item and effect on the inbox", report.panel),
+        ("periodic-summary drafts: cost per accepted summary", report.drafting),
         ("ten most expensive calls", report.top_calls.drop("created_at", strict=False)),
         ("burst hours", report.bursts),
     ):
