@@ -1,7 +1,8 @@
 """One real periodic-summary draft with a real model server, timed and priced.
 
 Drafts one product's "literature and signals" section for one month from a PHARMALANE_HOME
-whose lake holds the materialised summaries (`pharmalane scan --all && pharmalane index`), the
+whose lake holds a scan (`pharmalane scan --all`; the summaries are materialised when
+`pharmalane index` has not run), the
 synthesis model asked through the supervisor like the flow does (tasks/services/drafting.py),
 and writes the draft as docs/examples/periodic_summary_<product>.md with its time, tokens and
 cost, and the figures to bench/results/draft_example_<product>.json.
@@ -24,7 +25,7 @@ import polars as pl
 
 from tasks.core.drafting import render_markdown
 from tasks.services import drafting
-from tasks.services.knowledge import faers_signal_columns
+from tasks.services.knowledge import SUMMARIES, faers_signal_columns, materialise_summaries
 from tasks.services.runtime import Runtime
 from tasks.settings import Settings, load_settings
 
@@ -43,6 +44,8 @@ def settings_for(url: str) -> Settings:
 def run(url: str, product: str, month: str, threads: int) -> dict[str, Any]:
     runtime = Runtime.for_settings(settings_for(url))
     signals = pl.DataFrame(faers_signal_columns())
+    if not runtime.lake.files(SUMMARIES):  # after a scan without `pharmalane index`
+        materialise_summaries(runtime, signals, "draft-example", datetime.now(UTC))
     draft_run = drafting.DraftRun(run_id=f"example-{month}", now=datetime.now(UTC))
     started = time.monotonic()
     result = drafting.draft_period(runtime, month, [product], signals, draft_run)

@@ -9,6 +9,7 @@ from typing import Annotated
 import polars as pl
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.events import emit_event
 from pydantic import BaseModel, Field
 
 from tasks.core.finops import FinopsReport
@@ -31,6 +32,40 @@ class FinopsSummary(BaseModel):
 def _rows(frame: pl.DataFrame) -> list[dict[str, object]]:
     """Artifact rows, amounts at full precision (``str`` of the float: 4.16e-05, never 0.0)."""
     return [{k: str(v) for k, v in row.items()} for row in frame.to_dicts()]
+
+
+GROUNDING_LOW_EVENT = "pharmalane.answers.grounding-low"
+
+
+def _grounding(report: FinopsReport) -> None:
+    """The grounded-answer rate as an artifact; a day below the bound is an alert (log + event)."""
+    if report.grounding.is_empty():
+        return
+    create_table_artifact(
+        key="finops-grounded-answers",
+        table=_rows(report.grounding),
+        description="ask: answers fully supported by the chunks they cite, per day, tier, model "
+        "(refusals counted apart)",
+    )
+    low = report.grounding_alerts
+    if low.is_empty():
+        return
+    for day, answers, grounded, rate in low.select("day", "answers", "grounded", "rate").rows():
+        get_run_logger().warning(
+            "ALERT grounded-answer rate %.3f on %s (%d of %d answers grounded)",
+            rate,
+            day,
+            grounded,
+            answers,
+        )
+    emit_event(
+        event=GROUNDING_LOW_EVENT,
+        resource={
+            "prefect.resource.id": "pharmalane.knowledge.ask",
+            "prefect.resource.name": "knowledge answers",
+        },
+        payload={"days": _rows(low)},
+    )
 
 
 @flow(name="weekly-finops", log_prints=False)
@@ -61,6 +96,7 @@ def weekly_finops(
     )
     create_table_artifact(key="finops-top-calls", table=_rows(report.top_calls))
     _lane_tables(report)
+    _grounding(report)
     create_markdown_artifact(
         key="finops-summary",
         markdown=(

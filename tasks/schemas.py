@@ -253,6 +253,23 @@ CACHE_EVENT = pa.schema(
 )
 
 
+# one row per answer `ask` served: the grounded-answer rate (tasks/core/answer_quality.py)
+ANSWER_GROUNDING = pa.schema(
+    [
+        pa.field("event_id", pa.string()),
+        pa.field("tier", pa.string()),  # summary | cache | retrieval | composed
+        pa.field("served_by", pa.string()),  # hot | warm | summary | semantic | miss
+        pa.field("model", pa.string()),  # the composer: extractive, model:<key>, summary:<kind>
+        pa.field("grounded_share", pa.float64()),  # null: never checked
+        pa.field("fully_grounded", pa.bool_()),
+        pa.field("refusal", pa.bool_()),
+        pa.field("query_class", pa.string()),
+        ("created_at", TS),
+        pa.field("day", pa.string()),
+    ]
+)
+
+
 # --- model ladder ------------------------------------------------------------------------------
 
 # Case candidates from the escalation lane: a large model's positive verdict, for a PV reviewer.

@@ -168,6 +168,27 @@ class QueryClassSettings(_Strict):
     )
 
 
+class GroundingSettings(_Strict):
+    """Support every sentence of a composed answer needs from the chunk it cites."""
+
+    min_lexical: float = Field(
+        0.6, ge=0, le=1, description="share of the sentence's content words found in the cited text"
+    )
+    min_embedding: float = Field(
+        0.45, ge=-1, le=1, description="best cosine to a sentence of the cited text"
+    )
+    min_rate: float = Field(
+        0.9, ge=0, le=1, description="grounded-answer rate (per day) below which an alert fires"
+    )
+
+
+class ReactionGroup(_Strict):
+    """Organ words a question names without a MeSH term ('hepatic', 'liver'), as MeSH trees."""
+
+    words: list[str] = Field(min_length=1, description="word prefixes, lower case")
+    mesh_trees: list[str] = Field(min_length=1, description="MeSH tree numbers they stand for")
+
+
 class KnowledgeSettings(_Strict):
     chunk_max_chars: int = Field(600, ge=50, le=20_000, description="chunk size bound")
     chunk_overlap_sentences: int = Field(1, ge=0, le=10)
@@ -182,6 +203,19 @@ class KnowledgeSettings(_Strict):
     )
     default_ttl_seconds: int = Field(86_400, ge=1)
     classes: list[QueryClassSettings] = Field(default_factory=list)
+    composer: Literal["extractive", "model"] = Field(
+        "extractive",
+        description="who writes a miss's answer: the extractive rung, or knowledge-answer-llm's "
+        "model (configs/models.yaml) with the extractive answer as its fallback",
+    )
+    composer_top_chunks: int = Field(4, ge=1, le=20, description="chunks shown to the model")
+    composer_max_tokens: int = Field(160, ge=16, le=4096, description="answer length bound")
+    composer_throttle_wait_s: float = Field(5.0, ge=0, le=600)
+    grounding: GroundingSettings = Field(default_factory=GroundingSettings)
+    reaction_groups: dict[str, ReactionGroup] = Field(default_factory=dict)
+    generic_reactions: list[str] = Field(
+        default_factory=list, description="MeSH ids too broad to tell what was asked (Injuries)"
+    )
 
 
 class LLMEndpoint(_Strict):
@@ -258,7 +292,7 @@ class PanelSettings(_Strict):
 class DraftingSettings(_Strict):
     """The periodic-summary drafting lane (flow draft-periodic-summary, docs/drafting.md)."""
 
-    max_tokens: int = Field(700, ge=64, le=8192, description="output tokens per draft")
+    max_tokens: int = Field(400, ge=64, le=8192, description="output tokens per draft")
     faers_top_n: int = Field(
         6, ge=0, le=50, description="FAERS pairs per draft: signals first, then lower PRR bound"
     )

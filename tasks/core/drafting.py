@@ -171,7 +171,7 @@ PASSAGE_CHARS = 1200  # a literature summary lists several titles: keep them who
 def request_for(product: str, month: str) -> str:
     """What the writer is asked: the section for one product and month."""
     return (
-        f"Write the literature and signals section for {product}, period {month}, in 3 to 8 "
+        f"Write the literature and signals section for {product}, period {month}, in 3 to 6 "
         "sentences: what the literature summary reports, which FAERS pairs meet the signal "
         "rule (with PRR, ROR and their 95% intervals), and the confirmed cases, if any."
     )

@@ -59,6 +59,8 @@ class FinopsReport:
     bursts: pl.DataFrame
     resolved_outcomes: pl.DataFrame = field(default_factory=pl.DataFrame)
     panel: pl.DataFrame = field(default_factory=pl.DataFrame)  # the persona panel's effect
+    grounding: pl.DataFrame = field(default_factory=pl.DataFrame)  # grounded-answer rate
+    grounding_alerts: pl.DataFrame = field(default_factory=pl.DataFrame)  # days below the bound
     drafting: pl.DataFrame = field(default_factory=pl.DataFrame)  # cost per accepted summary
 
 

@@ -144,6 +144,11 @@ def render_html(report: FinopsReport, charts: dict[str, bytes]) -> str:
         if not report.bursts.is_empty()
         else "<p>No burst: no hour spent above its trailing baseline.</p>"
     )
+    if not report.grounding_alerts.is_empty():
+        bursts += (
+            f'<p class="alert">{report.grounding_alerts.height} day(s) with a grounded-answer '
+            "rate below the bound</p>" + _table(report.grounding_alerts)
+        )
     sections = [
         ("Cost per workflow", report.by_workflow),
         ("Cost per pattern (route/path x model)", report.by_pattern),
@@ -152,6 +157,7 @@ def render_html(report: FinopsReport, charts: dict[str, bytes]) -> str:
         ("Path mix", report.path_mix),
         ("Cache savings", report.cache_savings),
         ("Persona panel: cost per item and effect on the inbox", report.panel),
+        ("Grounded-answer rate per day, tier and model (ask)", report.grounding),
         ("Periodic-summary drafts: cost per accepted summary", report.drafting),
         ("Ten most expensive prompts (calls)", report.top_calls),
     ]

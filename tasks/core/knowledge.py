@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 import polars as pl
 
+from tasks.core.grounding import CitedSentence, Grounding, GroundingBounds, check_grounding
 from tasks.core.passages import split_sentences
 
 REFERENCE_PREFIX = "ref"
@@ -176,6 +177,15 @@ class Answer:
     kind: str  # "retrieval" or "summary"
     composer: str
     passages: list[dict[str, Any]] = field(default_factory=list)
+    grounded_share: float | None = None  # None: not checked (a summary, an old cache entry)
+    refusal: bool = False  # the corpus has nothing relevant, said plainly
+    note: str = ""  # e.g. "model composer unavailable: extractive answer"
+    grounding: dict[str, Any] = field(default_factory=dict)  # Grounding.summary()
+
+    @property
+    def fully_grounded(self) -> bool:
+        """May be admitted to the caches: checked and every sentence grounded."""
+        return self.grounded_share is not None and self.grounded_share >= 1.0
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True, default=str)
@@ -197,6 +207,7 @@ class Composed:
     answer: Answer
     input_tokens: int
     output_tokens: int
+    model_key: str | None = None  # catalog key that priced the call; None: knowledge-answer
 
 
 class Composer(Protocol):
@@ -218,9 +229,12 @@ class ExtractiveComposer:
 
     name = "extractive"
 
-    def __init__(self, embedder: SentenceEmbedder, sentences: int):
+    def __init__(
+        self, embedder: SentenceEmbedder, sentences: int, bounds: GroundingBounds | None = None
+    ):
         self._embedder = embedder
         self._n = sentences
+        self._bounds = bounds or GroundingBounds()
 
     def compose(
         self, question: str, question_vector: np.ndarray, passages: pl.DataFrame
@@ -244,5 +258,23 @@ class ExtractiveComposer:
         text = " ".join(f"{s} [{c}]" for s, c in chosen)
         cites = list(dict.fromkeys(c for _, c in chosen))
         kept = passages.select("chunk_id", "source_id", "section", "similarity").to_dicts()
-        answer = Answer(text, cites, "retrieval", self.name, kept)
+        grounding = self._check(chosen, passages)
+        answer = Answer(
+            text,
+            cites,
+            "retrieval",
+            self.name,
+            kept,
+            grounded_share=grounding.grounded_share,
+            grounding=grounding.summary(),
+        )
         return Composed(answer, int(sum(self._embedder.count_tokens(texts))), 0)
+
+    def _check(self, chosen: list[tuple[str, str]], passages: pl.DataFrame) -> Grounding:
+        """The same grounding check as a model's answer (verbatim sentences pass it)."""
+        evidence: dict[str, str] = {}
+        for row in passages.iter_rows(named=True):
+            cite = citation(row["source_id"], row["section"])
+            evidence[cite] = f"{evidence.get(cite, '')} {row['text']}".strip()
+        claims = [CitedSentence(s, (c,)) for s, c in chosen]
+        return check_grounding(claims, evidence, self._embedder.embed, self._bounds)

@@ -46,3 +46,24 @@ def drug_record(name: str) -> dict[str, Any] | None:
         if str(hit[0]["name"]).lower() == name.lower():
             return dict(hit[0])
     return None
+
+
+def reaction_terms(text: str) -> list[tuple[str, tuple[str, ...], str]]:
+    """(MeSH id, its tree numbers, the words matched) of each disease term in ``text``."""
+    _, find_diseases = _finders()
+    found: dict[str, tuple[tuple[str, ...], str]] = {}
+    for hit in find_diseases(_TOKEN.findall(text)):
+        term = hit[0]
+        found.setdefault(
+            str(term["mesh_id"]),
+            (tuple(str(t) for t in term.get("mesh_tree") or ()), str(term["matching_string"])),
+        )
+    return [(mesh, trees, words) for mesh, (trees, words) in found.items()]
+
+
+def drug_names(name: str, extra: list[str] | tuple[str, ...] = ()) -> frozenset[str]:
+    """A canonical drug name, its dictionary synonyms and brand names, and ``extra`` names."""
+    record = drug_record(name) or {}
+    synonyms = record.get("synonyms") or []
+    names = {name.lower(), *(s.lower() for s in synonyms), *(e.lower() for e in extra)}
+    return frozenset(n for n in names if len(n) >= 4 and "," not in n)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import polars as pl
 
+from tasks.core.answer_quality import grounded_rates, low_rate_days
 from tasks.core.finops import (
     FinopsReport,
     assemble,
@@ -65,8 +66,14 @@ def report(runtime: Runtime, start: datetime, end: datetime) -> FinopsReport:
     drafting = cost_per_accepted_summary(
         figures.calls, drafts_made(runtime, start, end), draft_reviews(runtime)
     )
+    rates = grounded_rates(answers(runtime, start, end))
+    low = low_rate_days(rates, runtime.settings.knowledge.grounding.min_rate)
     return replace(
-        priced, panel=panel_effect(panel_reviews(runtime, start, end)), drafting=drafting
+        priced,
+        panel=panel_effect(panel_reviews(runtime, start, end)),
+        grounding=rates,
+        grounding_alerts=low,
+        drafting=drafting,
     )
 
 
@@ -88,6 +95,16 @@ def draft_reviews(runtime: Runtime) -> pl.DataFrame:
         schema={"draft_id": pl.String, "status": pl.String, "outcome": pl.String},
         orient="row",
     )
+
+
+def answers(runtime: Runtime, start: datetime, end: datetime) -> pl.DataFrame:
+    """The answers `ask` served in ``[start, end)`` with their grounding (knowledge service)."""
+    rows = runtime.lake.read("answer_grounding")
+    if rows.is_empty():
+        return rows
+    stamp = pl.col("created_at").dt.epoch("us")
+    first, last = (int(t.timestamp() * 1_000_000) for t in (start, end))
+    return rows.filter((stamp >= first) & (stamp < last))
 
 
 def panel_reviews(runtime: Runtime, start: datetime, end: datetime) -> pl.DataFrame:

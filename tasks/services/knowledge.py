@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 import numpy as np
 import polars as pl
 
+from tasks.core.addressing import Topic, about_reaction, names_any_drug, refusal_text
+from tasks.core.answer_quality import answer_row
 from tasks.core.batches import stable_id
 from tasks.core.cache_keys import (
     Entities,
@@ -31,9 +33,11 @@ from tasks.core.cache_keys import (
     is_intact,
     semantic_match,
 )
+from tasks.core.grounding import GroundingBounds
 from tasks.core.intake import with_derived_fields
 from tasks.core.knowledge import (
     Answer,
+    Composed,
     Composer,
     ExtractiveComposer,
     literature_summaries,
@@ -41,7 +45,7 @@ from tasks.core.knowledge import (
     signal_summaries,
 )
 from tasks.core.ledger import ledger_frame, ledger_row
-from tasks.core.passages import chunk_documents
+from tasks.core.passages import chunk_documents, split_sentences
 from tasks.core.pricing import CACHE_MODEL, call_cost
 from tasks.core.signals import disproportionality
 from tasks.errors import ConfigError, PolicyDenied
@@ -49,14 +53,17 @@ from tasks.io import entities, faers
 from tasks.io.knowledge import ABSTRACT_CHUNKS, CHUNK_TABLES, REFERENCE_CHUNKS, KnowledgeStore
 from tasks.io.warm_cache import WarmCache
 from tasks.policy.cache_admission import decide
-from tasks.schemas import CACHE_EVENT, LEDGER, PRODUCT_SUMMARY
+from tasks.schemas import ANSWER_GROUNDING, CACHE_EVENT, LEDGER, PRODUCT_SUMMARY
+from tasks.services.composer import model_composer
 from tasks.services.intake import load_citations, source_files
 from tasks.services.runtime import Runtime, utcnow
 
 WORKFLOW = "knowledge"
 HOT_ENTRIES = 10_000  # in-process tier bound; the oldest entry leaves first
 SUMMARIES = "summaries/product_knowledge"
+ANSWERS = "answer_grounding"  # one row per answer served: the grounded-answer rate
 QUERY_TASK, ANSWER_TASK = "knowledge-query", "knowledge-answer"
+ANSWER_LLM_TASK = "knowledge-answer-llm"
 
 
 # --- indexing ---------------------------------------------------------------------------------
@@ -308,6 +315,8 @@ class Served:
     cost: float = 0.0
     saved: float = 0.0
     projected: float = 0.0
+    model_key: str | None = None  # the composer's catalog key when not knowledge-answer's
+    output_tokens: int = 0
 
 
 @dataclass
@@ -318,12 +327,14 @@ class AskLedger:
     session: str
     ledger: list[dict[str, Any]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
+    answers: list[dict[str, Any]] = field(default_factory=list)
 
     def record(self, q: Question, served: Served, now: datetime) -> Asked:
         catalog = self.runtime.rules.models
         event_id = stable_id([self.session, str(len(self.events)), q.key], "ask")
         paid, task = served.tokens > 0, ANSWER_TASK if served.tier == "miss" else QUERY_TASK
-        model_key = catalog.tasks[task]
+        model_key = served.model_key or catalog.tasks[task]
+        task = ANSWER_LLM_TASK if served.model_key else task
         pattern = f"ask/cache-{served.tier}" if served.tier != "miss" else "ask/retrieve"
         self.ledger.append(
             ledger_row(
@@ -337,6 +348,7 @@ class AskLedger:
                 pattern=pattern,
                 n_items=1,
                 input_tokens=served.tokens,
+                output_tokens=served.output_tokens,
                 cost_usd=served.cost,
                 now=now,
             )
@@ -353,6 +365,17 @@ class AskLedger:
                 "created_at": now,
                 "day": now.date().isoformat(),
             }
+        )
+        self.answers.append(
+            answer_row(
+                event_id=event_id,
+                served_by=served.tier,
+                composer=served.answer.composer,
+                grounded_share=served.answer.grounded_share,
+                refusal=served.answer.refusal,
+                query_class=q.cls.name,
+                now=now,
+            )
         )
         return Asked(
             served.answer, served.tier, q.key, q.cls.name, served.cost, saved, served.projected
@@ -380,8 +403,57 @@ class AskLedger:
             partition_by="day",
             stem=stem,
         )
-        self.ledger, self.events = [], []
+        lake.append_new(
+            ANSWERS,
+            pl.DataFrame(self.answers, schema_overrides={"grounded_share": pl.Float64}),
+            ANSWER_GROUNDING,
+            keys=["event_id"],
+            partition_by="day",
+            stem=stem,
+        )
+        self.ledger, self.events, self.answers = [], [], []
         return written
+
+
+def _about(row: dict[str, Any], topic: Topic) -> bool:
+    tags = list(row.get("products") or [])
+    if topic.drugs and not names_any_drug(row["text"], topic, tags):
+        return False
+    trees = [t for _, found, _ in entities.reaction_terms(row["text"]) for t in found]
+    return about_reaction(row["text"], trees, topic)
+
+
+def refusal(topic: Topic) -> Answer:
+    """'The corpus has nothing about X and Y': claims nothing, so it is fully grounded."""
+    return Answer(refusal_text(topic), [], "retrieval", "refusal", grounded_share=1.0, refusal=True)
+
+
+def addressed(composed: Composed, topic: Topic) -> Composed:
+    """The composed answer if a sentence of it is about the asked reaction, else the refusal
+    (priced as composed: the composer ran)."""
+    answer = composed.answer
+    if topic.empty:
+        return composed
+    if not answer.refusal and topic.asks_reaction:
+        for sentence in split_sentences(answer.text):
+            trees = [t for _, found, _ in entities.reaction_terms(sentence) for t in found]
+            if about_reaction(sentence, trees, topic):
+                return composed
+    elif not answer.refusal:
+        return composed
+    note = answer.note or "the composed answer was not about the reaction asked"
+    plain = replace(refusal(topic), composer=answer.composer, passages=answer.passages, note=note)
+    return replace(composed, answer=plain)
+
+
+def default_composer(runtime: Runtime) -> Composer:
+    """The composer ``knowledge.composer`` names; the model one falls back to the extractive."""
+    k = runtime.settings.knowledge
+    bounds = GroundingBounds(k.grounding.min_lexical, k.grounding.min_embedding)
+    extractive = ExtractiveComposer(runtime.embedder, k.answer_sentences, bounds)
+    if k.composer == "extractive":
+        return extractive
+    return model_composer(runtime, extractive)
 
 
 class Asker:
@@ -404,7 +476,7 @@ class Asker:
         self.summary_of = {c.name: c.summary for c in k.classes}
         self.default_class = QueryClass("default", k.default_ttl_seconds)
         self.embedder = runtime.embedder
-        self.composer = composer or ExtractiveComposer(self.embedder, k.answer_sentences)
+        self.composer = composer or default_composer(runtime)
         self._summaries: pl.DataFrame | None = None
 
     @property
@@ -459,17 +531,70 @@ class Asker:
             answer, saved = hit  # promoted to the exact tiers under this question's key
             self.tiers.remember(q, answer, saved, now, None)
             return Served(answer, "semantic", query_tokens, query_cost, saved)
-        passages = self._retrieve(vector, q.product)
-        composed = self.composer.compose(q.text, vector, passages)
+        topic = self._topic(q)
+        passages = self._on_topic(self._retrieve(vector, self._scope(q, topic)), topic)
+        if passages.is_empty() and not topic.empty:
+            answer = refusal(topic)
+            self.tiers.remember(q, answer, query_cost, now, vector)
+            return Served(answer, "miss", query_tokens, query_cost)
+        composed = addressed(self.composer.compose(q.text, vector, passages), topic)
+        answer_key = composed.model_key or catalog.tasks[ANSWER_TASK]
         cost = query_cost + call_cost(
-            catalog.models[catalog.tasks[ANSWER_TASK]],
+            catalog.models[answer_key],
             input_tokens=composed.input_tokens,
             output_tokens=composed.output_tokens,
         )
-        self.tiers.remember(q, composed.answer, cost, now, vector)
+        if composed.answer.fully_grounded:  # a partly grounded answer is shown, never cached
+            self.tiers.remember(q, composed.answer, cost, now, vector)
         tokens = query_tokens + composed.input_tokens
         projected = self._llm_projection(q.text, passages)
-        return Served(composed.answer, "miss", tokens, cost, projected=projected)
+        return Served(
+            composed.answer,
+            "miss",
+            tokens,
+            cost,
+            projected=projected,
+            model_key=composed.model_key,
+            output_tokens=composed.output_tokens,
+        )
+
+    def _topic(self, q: Question) -> Topic:
+        """The drugs (with their names) and reactions (MeSH trees, organ words) ``q`` asks."""
+        k = self.runtime.settings.knowledge
+        brands = {p.name.lower(): p.brand for p in self.runtime.rules.products.products}
+        found = q.found or Entities(frozenset(), frozenset())
+        drugs = {
+            d: entities.drug_names(d, [b] if (b := brands.get(d)) else []) for d in found.drugs
+        }
+        terms = [t for t in entities.reaction_terms(q.text) if t[0] not in k.generic_reactions]
+        generic = [w for m, _, w in entities.reaction_terms(q.text) if m in k.generic_reactions]
+        words = q.text.lower().split()
+        hits = [
+            (w.strip("?.,"), g)
+            for w in words
+            for g in k.reaction_groups.values()
+            if any(w.startswith(p) for p in g.words)
+        ]
+        tail = generic[0] if generic else "reactions"
+        return Topic(
+            drugs,
+            frozenset(t for _, trees, _ in terms for t in trees)
+            | frozenset(t for _, g in hits for t in g.mesh_trees),
+            frozenset(p for _, g in hits for p in g.words),
+            tuple(w for _, _, w in terms) + tuple(f"{w} {tail}" for w, _ in hits[:1]),
+        )
+
+    def _scope(self, q: Question, topic: Topic) -> str | None:
+        """The product filter: ``--product``, or the one watched product the question names."""
+        watched = [d for d in topic.drugs if d in self.products]
+        return q.product or (watched[0] if len(watched) == 1 else None)
+
+    def _on_topic(self, passages: pl.DataFrame, topic: Topic) -> pl.DataFrame:
+        """Chunks naming an asked drug and, if a reaction was asked, a sentence about it."""
+        if topic.empty or passages.is_empty():
+            return passages
+        ids = [r["chunk_id"] for r in passages.iter_rows(named=True) if _about(r, topic)]
+        return passages.filter(pl.col("chunk_id").is_in(ids))
 
     def _single_watched(self, found: Entities) -> str | None:
         watched = sorted(d for d in found.drugs if d in self.products)
@@ -514,7 +639,7 @@ class Asker:
     def _llm_projection(self, question: str, passages: pl.DataFrame) -> float:
         """What the LLM composer (not run here) would cost on the same context."""
         catalog = self.runtime.rules.models
-        price = catalog.models[catalog.tasks["knowledge-answer-llm"]]
+        price = catalog.models[catalog.tasks[ANSWER_LLM_TASK]]
         context = [question, *passages["text"].to_list()] if passages.height else [question]
         tokens = sum(len(t.split()) for t in context) * 4 // 3 + 150  # words -> tokens + prompt
         return call_cost(price, input_tokens=tokens, output_tokens=200)

@@ -189,3 +189,17 @@ def test_a_materialised_summary_answers_without_a_model_and_ledger_records_each_
     events = pl.read_parquet(settings.lake_dir / "cache_events" / "**" / "*.parquet")
     hot = events.filter(pl.col("tier") == "hot").row(0, named=True)
     assert hot["cost_saved_usd"] == pytest.approx(paid["cost_usd"])
+
+
+def test_an_unknown_drug_gets_a_plain_refusal_and_answers_record_their_grounding(indexed):
+    settings, _ = indexed
+    asker = Asker(Runtime.for_settings(settings), clock=Clock())
+    amiodarone = asker.ask("Which hepatic adverse reactions are reported with amiodarone?")
+    assert amiodarone.answer.refusal and amiodarone.answer.citations == []
+    assert amiodarone.answer.text == (
+        "The corpus has nothing about amiodarone and hepatic reactions."
+    )
+    answered = asker.ask(QUESTION)
+    assert not answered.answer.refusal and answered.answer.fully_grounded
+    assert answered.answer.grounding["sentences"] >= 1
+    assert all("propranolol" in c for c in answered.answer.citations)

@@ -1,0 +1,381 @@
+"""Grounding check: is every sentence of a composed text supported by the evidence it cites?
+
+Generic over *evidence items with ids and text* (retrieved chunks for ``ask``, summary rows,
+FAERS statistics and review cases for a drafted report section). A model writes sentences
+ending in citations such as ``[2]`` or ``[1, 3]``; ``parse_cited`` reads them robustly (citations
+before or after the full stop, ranges, repeated brackets), ``check_grounding`` decides per
+sentence, deterministically:
+
+1. the sentence cites at least one id (``NO_CITATION``);
+2. every cited id is an evidence item that was actually given (``UNKNOWN_CITATION``: a chunk
+   that was not retrieved, or an invented number);
+3. lexical support: the share of the sentence's content words (numbers exactly) found in the
+   cited items is at least ``bounds.min_lexical`` (``LOW_LEXICAL_SUPPORT``);
+4. embedding support: the best cosine between the sentence and a sentence of a cited item is at
+   least ``bounds.min_embedding`` (``LOW_EMBEDDING_SUPPORT``).
+
+A sentence failing any rule is never shown as fact: ``render`` removes it (or marks it
+``[unsupported]``). The grounded share is the fraction of sentences that pass; only a fully
+grounded text may be cached. The embedder is passed in (a function of texts), so the check
+stays pure and testable with the real packaged model.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from tasks.core.passages import split_sentences
+
+NO_CITATION = "NO_CITATION"
+UNKNOWN_CITATION = "UNKNOWN_CITATION"
+LOW_LEXICAL = "LOW_LEXICAL_SUPPORT"
+LOW_EMBEDDING = "LOW_EMBEDDING_SUPPORT"
+UNSUPPORTED_MARK = "[unsupported]"
+
+# "[1]", "[1, 3]", "[2-4]", "[chunk 2]", "[pmid:123]": one bracket group, possibly repeated.
+_MARKER = re.compile(r"\[([^\[\]]{1,60})\]")
+_MARKERS_AFTER_STOP = re.compile(r"([.!?])((?:\s*\[[^\[\]]{1,60}\])+)")
+_RANGE = re.compile(r"^(\d+)\s*[-\u2013]\s*(\d+)$")
+_LABEL_WORDS = re.compile(r"^(?:chunk|source|passage|evidence|item|doc)\b\s*#?\s*", re.I)
+_WORD = re.compile(r"[a-z][a-z'-]*[a-z]|\d+(?:\.\d+)?")
+_STEM = 6  # words this long match on their first six letters (hepatotoxic / hepatotoxicity)
+STOPWORDS = frozenset(
+    {
+        "the",
+        "and",
+        "for",
+        "with",
+        "was",
+        "were",
+        "are",
+        "is",
+        "be",
+        "been",
+        "being",
+        "this",
+        "that",
+        "these",
+        "those",
+        "from",
+        "into",
+        "onto",
+        "than",
+        "then",
+        "which",
+        "who",
+        "whom",
+        "whose",
+        "what",
+        "when",
+        "where",
+        "while",
+        "also",
+        "such",
+        "its",
+        "their",
+        "there",
+        "they",
+        "them",
+        "has",
+        "have",
+        "had",
+        "not",
+        "but",
+        "nor",
+        "can",
+        "may",
+        "might",
+        "could",
+        "would",
+        "should",
+        "will",
+        "shall",
+        "our",
+        "your",
+        "his",
+        "her",
+        "him",
+        "she",
+        "one",
+        "two",
+        "per",
+        "via",
+        "all",
+        "any",
+        "each",
+        "both",
+        "more",
+        "most",
+        "other",
+        "some",
+        "only",
+        "own",
+        "same",
+        "very",
+        "about",
+        "after",
+        "before",
+        "over",
+        "under",
+        "between",
+        "during",
+        "against",
+        "among",
+        "within",
+        "without",
+        "reported",
+        "report",
+        "reports",
+        "patients",
+        "patient",
+        "study",
+        "studies",
+        "case",
+        "cases",
+        "associated",
+        "including",
+        "included",
+    }
+)
+
+
+@dataclass(frozen=True)
+class CitedSentence:
+    """One sentence as written, without its markers, and the ids it cites (in order)."""
+
+    text: str
+    cited: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class GroundingBounds:
+    """Support a sentence needs from the items it cites (configs: knowledge.grounding)."""
+
+    min_lexical: float = 0.6
+    min_embedding: float = 0.45
+
+
+@dataclass(frozen=True)
+class SentenceCheck:
+    """The verdict on one sentence; ``problem`` is None when it is grounded."""
+
+    text: str
+    cited: tuple[str, ...]
+    lexical: float
+    embedding: float
+    problem: str | None
+
+    @property
+    def grounded(self) -> bool:
+        return self.problem is None
+
+
+@dataclass(frozen=True)
+class Grounding:
+    """Every sentence's verdict, in order."""
+
+    sentences: tuple[SentenceCheck, ...]
+
+    @property
+    def grounded_share(self) -> float:
+        """Fraction of sentences that are grounded (1.0 for an empty text: nothing claimed)."""
+        if not self.sentences:
+            return 1.0
+        return sum(s.grounded for s in self.sentences) / len(self.sentences)
+
+    @property
+    def fully_grounded(self) -> bool:
+        return all(s.grounded for s in self.sentences)
+
+    @property
+    def kept(self) -> tuple[SentenceCheck, ...]:
+        return tuple(s for s in self.sentences if s.grounded)
+
+    @property
+    def problems(self) -> dict[str, int]:
+        """How many sentences failed, per reason code."""
+        counts: dict[str, int] = {}
+        for s in self.sentences:
+            if s.problem:
+                counts[s.problem] = counts.get(s.problem, 0) + 1
+        return counts
+
+    def cited_ids(self) -> list[str]:
+        """Ids cited by grounded sentences, first citation first, each once."""
+        return list(dict.fromkeys(c for s in self.kept for c in s.cited))
+
+    def summary(self) -> dict[str, Any]:
+        """What an answer or a draft records about its grounding."""
+        return {
+            "grounded_share": round(self.grounded_share, 4),
+            "sentences": len(self.sentences),
+            "grounded": len(self.kept),
+            "problems": self.problems,
+        }
+
+
+def _labels(marker: str) -> list[str]:
+    """'1, 3' -> ['1', '3']; '2-4' -> ['2', '3', '4']; 'chunk 2' -> ['2']; 'pmid:9' as is."""
+    out: list[str] = []
+    for part in re.split(r"[,;]", marker):
+        label = _LABEL_WORDS.sub("", part.strip())
+        span = _RANGE.match(label)
+        if span and int(span.group(2)) - int(span.group(1)) < 20:
+            out += [str(n) for n in range(int(span.group(1)), int(span.group(2)) + 1)]
+        elif label:
+            out.append(label)
+    return out
+
+
+def parse_cited(text: str) -> list[CitedSentence]:
+    """Sentences of a model's answer with the citation labels each one carries.
+
+    Markers written after the full stop ("... hepatitis. [2]") belong to the sentence before
+    them; a sentence without a marker cites nothing (and fails the check).
+    """
+    normalised = _MARKERS_AFTER_STOP.sub(lambda m: f"{m.group(2)}{m.group(1)}", text)
+    out = []
+    for sentence in split_sentences(normalised):
+        cited = [label for m in _MARKER.finditer(sentence) for label in _labels(m.group(1))]
+        bare = " ".join(_MARKER.sub(" ", sentence).split())
+        bare = re.sub(r"\s+([.!?,;:])", r"\1", bare)
+        if bare.strip(" .!?"):
+            out.append(CitedSentence(bare, tuple(dict.fromkeys(cited))))
+    return out
+
+
+def content_words(text: str) -> list[str]:
+    """Lower-case words of three letters or more that are not stopwords, and numbers."""
+    return [
+        w
+        for w in _WORD.findall(text.lower())
+        if w[0].isdigit() or (len(w) >= 3 and w not in STOPWORDS)
+    ]
+
+
+def lexical_support(sentence: str, evidence: str) -> float:
+    """Share of the sentence's content words present in ``evidence`` (numbers exactly)."""
+    words = content_words(sentence)
+    if not words:
+        return 0.0
+    present = set(content_words(evidence))
+    stems = {w[:_STEM] for w in present if len(w) >= _STEM and not w[0].isdigit()}
+    found = sum(
+        w in present or (len(w) >= _STEM and not w[0].isdigit() and w[:_STEM] in stems)
+        for w in words
+    )
+    return found / len(words)
+
+
+def _unit(vectors: Any) -> np.ndarray:
+    array = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(array, axis=1, keepdims=True)
+    return np.asarray(array / np.where(norms == 0, 1.0, norms), dtype=np.float32)
+
+
+def check_grounding(
+    sentences: Sequence[CitedSentence],
+    evidence: Mapping[str, str],
+    embed: Callable[[Sequence[str]], Any],
+    bounds: GroundingBounds,
+) -> Grounding:
+    """The verdict on every sentence against the evidence items it cites.
+
+    Args:
+        sentences: from ``parse_cited`` (labels already mapped to evidence ids if needed).
+        evidence: id -> text of every item the writer was given; nothing else counts.
+        embed: texts -> one vector per text (normalised here), e.g. the packaged MiniLM.
+        bounds: the lexical and embedding support a sentence must reach.
+    """
+    cited_texts = {
+        i: split_sentences(evidence[i]) or [evidence[i]]
+        for s in sentences
+        for i in s.cited
+        if i in evidence
+    }
+    pieces = [p for parts in cited_texts.values() for p in parts]
+    vectors: dict[str, np.ndarray] = {}
+    if sentences and pieces:
+        embedded = _unit(embed([s.text for s in sentences] + pieces))
+        for row, piece in enumerate(pieces, start=len(sentences)):
+            vectors[piece] = embedded[row]
+        own = {s.text: embedded[n] for n, s in enumerate(sentences)}
+    checks = []
+    for s in sentences:
+        if not s.cited:
+            checks.append(SentenceCheck(s.text, s.cited, 0.0, 0.0, NO_CITATION))
+            continue
+        if any(i not in evidence for i in s.cited):
+            checks.append(SentenceCheck(s.text, s.cited, 0.0, 0.0, UNKNOWN_CITATION))
+            continue
+        joined = " ".join(evidence[i] for i in s.cited)
+        lexical = lexical_support(s.text, joined)
+        similar = max(float(own[s.text] @ vectors[p]) for i in s.cited for p in cited_texts[i])
+        problem = None
+        if lexical < bounds.min_lexical:
+            problem = LOW_LEXICAL
+        elif similar < bounds.min_embedding:
+            problem = LOW_EMBEDDING
+        checks.append(SentenceCheck(s.text, s.cited, round(lexical, 4), round(similar, 4), problem))
+    return Grounding(tuple(checks))
+
+
+def render(
+    grounding: Grounding,
+    cite: Callable[[str], str] = lambda i: i,
+    *,
+    mode: Literal["remove", "mark"] = "remove",
+) -> str:
+    """The text to show: grounded sentences with their citations; unsupported ones removed
+    (or, with ``mode="mark"``, kept behind ``[unsupported]`` so a reviewer sees what failed)."""
+    parts = []
+    for s in grounding.sentences:
+        refs = " ".join(f"[{cite(i)}]" for i in s.cited)
+        if s.grounded:
+            parts.append(f"{s.text} {refs}".strip())
+        elif mode == "mark":
+            parts.append(f"{UNSUPPORTED_MARK} {s.text} ({s.problem})")
+    return " ".join(parts)
+
+
+# --- prompting a writer that cites numbered evidence -------------------------------------------
+
+NOTHING_FOUND = "NOT IN PASSAGES"
+ANSWER_INSTRUCTION = (
+    "You answer drug-safety questions using ONLY the numbered passages. Write at most three "
+    "short sentences. End every sentence with the number of the passage that states it, like "
+    f"[2]. Never add facts that are not in the passages. If the passages do not answer the "
+    f"question, reply exactly: {NOTHING_FOUND}"
+)
+
+
+def numbered_messages(
+    instruction: str, request: str, items: Sequence[str], *, max_chars: int = 700
+) -> list[dict[str, str]]:
+    """Chat messages that show ``items`` numbered from 1 (each cut to ``max_chars``).
+
+    The number a writer cites is the item's position plus one; ``labels_to_ids`` maps it back.
+    """
+    passages = "\n".join(f"[{n}] {' '.join(t.split())[:max_chars]}" for n, t in enumerate(items, 1))
+    user = f"Passages:\n{passages}\n\nQuestion: {request}\nAnswer:"
+    return [{"role": "system", "content": instruction}, {"role": "user", "content": user}]
+
+
+def labels_to_ids(sentences: Sequence[CitedSentence], ids: Sequence[str]) -> list[CitedSentence]:
+    """Citation numbers (1-based positions in ``ids``) replaced by the ids they point to; a
+    number out of range or any other label is kept as written, so the check flags it."""
+    by_label = {str(n): i for n, i in enumerate(ids, 1)}
+    return [
+        CitedSentence(s.text, tuple(dict.fromkeys(by_label.get(c, c) for c in s.cited)))
+        for s in sentences
+    ]
+
+
+def says_nothing_found(text: str) -> bool:
+    """The writer said the evidence does not answer (the instruction's fixed phrase)."""
+    return NOTHING_FOUND.lower() in " ".join(text.split()).lower()
