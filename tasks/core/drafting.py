@@ -169,11 +169,14 @@ PASSAGE_CHARS = 1200  # a literature summary lists several titles: keep them who
 
 
 def request_for(product: str, month: str) -> str:
-    """What the writer is asked: the section for one product and month."""
+    """What the writer is asked: the section for one product and month, one cited sentence a
+    line (a small model otherwise puts one number in front of a whole paragraph)."""
     return (
-        f"Write the literature and signals section for {product}, period {month}, in 3 to 6 "
-        "sentences: what the literature summary reports, which FAERS pairs meet the signal "
-        "rule (with PRR, ROR and their 95% intervals), and the confirmed cases, if any."
+        f"Write the literature and signals section for {product}, period {month}: 3 to 6 short "
+        "sentences, one per line, on the literature summary, the FAERS pairs that meet the "
+        "signal rule (with PRR, ROR and their 95% intervals) and the confirmed cases, if any. "
+        "End EVERY line with the number of the one passage it restates, for example:\n"
+        "In FAERS, 12 reports name the drug with rash: PRR 2.10 (95% CI 1.20 to 3.60). [4]"
     )
 
 
