@@ -200,6 +200,8 @@ class Draft:
     grounding: Grounding
     items: list[EvidenceItem]
     note: str = ""  # why a template was made, or what the check removed
+    # a template made because no sentence of the model's draft held: what the model wrote
+    model_removed: tuple[SentenceCheck, ...] = ()
 
     @property
     def draft_id(self) -> str:
@@ -207,7 +209,8 @@ class Draft:
 
     @property
     def removed(self) -> list[SentenceCheck]:
-        return [s for s in self.grounding.sentences if not s.grounded]
+        """Every sentence the check refused (the model's, when a template replaced them)."""
+        return [s for s in self.grounding.sentences if not s.grounded] + list(self.model_removed)
 
 
 def render_markdown(draft: Draft) -> str:

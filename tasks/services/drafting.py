@@ -21,7 +21,7 @@ Per period (a calendar month) and product:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -211,7 +211,8 @@ def compose(
         return _template(runtime, product, period, items, f"{_failure(exc)}: {str(exc)[:200]}")
     if done.nothing_found or not done.grounding.kept:
         why = "DRAFT_NOTHING_SUPPORTED: no sentence of the model's draft is supported"
-        draft = _template(runtime, product, period, items, why)
+        draft = _template(runtime, product, period, items, why, tag=f"template-after:{key}")
+        draft = replace(draft, model_removed=done.grounding.sentences)
     else:
         removed = len(done.grounding.sentences) - len(done.grounding.kept)
         note = f"{removed} sentence(s) the cited evidence does not support were removed."
@@ -247,7 +248,13 @@ def _spent(
 
 
 def _template(
-    runtime: Runtime, product: str, period: str, items: list[EvidenceItem], why: str
+    runtime: Runtime,
+    product: str,
+    period: str,
+    items: list[EvidenceItem],
+    why: str,
+    *,
+    tag: str = "template",
 ) -> Draft:
     """The deterministic draft, checked like any other; its note says why the model did not
     write it."""
@@ -259,7 +266,7 @@ def _template(
     grounding = check_grounding(
         template_sentences(items), evidence, runtime.embedder.embed, _bounds(runtime)
     )
-    version = evidence_version(items, "template")
+    version = evidence_version(items, tag)  # a template after a refused draft is another
     return Draft(product, period, version, "template", "", grounding, items, note)
 
 

@@ -208,3 +208,22 @@ def test_unwatched_products_and_mixed_periods_are_refused(drafting_home):
         draft_periodic_summary(month="2026-10", start_month="2026-09", end_month="2026-10")
     with pytest.raises(DataContractError, match="not watched"):
         draft_periodic_summary(month="2026-10", products=["amiodarone"])
+
+
+def test_a_draft_with_no_supported_sentence_becomes_a_template_that_shows_what_was_removed(
+    drafting_home,
+):
+    def unsupported(request: dict) -> Reply:
+        return Reply(f"{FABRICATED}. [1] Propranolol is safe in pregnancy.")
+
+    with OpenAIStub(unsupported) as stub:
+        serve(drafting_home, stub.base_url)
+        done = draft_periodic_summary(month="2026-10", products=[PRODUCT])
+    assert (done.drafts, done.templates, done.removed_sentences) == (1, 1, 2)
+    markdown = Path(done.markdown[0]).read_text()
+    assert "DRAFT_NOTHING_SUPPORTED" in markdown and "grounded share 100%" in markdown
+    section = markdown.split("## Literature and signals")[1].split("## Removed")[0]
+    assert FABRICATED not in section and "pregnancy" not in section
+    assert f"~~{FABRICATED}.~~ (cited: 1; LOW_LEXICAL_SUPPORT)" in markdown
+    assert "~~Propranolol is safe in pregnancy.~~ (cited: nothing; NO_CITATION)" in markdown
+    assert done.cost_usd > 0  # the refused answer was paid for, and is booked
