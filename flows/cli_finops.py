@@ -52,6 +52,7 @@ def finops(
         ("persona panel: cost per item and effect on the inbox", report.panel),
         ("grounded-answer rate per day, tier and model (ask)", report.grounding),
         ("ALERT days with a grounded-answer rate below the bound", report.grounding_alerts),
+        ("periodic-summary drafts: cost per accepted summary", report.drafting),
         ("ten most expensive calls", report.top_calls.drop("created_at", strict=False)),
         ("burst hours", report.bursts),
     ):

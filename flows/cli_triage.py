@@ -331,3 +331,9 @@ def accept(item: str, reason: Reason) -> None:
 def reject(item: str, reason: Reason) -> None:
     """Reject an item (literature: not an ICSR) as the reviewer of PHARMALANE_API_KEY."""
     _verdict(item, "reject", reason)
+
+
+@review_app.command()
+def changes(item: str, reason: Reason) -> None:
+    """Send a periodic-summary draft back for changes, as the reviewer of PHARMALANE_API_KEY."""
+    _verdict(item, "changes", reason)

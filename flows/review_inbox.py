@@ -70,7 +70,22 @@ class TriageReview(RunInput):
     review_code: str = CODE
 
 
-FORMS: dict[str, type[RunInput]] = {"literature": LiteratureReview, "triage": TriageReview}
+class DraftReview(RunInput):
+    """The form of a periodic-summary draft: accept it, send it back, or reject it."""
+
+    decision: Literal["accepted", "needs_changes", "rejected"] = Field(
+        title="Decision",
+        description="accepted: goes into the report; needs_changes: redraft; rejected: not used",
+    )
+    reason: str = REASON
+    review_code: str = CODE
+
+
+FORMS: dict[str, type[RunInput]] = {
+    "literature": LiteratureReview,
+    "triage": TriageReview,
+    "draft": DraftReview,
+}
 KEPT_FIELDS = ("decision", "reason")  # kept after a refusal: only the code is typed again
 FINAL = (RESOLVED, ALREADY_RESOLVED)
 

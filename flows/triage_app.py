@@ -99,7 +99,7 @@ async def _too_large(send: Send, limit: int) -> None:
 class ReviewIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    verdict: Literal["accept", "reject"]
+    verdict: Literal["accept", "reject", "changes"]  # changes: a draft sent back
     reason: str = Field(min_length=3, max_length=2000, description="the reason of record")
 
     @field_validator("reason")

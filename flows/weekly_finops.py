@@ -95,12 +95,7 @@ def weekly_finops(
         description="USD: model cost attributed to the items resolved so, plus one review each",
     )
     create_table_artifact(key="finops-top-calls", table=_rows(report.top_calls))
-    if not report.panel.is_empty():
-        create_table_artifact(
-            key="finops-persona-panel",
-            table=_rows(report.panel),
-            description="the persona panel: USD per item, items lowered / sent first / closed",
-        )
+    _lane_tables(report)
     _grounding(report)
     create_markdown_artifact(
         key="finops-summary",
@@ -129,3 +124,19 @@ def weekly_finops(
         bursts=report.bursts.height,
         report=str(path),
     )
+
+
+def _lane_tables(report: FinopsReport) -> None:
+    """The tables of lanes that may not have run in the window (only when they did)."""
+    if not report.panel.is_empty():
+        create_table_artifact(
+            key="finops-persona-panel",
+            table=_rows(report.panel),
+            description="the persona panel: USD per item, items lowered / sent first / closed",
+        )
+    if not report.drafting.is_empty():
+        create_table_artifact(
+            key="finops-cost-per-accepted-summary",
+            table=_rows(report.drafting),
+            description="periodic-summary drafts of the window: USD per accepted summary",
+        )

@@ -341,13 +341,42 @@ PANEL_REVIEW = pa.schema(
     ]
 )
 
+# One row per periodic-summary draft (flow draft-periodic-summary): product, month and version
+# (a hash of its evidence and composer), the grounding check's result and what the draft cost.
+# Keyed by draft_id = <product>:<period>:<version>: a re-run with the same evidence adds nothing.
+PERIODIC_DRAFT = pa.schema(
+    [
+        pa.field("draft_id", pa.string()),
+        pa.field("product", pa.string()),
+        pa.field("period", pa.string()),  # YYYY-MM (the partition)
+        pa.field("version", pa.string()),
+        pa.field("composer", pa.string()),  # model | template
+        pa.field("model", pa.string()),
+        pa.field("note", pa.string()),
+        pa.field("markdown", pa.string()),
+        pa.field("evidence_ids", pa.list_(pa.string())),
+        pa.field("evidence_sources", pa.list_(pa.string())),
+        pa.field("sentences", pa.int64()),
+        pa.field("removed_sentences", pa.int64()),
+        pa.field("grounded_share", pa.float64()),
+        pa.field("input_tokens", pa.int64()),
+        pa.field("output_tokens", pa.int64()),
+        pa.field("cost_usd", pa.float64()),
+        pa.field("latency_s", pa.float64()),
+        pa.field("run_id", pa.string()),
+        ("created_at", TS),
+    ]
+)
+
 # --- review inbox ------------------------------------------------------------------------------
 
-INBOX_KINDS = ("literature", "triage")
-# a resolution is an outcome: what a reviewer's accept / reject means for each kind of item
+INBOX_KINDS = ("literature", "triage", "draft")
+# a resolution is an outcome: what a reviewer's accept / reject means for each kind of item;
+# a periodic-summary draft may also be sent back for changes
 OUTCOMES = {
     "literature": {"accept": "confirmed_icsr", "reject": "not_icsr"},
     "triage": {"accept": "accepted", "reject": "rejected"},
+    "draft": {"accept": "accepted", "changes": "needs_changes", "reject": "rejected"},
 }
 
 

@@ -338,6 +338,24 @@ class PanelSettings(_Strict):
     )
 
 
+class DraftingSettings(_Strict):
+    """The periodic-summary drafting lane (flow draft-periodic-summary, docs/drafting.md)."""
+
+    max_tokens: int = Field(400, ge=64, le=8192, description="output tokens per draft")
+    faers_top_n: int = Field(
+        6, ge=0, le=50, description="FAERS pairs per draft: signals first, then lower PRR bound"
+    )
+    max_cases: int = Field(
+        20, ge=0, le=500, description="confirmed cases per draft, the earliest confirmed first"
+    )
+    review_days: int = Field(
+        30, ge=1, le=365, description="days a reviewer has to accept a draft (its due date)"
+    )
+    throttle_wait_s: float = Field(
+        60.0, ge=0, le=3600, description="longest wait for a model-call slot; then a template"
+    )
+
+
 class PubmedSettings(_Strict):
     """NCBI E-utilities (source ``pubmed-query``): where they are and how politely to call them.
 
@@ -431,6 +449,7 @@ class Settings(BaseSettings):
     review: ReviewSettings = ReviewSettings()
     medline_updates: MedlineUpdateSettings = MedlineUpdateSettings()
     panel: PanelSettings = PanelSettings()
+    drafting: DraftingSettings = DraftingSettings()
     ncbi_api_key: SecretStr | None = Field(
         None, description="PHARMALANE_NCBI_API_KEY only: raises NCBI's rate limit to 10/s"
     )
@@ -498,6 +517,11 @@ class Settings(BaseSettings):
     def review_codes_db(self) -> Path:
         """One-time review codes, stored only as salted hashes (0600)."""
         return self.home / "inbox" / "codes.sqlite"
+
+    @property
+    def drafts_dir(self) -> Path:
+        """Periodic-summary drafts as Markdown, one file per product, month and version (0600)."""
+        return self.home / "drafts" / "periodic_summary"
 
     @property
     def keys_dir(self) -> Path:

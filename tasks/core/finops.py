@@ -61,6 +61,7 @@ class FinopsReport:
     panel: pl.DataFrame = field(default_factory=pl.DataFrame)  # the persona panel's effect
     grounding: pl.DataFrame = field(default_factory=pl.DataFrame)  # grounded-answer rate
     grounding_alerts: pl.DataFrame = field(default_factory=pl.DataFrame)  # days below the bound
+    drafting: pl.DataFrame = field(default_factory=pl.DataFrame)  # cost per accepted summary
 
 
 def check_ledger(figures: LedgerFigures, catalog: ModelsFile) -> None:
@@ -216,6 +217,8 @@ def assemble(
 
 
 UNRESOLVED = "not resolved by a human"
+# kinds whose ledger rows carry the item's id (a literature item's verdicts, a draft's call)
+ITEM_PRICED_KINDS = ("literature", "draft")
 UNATTRIBUTED = "unattributed (shared calls no item decision claims)"
 _CALL_COLUMNS = {"workflow": pl.String, "chunk_id": pl.String, "item_id": pl.String}
 
@@ -265,15 +268,11 @@ def resolved_outcome_costs(
     for spend on items no human resolved (yet, or ever: closed by a model) and for
     unattributed spend follow, so ``model_usd`` sums to the window's total spend.
     """
-    literature = resolutions.filter(pl.col("kind") == "literature").select("item_id", "outcome")
+    priced = pl.col("kind").is_in(ITEM_PRICED_KINDS)
+    literature = resolutions.filter(priced).select("item_id", "outcome")
     resolved = (
         resolutions.join(attributed, on="item_id", how="left")
-        .with_columns(
-            pl.when(pl.col("kind") == "literature")
-            .then(pl.col("usd"))
-            .otherwise(0.0)
-            .fill_null(0.0)
-        )
+        .with_columns(pl.when(priced).then(pl.col("usd")).otherwise(0.0).fill_null(0.0))
         .group_by("outcome")
         .agg(items=pl.len(), model_usd=pl.col("usd").sum())
         .with_columns(reviewer_usd=pl.col("items") * reviewer_usd)
@@ -351,3 +350,47 @@ def panel_effect(reviews: pl.DataFrame) -> pl.DataFrame:
     overall = reviews.select(aggregate).with_columns(kind=pl.lit("all"))
     table = pl.concat([per_kind, overall.select(per_kind.columns)], how="vertical_relaxed")
     return table.with_columns(usd_per_item=pl.col("cost_usd") / pl.col("items")).select(columns)
+
+
+DRAFT_WORKFLOW = "draft-periodic-summary"
+DRAFT_OUTCOMES = ("accepted", "needs_changes", "rejected")
+
+
+def cost_per_accepted_summary(
+    calls: pl.DataFrame, drafts: pl.DataFrame, reviews: pl.DataFrame
+) -> pl.DataFrame:
+    """Cost per accepted summary: what drafting cost in the window over the drafts accepted.
+
+    The window's drafts are a cohort: every draft made in it (model or template), what the
+    drafting lane's model calls of the window cost (the ledger), and how reviewers resolved
+    those drafts since (accepted, needs_changes, rejected, or still open). A draft sent back or
+    rejected still cost what it cost: it raises the price of each accepted one. No accepted
+    draft yet: the price per accepted summary is null, never $0.
+
+    Args:
+        calls: ledger rows of the window (workflow, cost_usd).
+        drafts: draft rows made in the window (draft_id, composer).
+        reviews: draft inbox items (draft_id, status, outcome).
+    """
+    columns = ["drafts", "templates", *DRAFT_OUTCOMES, "open", "model_usd"]
+    if drafts.is_empty():
+        return pl.DataFrame(schema=dict.fromkeys(columns, pl.Int64) | {"model_usd": pl.Float64})
+    spent = (
+        calls.filter(pl.col("workflow") == DRAFT_WORKFLOW)["cost_usd"].sum()
+        if not calls.is_empty()
+        else 0.0
+    )
+    cohort = drafts.unique("draft_id").join(reviews, on="draft_id", how="left")
+    outcome = pl.col("outcome")
+    table = cohort.select(
+        pl.len().alias("drafts"),
+        (pl.col("composer") == "template").sum().alias("templates"),
+        *((outcome == o).sum().alias(o) for o in DRAFT_OUTCOMES),
+        outcome.is_null().sum().alias("open"),
+        pl.lit(float(spent)).alias("model_usd"),
+    )
+    return table.with_columns(
+        usd_per_accepted_summary=pl.when(pl.col("accepted") > 0).then(
+            pl.col("model_usd") / pl.col("accepted")
+        )
+    )

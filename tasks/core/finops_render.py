@@ -158,6 +158,7 @@ def render_html(report: FinopsReport, charts: dict[str, bytes]) -> str:
         ("Cache savings", report.cache_savings),
         ("Persona panel: cost per item and effect on the inbox", report.panel),
         ("Grounded-answer rate per day, tier and model (ask)", report.grounding),
+        ("Periodic-summary drafts: cost per accepted summary", report.drafting),
         ("Ten most expensive prompts (calls)", report.top_calls),
     ]
     tables = "".join(f"<h2>{html.escape(t)}</h2>{_table(f)}" for t, f in sections)

@@ -98,10 +98,22 @@ def _verdicts(evidence: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _draft(evidence: dict[str, Any]) -> list[str]:
+    """A periodic-summary draft: how it was made, then the draft itself (it is short)."""
+    return [
+        f"- **Product:** {evidence.get('product')}  **Period:** "
+        f"{(evidence.get('reference') or {}).get('period')}",
+        f"- **Composer:** {evidence.get('composer')} {evidence.get('model') or ''}  "
+        f"**Grounded share:** {evidence.get('grounded_share')}",
+        "",
+        str(evidence.get("markdown") or ""),
+    ]
+
+
 def form_description(item: InboxItem, decisions: list[str], refusal: str | None = None) -> str:
     """The markdown shown above the review form of ``item``; ``refusal`` first when set."""
     evidence = item.evidence
-    body = _literature(evidence) if item.kind == "literature" else _triage(evidence)
+    body = {"literature": _literature, "draft": _draft}.get(item.kind, _triage)(evidence)
     lines = (
         ([f"**Refused: {refusal}.** Nothing was recorded; answer again.", ""] if refusal else [])
         + _head(item)

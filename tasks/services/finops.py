@@ -9,10 +9,17 @@ from pathlib import Path
 import polars as pl
 
 from tasks.core.answer_quality import grounded_rates, low_rate_days
-from tasks.core.finops import FinopsReport, assemble, panel_effect, with_resolutions
+from tasks.core.finops import (
+    FinopsReport,
+    assemble,
+    cost_per_accepted_summary,
+    panel_effect,
+    with_resolutions,
+)
 from tasks.core.finops_render import render_charts, render_html
 from tasks.io.reports import write_text_atomic
 from tasks.io.warehouse import Warehouse
+from tasks.services.drafting import DRAFTS
 from tasks.services.panel import REVIEWER as PANEL_REVIEWER
 from tasks.services.runtime import Runtime
 
@@ -56,6 +63,9 @@ def report(runtime: Runtime, start: datetime, end: datetime) -> FinopsReport:
         resolutions(runtime),
         reviewer_usd=supervisor.reviewer_cost_usd,
     )
+    drafting = cost_per_accepted_summary(
+        figures.calls, drafts_made(runtime, start, end), draft_reviews(runtime)
+    )
     rates = grounded_rates(answers(runtime, start, end))
     low = low_rate_days(rates, runtime.settings.knowledge.grounding.min_rate)
     return replace(
@@ -63,6 +73,27 @@ def report(runtime: Runtime, start: datetime, end: datetime) -> FinopsReport:
         panel=panel_effect(panel_reviews(runtime, start, end)),
         grounding=rates,
         grounding_alerts=low,
+        drafting=drafting,
+    )
+
+
+def drafts_made(runtime: Runtime, start: datetime, end: datetime) -> pl.DataFrame:
+    """Periodic-summary drafts made in ``[start, end)``: draft_id, composer."""
+    drafts = runtime.lake.read(DRAFTS, columns=["draft_id", "composer", "created_at"])
+    if drafts.is_empty():
+        return pl.DataFrame(schema={"draft_id": pl.String, "composer": pl.String})
+    stamp = pl.col("created_at").dt.epoch("us")
+    first, last = (int(t.timestamp() * 1_000_000) for t in (start, end))
+    return drafts.filter((stamp >= first) & (stamp < last)).select("draft_id", "composer")
+
+
+def draft_reviews(runtime: Runtime) -> pl.DataFrame:
+    """Every draft in the review inbox: draft_id, status, outcome (null while open)."""
+    items = runtime.inbox.items(status=None) if runtime.settings.inbox_db.exists() else []
+    return pl.DataFrame(
+        [(i.source_id, i.status, i.outcome) for i in items if i.kind == "draft"],
+        schema={"draft_id": pl.String, "status": pl.String, "outcome": pl.String},
+        orient="row",
     )
 
 
@@ -89,11 +120,16 @@ def panel_reviews(runtime: Runtime, start: datetime, end: datetime) -> pl.DataFr
 def resolutions(runtime: Runtime) -> pl.DataFrame:
     """Every human resolution in the review inbox: the lake's item id, kind, outcome.
 
-    An item the persona panel closed was resolved by no human: it carries no review cost.
+    An item the persona panel closed was resolved by no human: it carries no review cost. A
+    draft's outcome is prefixed ``draft_`` (a draft accepted is not a triage case accepted).
     """
     resolved = runtime.inbox.items(status="resolved") if runtime.settings.inbox_db.exists() else []
     return pl.DataFrame(
-        [(i.source_id, i.kind, i.outcome) for i in resolved if i.reviewer != PANEL_REVIEWER],
+        [
+            (i.source_id, i.kind, f"draft_{i.outcome}" if i.kind == "draft" else i.outcome)
+            for i in resolved
+            if i.reviewer != PANEL_REVIEWER
+        ],
         schema={"item_id": pl.String, "kind": pl.String, "outcome": pl.String},
         orient="row",
     )

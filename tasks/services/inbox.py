@@ -42,6 +42,7 @@ from tasks.services.triage_lane import record_review
 from tasks.tools.icsr import regulatory_clock
 
 HUMAN_DECISIONS = ("case_candidate", "human_review")
+VERDICTS = ("accept", "reject", "changes")  # changes: a draft sent back (drafts only)
 NOT_SERIOUSNESS = "none_stated"
 NARRATIVE_EXCERPT_CHARS = 1500
 VERDICT_FIELDS = ("workflow", "path", "model", "probability", "decision", "reason")
@@ -308,18 +309,24 @@ def resolve(
     """Resolve an item as ``reviewer``; the first resolution wins, on every path.
 
     Raises:
-        DataContractError: unknown item, a verdict other than accept|reject, or a reason of
-            record with fewer than 3 characters that are not spaces.
+        DataContractError: unknown item, a verdict other than accept|reject (and changes, for
+            a draft), or a reason of record with fewer than 3 characters that are not spaces.
         AlreadyResolved: resolved before (here, or a triage case through its Prefect review).
     """
-    if verdict not in ("accept", "reject"):
-        raise DataContractError(f"verdict {verdict!r} is not accept|reject", field="verdict")
+    if verdict not in VERDICTS:
+        raise DataContractError(f"verdict {verdict!r} is not {'|'.join(VERDICTS)}", field="verdict")
     if len("".join(reason.split())) < 3 or not reviewer.strip():
         raise DataContractError(
             "a resolution needs a reviewer and a reason of record (3 characters or more)",
             field="reason",
         )
     item = find(runtime, ref)
+    if verdict not in OUTCOMES[item.kind]:
+        raise DataContractError(
+            f"a {item.kind} item is resolved {'|'.join(OUTCOMES[item.kind])}, not {verdict}",
+            record=item.item_id,
+            field="verdict",
+        )
     if item.status != "open":
         raise AlreadyResolved(
             f"already resolved ({item.outcome} by {item.reviewer})",

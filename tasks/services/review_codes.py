@@ -83,7 +83,7 @@ def issue_code(runtime: Runtime, ref: str, key: ApiKey, *, now: datetime) -> Cod
 
 def decisions(kind: str) -> list[str]:
     """The outcomes a reviewer may choose for an item of ``kind`` (accept's first)."""
-    return [OUTCOMES[kind]["accept"], OUTCOMES[kind]["reject"]]
+    return list(OUTCOMES[kind].values())
 
 
 def answer(

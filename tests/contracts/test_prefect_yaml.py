@@ -55,24 +55,26 @@ def test_deployment_is_typed_and_its_parameters_fit_the_flow(deployment):
 # The lanes that run unattended, with their cadence in days. Removing a schedule, pausing it,
 # or scheduling another deployment fails here, so each such change is made on purpose.
 SCHEDULED = {"nightly": 1, "escalate": 1, "refresh": 1, "review-watch": 1, "weekly": 7}
+MONTHLY = {"draft-summary": 2}  # day of the month: last month's drafts, after the night's lanes
 SCHEDULE_TIMEZONE = "UTC"  # the lake's days, the budgets' periods and FinOps windows are UTC
 FOUR_WEEKS_FROM = datetime(2026, 1, 5, tzinfo=UTC)  # a Monday
 
 
-def _fires(deployment: dict) -> list[datetime]:
-    """When Prefect's scheduler would start this deployment over four weeks (its own code)."""
+def _fires(deployment: dict, weeks: int = 4) -> list[datetime]:
+    """When Prefect's scheduler would start this deployment over ``weeks`` (its own code)."""
     from prefect.server.schemas.schedules import CronSchedule
 
     (spec,) = deployment["schedules"]
     schedule = CronSchedule(cron=spec["cron"], timezone=spec["timezone"])  # validates the cron
-    until = FOUR_WEEKS_FROM + timedelta(weeks=4)
+    until = FOUR_WEEKS_FROM + timedelta(weeks=weeks)
     dates = asyncio.run(schedule.get_dates(start=FOUR_WEEKS_FROM, end=until))
     return [datetime.fromtimestamp(d.timestamp(), UTC) for d in dates]
 
 
 def test_unattended_lanes_are_scheduled_in_utc_at_their_cadence():
     by_name = {d["name"]: d for d in DEPLOYMENTS}
-    assert {name for name, d in by_name.items() if d.get("schedules")} == set(SCHEDULED)
+    scheduled = {name for name, d in by_name.items() if d.get("schedules")}
+    assert scheduled == set(SCHEDULED) | set(MONTHLY)
     for name, every_days in SCHEDULED.items():
         (spec,) = by_name[name]["schedules"]
         assert spec["timezone"] == SCHEDULE_TIMEZONE, name
@@ -80,6 +82,17 @@ def test_unattended_lanes_are_scheduled_in_utc_at_their_cadence():
         fires = _fires(by_name[name])
         assert len(fires) == 28 // every_days, name
         assert {b - a for a, b in itertools.pairwise(fires)} == {timedelta(days=every_days)}, name
+
+
+def test_monthly_lanes_fire_once_a_month_after_the_night():
+    by_name = {d["name"]: d for d in DEPLOYMENTS}
+    night = max(_fires(by_name[name])[0].time() for name in ("nightly", "escalate", "refresh"))
+    for name, day in MONTHLY.items():
+        (spec,) = by_name[name]["schedules"]
+        assert spec["timezone"] == SCHEDULE_TIMEZONE and spec.get("active", True) is True
+        fires = _fires(by_name[name], weeks=13)  # 2026-01-05 to 2026-04-06
+        assert [(f.month, f.day) for f in fires] == [(2, day), (3, day), (4, day)], name
+        assert fires[0].time() > night, name
 
 
 def test_the_night_runs_the_scan_first_and_finops_last():
