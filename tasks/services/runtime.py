@@ -26,13 +26,14 @@ from models.llm.openai_http import FallbackLLM, OpenAICompatibleLLM
 from models.scorer import LogisticScorer
 from tasks.errors import ConfigError
 from tasks.io.audit import MIN_KEY_BYTES, AuditTrail, dev_key
-from tasks.io.budget import BudgetStore
-from tasks.io.call_journal import CallJournal
+from tasks.io.budget import Budgets
+from tasks.io.call_journal import PaidCallJournal
 from tasks.io.inbox import SqliteInbox
 from tasks.io.knowledge import KnowledgeStore
 from tasks.io.lake import Lake
 from tasks.io.reports import read_json
 from tasks.io.sealing import sealer_for
+from tasks.io.shared_state import open_budgets, open_journal
 from tasks.io.triage_store import TriageStore
 from tasks.io.vectors import VectorStore
 from tasks.policy.planner import Thresholds
@@ -130,13 +131,13 @@ def audit_key(settings: Settings, *, create: bool = True) -> bytes | None:
 
 
 @functools.cache
-def _budgets(path: Path, ttl_seconds: int) -> BudgetStore:
-    return BudgetStore(path, reservation_ttl=timedelta(seconds=ttl_seconds))
+def _budgets(url: str | None, path: Path, ttl_seconds: int) -> Budgets:
+    return open_budgets(url, path, reservation_ttl=timedelta(seconds=ttl_seconds))
 
 
 @functools.cache
-def _journal(path: Path) -> CallJournal:
-    return CallJournal(path)
+def _journal(url: str | None, path: Path) -> PaidCallJournal:
+    return open_journal(url, path)
 
 
 @functools.cache
@@ -216,15 +217,23 @@ class Runtime:
         return SqliteInbox(self.settings.inbox_db, sealer_for(self.settings))
 
     @property
-    def budgets(self) -> BudgetStore:
-        """One store per file and process: it keeps a SQLite connection per thread open."""
+    def budgets(self) -> Budgets:
+        """One store per database and process: it keeps a connection per thread open.
+
+        PostgreSQL when ``PHARMALANE_DATABASE_URL`` is set, else SQLite under home.
+        """
         s = self.settings
-        return _budgets(s.supervisor_dir / "budget.sqlite", s.supervisor.reservation_ttl_seconds)
+        return _budgets(
+            s.shared_database,
+            s.supervisor_dir / "budget.sqlite",
+            s.supervisor.reservation_ttl_seconds,
+        )
 
     @property
-    def journal(self) -> CallJournal:
-        """The paid-call journal; one per file and process (a SQLite connection per thread)."""
-        return _journal(self.settings.supervisor_dir / "llm_calls.sqlite")
+    def journal(self) -> PaidCallJournal:
+        """The paid-call journal; one per database and process (a connection per thread)."""
+        s = self.settings
+        return _journal(s.shared_database, s.supervisor_dir / "llm_calls.sqlite")
 
     @property
     def embedder(self) -> SentenceTransformerEmbedder:

@@ -1,0 +1,54 @@
+"""Which store holds the shared state: one setting, two implementations.
+
+``PHARMALANE_DATABASE_URL`` unset: SQLite files under ``PHARMALANE_HOME`` (the embedded
+default: one host, any number of processes). Set to ``postgresql://...``: PostgreSQL, shared by
+every host and replica (``tasks/io/postgres.py``). Each store keeps connections per process
+and thread, so callers build one per process and keep it (``Runtime`` does).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from tasks.errors import ConfigError
+from tasks.io.budget import Budgets, BudgetStore
+from tasks.io.call_journal import CallJournal, PaidCallJournal
+from tasks.io.postgres import is_postgres
+from tasks.io.rate_limit import RateBuckets, RequestBuckets
+
+
+def _checked(url: str | None) -> str | None:
+    if url is not None and not is_postgres(url):
+        raise ConfigError(
+            "PHARMALANE_DATABASE_URL must be a postgresql://user:password@host:port/db URL; "
+            "unset it to keep the shared state in SQLite under PHARMALANE_HOME"
+        )
+    return url
+
+
+def open_budgets(url: str | None, path: Path, *, reservation_ttl: timedelta) -> Budgets:
+    """The budget store at ``url`` (PostgreSQL) or else the SQLite file ``path``."""
+    if (url := _checked(url)) is None:
+        return BudgetStore(path, reservation_ttl=reservation_ttl)
+    from tasks.io.budget_pg import PostgresBudgetStore
+
+    return PostgresBudgetStore(url, reservation_ttl=reservation_ttl)
+
+
+def open_journal(url: str | None, path: Path) -> PaidCallJournal:
+    """The paid-call journal at ``url`` (PostgreSQL) or else the SQLite file ``path``."""
+    if (url := _checked(url)) is None:
+        return CallJournal(path)
+    from tasks.io.call_journal_pg import PostgresCallJournal
+
+    return PostgresCallJournal(url)
+
+
+def open_request_buckets(url: str | None, path: Path) -> RateBuckets:
+    """The request buckets at ``url`` (PostgreSQL) or else the SQLite file ``path``."""
+    if (url := _checked(url)) is None:
+        return RequestBuckets(path)
+    from tasks.io.rate_limit_pg import PostgresRequestBuckets
+
+    return PostgresRequestBuckets(url)
