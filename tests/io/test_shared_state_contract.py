@@ -1,0 +1,113 @@
+"""The shared-state contract, run on both stores: embedded SQLite and a real PostgreSQL.
+
+The same spawned processes race on one store, chosen as production chooses it
+(``PHARMALANE_DATABASE_URL`` set or not): 50 callers in 4 processes never overspend a budget;
+two intake replicas enforce one rate limit between them; a killed caller's hold lapses and
+still counts, and the budget's settled spend is exactly what the callers booked.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from models.llm import ChatResult
+from tasks.io.budget import NANO
+from tasks.io.call_journal import call_key
+from tasks.io.shared_state import open_journal
+from tests.io import shared_state_workers as w
+
+SPAWN = multiprocessing.get_context("spawn")
+LIMIT_HOLDS = w.LIMIT // w.ESTIMATE  # 25 holds of $0.04 fit in $1.00
+CALLERS = [list(range(0, 13)), list(range(13, 26)), list(range(26, 38)), list(range(38, 50))]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request, tmp_path) -> tuple[str | None, str]:
+    """(database URL or None, home): one store of each kind, empty."""
+    url = request.getfixturevalue("postgres_url") if request.param == "postgres" else None
+    return url, str(tmp_path / "home")
+
+
+def _run(target, args_per_process, *, results):
+    procs = [SPAWN.Process(target=target, args=args) for args in args_per_process]
+    for proc in procs:
+        proc.start()
+    gathered = [results.get(timeout=240) for _ in procs]
+    for proc in procs:
+        proc.join(timeout=60)
+        assert proc.exitcode == 0
+    return gathered
+
+
+def test_fifty_callers_in_four_processes_never_overspend(store):
+    url, home = store
+    w.budgets(url, home)  # schema first: the processes race on money only
+    barrier, results = SPAWN.Barrier(50, timeout=240), SPAWN.Queue()
+    outs = [
+        out
+        for batch in _run(
+            w.budget_callers, [(url, home, s, barrier, results) for s in CALLERS], results=results
+        )
+        for out in batch
+    ]
+    assert len(outs) == 50
+    # 50 callers race for $1.00 at $0.04 each: exactly 25 holds fit
+    assert sum(o["first_granted"] for o in outs) == LIMIT_HOLDS
+    seen = [s for o in outs for s in o["seen"]]
+    assert len(seen) == 50 * 5 and max(seen) <= w.LIMIT
+    spend = w.budgets(url, home).spend(w.BUDGET, w.now())
+    booked = sum(a for o in outs for a in o["actuals"])
+    assert round(spend.settled_usd * NANO) == round(spend.committed_usd * NANO) == booked
+    assert booked <= w.LIMIT
+    assert (spend.open_reservations, spend.lapsed_reservations, spend.overages) == (0, 0, 0)
+
+
+def test_two_intake_replicas_enforce_one_rate_limit(store):
+    url, home = store
+    barrier, results = SPAWN.Barrier(2, timeout=240), SPAWN.Queue()
+    args = [(url, home, 20, 30, 1_000_000.0, barrier, results) for _ in range(2)]
+    granted = _run(w.intake_replica, args, results=results)
+    # 60 requests at one instant against 20/min: 20 granted in all, not 20 per replica
+    assert sum(granted) == 20
+    assert all(g < 30 for g in granted)
+
+
+def test_a_killed_callers_hold_expires_and_spend_matches_the_ledger(store):
+    url, home = store
+    ledger = [7_000_000, 33_000_000]  # what the caller booked before it died
+    ready = SPAWN.Event()
+    caller = SPAWN.Process(target=w.killed_caller, args=(url, home, ledger, ready))
+    caller.start()
+    assert ready.wait(timeout=240)
+    caller.kill()  # mid-call: its hold is never settled
+    caller.join(timeout=60)
+    budgets = w.budgets(url, home)
+    during = budgets.spend(w.BUDGET, w.now())
+    assert (during.open_reservations, during.lapsed_reservations) == (1, 0)
+
+    after = budgets.spend(w.BUDGET, w.now() + w.TTL + timedelta(seconds=1))
+    assert (after.open_reservations, after.lapsed_reservations) == (0, 1)
+    assert round(after.settled_usd * NANO) == sum(ledger)  # the ledger, to the nano-dollar
+    assert round(after.lapsed_usd * NANO) == w.ESTIMATE  # time never frees money
+    assert round(after.committed_usd * NANO) == sum(ledger) + w.ESTIMATE
+
+
+def test_throttle_bucket_and_paid_call_journal_are_shared_by_two_openers(store, tmp_path):
+    url, home = store
+    at = datetime(2026, 11, 22, 9, 30, tzinfo=UTC)
+    first, second = w.budgets(url, home), w.budgets(url, home)  # two openers, one store
+    waits = [s.take_token("escalation-lane", 2, at) for s in (first, second, first)]
+    assert waits == [0.0, 0.0, pytest.approx(30.0)]  # 2/min: the third waits 30 s
+
+    path = tmp_path / "home" / "calls.sqlite"
+    answer = ChatResult("{}", 120, 40, "m", "stop", None, "local-qwen")
+    key = call_key("local-qwen", [{"role": "user", "content": "x"}], None, 384)
+    open_journal(url, path).put(key, answer, at)
+    open_journal(url, path).put(key, ChatResult("other", 1, 1, "m"), at)  # never overwrites
+    reopened = open_journal(url, path)
+    assert (reopened.get(key), reopened.count()) == (answer, 1)
+    assert reopened.prune(at + timedelta(days=3), keep=timedelta(days=2)) == 1
+    assert reopened.get(key) is None
