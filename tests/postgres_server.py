@@ -54,11 +54,8 @@ def running_postgres(binaries: Path) -> Iterator[str]:
     if os.geteuid() == 0:
         shutil.chown(root, "postgres")
     run = {"check": True, "capture_output": True, "timeout": 120}
-    subprocess.run(
-        _as_owner([str(binaries / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust"])
-        + ["--no-sync", "-E", "UTF8", "--locale=C"],
-        **run,
-    )
+    initdb = [str(binaries / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust"]
+    subprocess.run(_as_owner([*initdb, "--no-sync", "-E", "UTF8", "--locale=C"]), **run)
     options = f"-c listen_addresses=127.0.0.1 -p {port} -k {root} -c fsync=off"
     options += " -c max_connections=200"
     pg_ctl = str(binaries / "pg_ctl")

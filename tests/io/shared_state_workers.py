@@ -60,7 +60,9 @@ def _caller(store: Budgets, seed: int, barrier: Any, out: dict[str, Any]) -> Non
     out.update(seen=seen, actuals=actuals)
 
 
-def budget_callers(url: str | None, home: str, seeds: list[int], barrier: Any, results: Any) -> None:
+def budget_callers(
+    url: str | None, home: str, seeds: list[int], barrier: Any, results: Any
+) -> None:
     """Callers as threads of one process, sharing the process's store (as a Runtime does)."""
     store = budgets(url, home)
     outs: list[dict[str, Any]] = [{} for _ in seeds]
@@ -95,7 +97,13 @@ def intake_settings(url: str | None, home: str, rate_per_minute: int) -> Any:
 
 
 def intake_replica(
-    url: str | None, home: str, rate_per_minute: int, tries: int, clock: float, barrier: Any, results: Any
+    url: str | None,
+    home: str,
+    rate_per_minute: int,
+    tries: int,
+    clock: float,
+    barrier: Any,
+    results: Any,
 ) -> None:
     """One intake replica's gate, hammering one key's bucket at a fixed instant."""
     gate = Gate(intake_settings(url, home, rate_per_minute), SALT, lambda: clock)
