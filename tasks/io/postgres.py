@@ -17,6 +17,8 @@ from __future__ import annotations
 import os
 import re
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -114,3 +116,25 @@ class Pool:
             if pid == os.getpid():
                 con.close()
                 del self._connections[(pid, thread)]
+
+
+class AdvisoryLock:
+    """An exclusive lock named ``name`` across every host on the database at ``url``.
+
+    A session-level ``pg_advisory_lock`` on this thread's kept connection, released on exit;
+    a process that dies mid-hold loses its session, and the lock with it (as a ``flock`` is
+    released with its process). Not re-entrant: a holder must not take it again.
+    """
+
+    def __init__(self, url: str, name: str):
+        self.name = name
+        self._pool = Pool(url)
+
+    @contextmanager
+    def __call__(self) -> Iterator[None]:
+        con = self._pool.connection()
+        con.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (self.name,))
+        try:
+            yield
+        finally:
+            con.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (self.name,))

@@ -12,9 +12,10 @@ from datetime import timedelta
 from pathlib import Path
 
 from tasks.errors import ConfigError
+from tasks.io.audit import AuditTrail
 from tasks.io.budget import Budgets, BudgetStore
 from tasks.io.call_journal import CallJournal, PaidCallJournal
-from tasks.io.postgres import is_postgres
+from tasks.io.postgres import AdvisoryLock, is_postgres
 from tasks.io.rate_limit import RateBuckets, RequestBuckets
 
 
@@ -52,3 +53,14 @@ def open_request_buckets(url: str | None, path: Path) -> RateBuckets:
     from tasks.io.rate_limit_pg import PostgresRequestBuckets
 
     return PostgresRequestBuckets(url)
+
+
+AUDIT_LOCK = "pharmalane:audit-trail"  # one trail per deployment database
+
+
+def open_audit_trail(url: str | None, folder: Path, key: bytes | None) -> AuditTrail:
+    """The trail in ``folder``; its appends serialised by a PostgreSQL advisory lock at
+    ``url`` (every host), or else by a ``flock`` in ``folder`` (one host)."""
+    if (url := _checked(url)) is None:
+        return AuditTrail(folder, key)
+    return AuditTrail(folder, key, lock=AdvisoryLock(url, AUDIT_LOCK))

@@ -33,7 +33,7 @@ from tasks.io.knowledge import KnowledgeStore
 from tasks.io.lake import Lake
 from tasks.io.reports import read_json
 from tasks.io.sealing import sealer_for
-from tasks.io.shared_state import open_budgets, open_journal
+from tasks.io.shared_state import open_audit_trail, open_budgets, open_journal
 from tasks.io.triage_store import TriageStore
 from tasks.io.vectors import VectorStore
 from tasks.policy.planner import Thresholds
@@ -141,8 +141,8 @@ def _journal(url: str | None, path: Path) -> PaidCallJournal:
 
 
 @functools.cache
-def _trail(folder: Path, key: bytes | None) -> AuditTrail:
-    return AuditTrail(folder, key)
+def _trail(url: str | None, folder: Path, key: bytes | None) -> AuditTrail:
+    return open_audit_trail(url, folder, key)
 
 
 @functools.cache
@@ -192,7 +192,8 @@ class Runtime:
         The key is looked up on each use (a dev key file deleted and regenerated must sign
         with the new key); the trail for a given key is built once.
         """
-        return _trail(self.settings.audit_dir, audit_key(self.settings))
+        s = self.settings
+        return _trail(s.shared_database, s.audit_dir, audit_key(s))
 
     @property
     def triage_store(self) -> TriageStore:

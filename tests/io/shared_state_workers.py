@@ -109,3 +109,19 @@ def intake_replica(
     gate = Gate(intake_settings(url, home, rate_per_minute), SALT, lambda: clock)
     barrier.wait()
     results.put(sum(isinstance(gate.check("10.0.0.1", KEY), ApiKey) for _ in range(tries)))
+
+
+AUDIT_KEY = b"k" * 32
+
+
+def audit_appender(
+    url: str | None, folder: str, writer: int, count: int, barrier: Any, results: Any
+) -> None:
+    """Append ``count`` entries one at a time to the shared trail, racing the other writer."""
+    from tasks.io.shared_state import open_audit_trail
+
+    trail = open_audit_trail(url, Path(folder), AUDIT_KEY)
+    barrier.wait()
+    for n in range(count):
+        trail.append([{"event": "test", "writer": writer, "n": n}], now=now())
+    results.put(count)

@@ -16,7 +16,7 @@ import pytest
 from models.llm import ChatResult
 from tasks.io.budget import NANO
 from tasks.io.call_journal import call_key
-from tasks.io.shared_state import open_journal
+from tasks.io.shared_state import open_audit_trail, open_journal
 from tests.io import shared_state_workers as w
 
 SPAWN = multiprocessing.get_context("spawn")
@@ -111,3 +111,17 @@ def test_throttle_bucket_and_paid_call_journal_are_shared_by_two_openers(store, 
     assert (reopened.get(key), reopened.count()) == (answer, 1)
     assert reopened.prune(at + timedelta(days=3), keep=timedelta(days=2)) == 1
     assert reopened.get(key) is None
+
+
+def test_two_processes_append_one_unbroken_audit_chain(store, tmp_path):
+    url, _ = store
+    folder = str(tmp_path / "audit")
+    barrier, results = SPAWN.Barrier(2, timeout=240), SPAWN.Queue()
+    args = [(url, folder, writer, 15, barrier, results) for writer in range(2)]
+    assert _run(w.audit_appender, args, results=results) == [15, 15]
+    trail = open_audit_trail(url, tmp_path / "audit", w.AUDIT_KEY)
+    verification = trail.verify()
+    assert (verification.ok, verification.entries) == (True, 30), verification
+    assert {(e["writer"], e["n"]) for e in trail.entries()} == {
+        (writer, n) for writer in range(2) for n in range(15)
+    }
