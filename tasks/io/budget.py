@@ -1,5 +1,8 @@
 """Budget reservations and throttle buckets in one SQLite file under PHARMALANE_HOME.
 
+(Its PostgreSQL twin for several hosts, ``tasks/io/budget_pg.py``, keeps the same invariant with
+the same refusal and tally; ``Budgets`` is the interface of both.)
+
 Invariant, per workflow and budget period:
 
     committed spend <= limit, unless override or overage rows exist, each of them alerted.
