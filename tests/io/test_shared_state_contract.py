@@ -9,6 +9,8 @@ still counts, and the budget's settled spend is exactly what the callers booked.
 from __future__ import annotations
 
 import multiprocessing
+import queue
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -35,7 +37,13 @@ def _run(target, args_per_process, *, results):
     procs = [SPAWN.Process(target=target, args=args) for args in args_per_process]
     for proc in procs:
         proc.start()
-    gathered = [results.get(timeout=240) for _ in procs]
+    gathered, deadline = [], time.monotonic() + 240
+    while len(gathered) < len(procs) and time.monotonic() < deadline:
+        try:
+            gathered.append(results.get(timeout=1))
+        except queue.Empty:  # a worker that died says so now, not at the deadline
+            assert all(p.exitcode in (None, 0) for p in procs), [p.exitcode for p in procs]
+    assert len(gathered) == len(procs), "a worker did not report within 240 s"
     for proc in procs:
         proc.join(timeout=60)
         assert proc.exitcode == 0
