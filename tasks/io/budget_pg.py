@@ -34,7 +34,7 @@ from tasks.io.budget import (
     take_from_bucket,
     to_nano,
 )
-from tasks.io.postgres import Pool
+from tasks.io.postgres import shared_pool
 from tasks.rules import Budget
 
 Connection = psycopg.Connection[TupleRow]
@@ -80,7 +80,7 @@ class PostgresBudgetStore:
 
     def __init__(self, url: str, *, reservation_ttl: timedelta = timedelta(minutes=15)):
         self.reservation_ttl = reservation_ttl
-        self._pool = Pool(url)
+        self._pool = shared_pool(url)
 
     @contextmanager
     def _transaction(self) -> Iterator[Connection]:

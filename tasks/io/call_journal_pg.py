@@ -10,14 +10,14 @@ from datetime import datetime, timedelta
 
 from models.llm import ChatResult
 from tasks.io.call_journal import decode_result, encode_result
-from tasks.io.postgres import Pool
+from tasks.io.postgres import shared_pool
 
 
 class PostgresCallJournal:
     """Answered calls by key in the ``calls`` table of the database at ``url``."""
 
     def __init__(self, url: str):
-        self._pool = Pool(url)
+        self._pool = shared_pool(url)
 
     def get(self, key: str) -> ChatResult | None:
         row = (

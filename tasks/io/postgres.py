@@ -35,6 +35,7 @@ _SCHEMA_MIGRATIONS = """CREATE TABLE IF NOT EXISTS schema_migrations (
     applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
 )"""
 _MIGRATED: set[str] = set()  # URLs this process has brought up to date
+_POOLS: dict[str, Pool] = {}
 _LOCK = threading.Lock()
 
 
@@ -92,16 +93,28 @@ def migrate(url: str, folder: Path = MIGRATIONS) -> list[int]:
     return applied
 
 
-class Pool:
-    """One migrated autocommit connection per process and thread, to one database."""
+def shared_pool(url: str) -> Pool:
+    """This process's pool for ``url``: every store on one database shares its connections."""
+    with _LOCK:
+        pool = _POOLS.get(url)
+        if pool is None:
+            pool = _POOLS[url] = Pool(url, migrated=url in _MIGRATED)
+            _MIGRATED.add(url)
+        return pool
 
-    def __init__(self, url: str):
+
+class Pool:
+    """One migrated autocommit connection per process and thread, to one database.
+
+    Stores take theirs from ``shared_pool``; closing it closes them for all (the next use
+    reconnects).
+    """
+
+    def __init__(self, url: str, *, migrated: bool = False):
         self.url = url
         self._connections: dict[tuple[int, int], psycopg.Connection[TupleRow]] = {}
-        with _LOCK:
-            if url not in _MIGRATED:
-                migrate(url)
-                _MIGRATED.add(url)
+        if not migrated:
+            migrate(url)
 
     def connection(self) -> psycopg.Connection[TupleRow]:
         key = (os.getpid(), threading.get_ident())
@@ -128,7 +141,7 @@ class AdvisoryLock:
 
     def __init__(self, url: str, name: str):
         self.name = name
-        self._pool = Pool(url)
+        self._pool = shared_pool(url)
 
     @contextmanager
     def __call__(self) -> Iterator[None]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from tasks.io.postgres import Pool
+from tasks.io.postgres import shared_pool
 from tasks.io.rate_limit import paced_claim, refilled, seconds_to_one, take_one
 
 _REFILL_SECONDS = 60.0
@@ -26,7 +26,7 @@ class PostgresRequestBuckets:
     """Token buckets keyed by name in the ``request_buckets`` table of the database at ``url``."""
 
     def __init__(self, url: str):
-        self._pool = Pool(url)
+        self._pool = shared_pool(url)
 
     def wait(self, bucket: str, per_minute: int, now: float) -> float:
         """Seconds until ``bucket`` has a token (0.0: one is free); takes nothing."""

@@ -15,8 +15,10 @@ from tasks.errors import ConfigError
 from tasks.io.audit import AuditTrail
 from tasks.io.budget import Budgets, BudgetStore
 from tasks.io.call_journal import CallJournal, PaidCallJournal
+from tasks.io.inbox import InboxStore, SqliteInbox
 from tasks.io.postgres import AdvisoryLock, is_postgres
 from tasks.io.rate_limit import RateBuckets, RequestBuckets
+from tasks.io.sealing import Sealer
 
 
 def _checked(url: str | None) -> str | None:
@@ -64,3 +66,12 @@ def open_audit_trail(url: str | None, folder: Path, key: bytes | None) -> AuditT
     if (url := _checked(url)) is None:
         return AuditTrail(folder, key)
     return AuditTrail(folder, key, lock=AdvisoryLock(url, AUDIT_LOCK))
+
+
+def open_inbox(url: str | None, path: Path, sealer: Sealer) -> InboxStore:
+    """The review inbox at ``url`` (PostgreSQL) or else the SQLite file ``path``."""
+    if (url := _checked(url)) is None:
+        return SqliteInbox(path, sealer)
+    from tasks.io.inbox_pg import PostgresInbox
+
+    return PostgresInbox(url, sealer)

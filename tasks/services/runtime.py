@@ -28,12 +28,12 @@ from tasks.errors import ConfigError
 from tasks.io.audit import MIN_KEY_BYTES, AuditTrail, dev_key
 from tasks.io.budget import Budgets
 from tasks.io.call_journal import PaidCallJournal
-from tasks.io.inbox import SqliteInbox
+from tasks.io.inbox import InboxStore
 from tasks.io.knowledge import KnowledgeStore
 from tasks.io.lake import Lake
 from tasks.io.reports import read_json
 from tasks.io.sealing import sealer_for
-from tasks.io.shared_state import open_audit_trail, open_budgets, open_journal
+from tasks.io.shared_state import open_audit_trail, open_budgets, open_inbox, open_journal
 from tasks.io.triage_store import TriageStore
 from tasks.io.vectors import VectorStore
 from tasks.policy.planner import Thresholds
@@ -209,13 +209,14 @@ class Runtime:
         return TriageStore(self.settings.triage_db, sealer_for(self.settings))
 
     @property
-    def inbox(self) -> SqliteInbox:
+    def inbox(self) -> InboxStore:
         """The review inbox, its evidence sealed with this environment's data key.
 
         Raises:
             ConfigError: no data key outside env dev.
         """
-        return SqliteInbox(self.settings.inbox_db, sealer_for(self.settings))
+        s = self.settings
+        return open_inbox(s.shared_database, s.inbox_db, sealer_for(s))
 
     @property
     def budgets(self) -> Budgets:

@@ -125,3 +125,22 @@ def audit_appender(
     for n in range(count):
         trail.append([{"event": "test", "writer": writer, "n": n}], now=now())
     results.put(count)
+
+
+def inbox_resolver(
+    url: str | None, home: str, key: bytes, reviewer: str, barrier: Any, results: Any
+) -> None:
+    """One reviewer (a process of its own) resolving the one open item at the same moment."""
+    from tasks.errors import AlreadyResolved
+    from tasks.io.sealing import Sealer
+    from tasks.io.shared_state import open_inbox
+
+    inbox = open_inbox(url, Path(home) / "inbox.sqlite", Sealer([key]))
+    barrier.wait()
+    try:
+        inbox.resolve(
+            "literature:1", outcome="not_icsr", reviewer=reviewer, reason_sha256="h", at=now()
+        )
+        results.put(reviewer)
+    except AlreadyResolved:
+        results.put("refused")

@@ -11,14 +11,18 @@ from __future__ import annotations
 import multiprocessing
 import queue
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
+from cryptography.fernet import Fernet
 
 from models.llm import ChatResult
+from tasks.errors import DataContractError
 from tasks.io.budget import NANO
 from tasks.io.call_journal import call_key
-from tasks.io.shared_state import open_audit_trail, open_journal
+from tasks.io.sealing import Sealer
+from tasks.io.shared_state import open_audit_trail, open_inbox, open_journal
+from tasks.schemas import InboxItem
 from tests.io import shared_state_workers as w
 
 SPAWN = multiprocessing.get_context("spawn")
@@ -133,3 +137,46 @@ def test_two_processes_append_one_unbroken_audit_chain(store, tmp_path):
     assert {(e["writer"], e["n"]) for e in trail.entries()} == {
         (writer, n) for writer in range(2) for n in range(15)
     }
+
+
+def _inbox_item(source_id: str, kind: str = "literature", priority: int = 3) -> InboxItem:
+    return InboxItem(
+        item_id=f"{kind}:{source_id}",
+        kind=kind,
+        source_id=source_id,
+        source="escalation-lane",
+        reason="case_candidate",
+        day_zero=date(2026, 11, 30),
+        clock_days=15,
+        due_date=date(2026, 12, 15),
+        priority=priority,
+        evidence={"abstract": "Acute renal failure after cisplatin in a 54-year-old woman."},
+    )
+
+
+def test_review_inbox_adds_once_and_the_first_of_four_reviewers_wins(store, tmp_path):
+    url, home = store
+    key = Fernet.generate_key()
+    inbox = open_inbox(url, tmp_path / "home" / "inbox.sqlite", Sealer([key]))
+    at = datetime(2026, 11, 30, 9, tzinfo=UTC)
+    items = [_inbox_item("1"), _inbox_item("1", "triage", 1), _inbox_item("2")]
+    assert inbox.add(items, now=at) == 3
+    assert inbox.add(items, now=at) == 0  # again: nothing added, nothing reopened
+    assert inbox.known(["literature:1", "literature:9"]) == {"literature:1"}
+    assert inbox.unscheduled() == ["triage:1", "literature:1", "literature:2"]
+    inbox.mark_scheduled(["triage:1"], flow_run_id="run-1", at=at)
+    inbox.mark_scheduled(["triage:1"], flow_run_id="run-2", at=at)
+    assert inbox.unscheduled() == ["literature:1", "literature:2"]
+    assert inbox.withdraw(["literature:2", "literature:9"], by="nlm", at=at) == ["literature:2"]
+    with pytest.raises(DataContractError, match="several items"):
+        inbox.find("1")
+
+    barrier, results = SPAWN.Barrier(4, timeout=240), SPAWN.Queue()
+    args = [(url, home, key, f"r{i}", barrier, results) for i in range(4)]
+    answers = sorted(_run(w.inbox_resolver, args, results=results))
+    assert answers.count("refused") == 3
+    winner = next(a for a in answers if a != "refused")
+    found = inbox.find("literature:1")
+    assert (found.status, found.reviewer, found.evidence) == ("resolved", winner, items[0].evidence)
+    assert [i.item_id for i in inbox.items(status="open")] == ["triage:1"]
+    assert len(inbox.items(status=None)) == 3
