@@ -364,7 +364,8 @@ class Settings(BaseSettings):
     database_url: SecretStr | None = Field(
         None,
         description="PHARMALANE_DATABASE_URL only: postgresql://user:password@host:5432/db "
-        "holds the shared state (budgets, throttles, paid-call journal, request rate limits) "
+        "holds the shared state (budgets, throttles, paid-call journal, request rate limits, "
+        "review inbox) "
         "for every host; unset, they are SQLite files under home (one host only)",
     )
 
