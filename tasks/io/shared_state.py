@@ -18,6 +18,7 @@ from tasks.io.call_journal import CallJournal, PaidCallJournal
 from tasks.io.inbox import InboxStore, SqliteInbox
 from tasks.io.postgres import AdvisoryLock, is_postgres
 from tasks.io.rate_limit import RateBuckets, RequestBuckets
+from tasks.io.review_codes import ReviewCodeStore, SqliteReviewCodes
 from tasks.io.sealing import Sealer
 
 
@@ -75,3 +76,12 @@ def open_inbox(url: str | None, path: Path, sealer: Sealer) -> InboxStore:
     from tasks.io.inbox_pg import PostgresInbox
 
     return PostgresInbox(url, sealer)
+
+
+def open_review_codes(url: str | None, path: Path) -> ReviewCodeStore:
+    """The review codes at ``url`` (PostgreSQL) or else the SQLite file ``path``."""
+    if (url := _checked(url)) is None:
+        return SqliteReviewCodes(path)
+    from tasks.io.review_codes_pg import PostgresReviewCodes
+
+    return PostgresReviewCodes(url)

@@ -144,3 +144,29 @@ def inbox_resolver(
         results.put(reviewer)
     except AlreadyResolved:
         results.put("refused")
+
+
+def code_redeemers(
+    url: str | None, home: str, digest: str, names: list[str], barrier: Any, results: Any
+) -> None:
+    """Redeemers (threads of one process) spending one review code at the same moment; each
+    answers its name when it got the code, else the refusal code."""
+    from tasks.errors import PolicyDenied
+    from tasks.io.shared_state import open_review_codes
+
+    store, answers = open_review_codes(url, Path(home) / "review_codes.sqlite"), []
+
+    def redeem(name: str) -> None:
+        barrier.wait()
+        try:
+            store.redeem(digest, item_id="literature:1", now=now())
+            answers.append(name)
+        except PolicyDenied as refused:
+            answers.append(refused.code)
+
+    threads = [threading.Thread(target=redeem, args=(n,)) for n in names]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    results.put(answers)

@@ -12,16 +12,18 @@ import multiprocessing
 import queue
 import time
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from cryptography.fernet import Fernet
 
 from models.llm import ChatResult
-from tasks.errors import DataContractError
+from tasks.errors import DataContractError, PolicyDenied
 from tasks.io.budget import NANO
 from tasks.io.call_journal import call_key
+from tasks.io.review_codes import IssuedCode, code_digest
 from tasks.io.sealing import Sealer
-from tasks.io.shared_state import open_audit_trail, open_inbox, open_journal
+from tasks.io.shared_state import open_audit_trail, open_inbox, open_journal, open_review_codes
 from tasks.schemas import InboxItem
 from tests.io import shared_state_workers as w
 
@@ -180,3 +182,28 @@ def test_review_inbox_adds_once_and_the_first_of_four_reviewers_wins(store, tmp_
     assert (found.status, found.reviewer, found.evidence) == ("resolved", winner, items[0].evidence)
     assert [i.item_id for i in inbox.items(status="open")] == ["triage:1"]
     assert len(inbox.items(status=None)) == 3
+
+
+def test_a_review_code_is_spent_once_by_eight_redeemers_and_the_first_judgement_stands(store):
+    url, home = store
+    codes = open_review_codes(url, Path(home) / "review_codes.sqlite")
+    at = datetime.now(UTC)
+    issued = IssuedCode("literature:1", "key-r", "reviewer", at + timedelta(minutes=15))
+    digest = code_digest("salt", "AAAAA11111")
+    codes.issue(digest, issued, now=at)
+    with pytest.raises(PolicyDenied, match="REVIEW_CODE_OTHER_ITEM"):
+        codes.redeem(digest, item_id="literature:2", now=at)  # refused: left unspent
+
+    barrier, results = SPAWN.Barrier(8, timeout=240), SPAWN.Queue()
+    names = [[f"r{i}" for i in range(4)], [f"r{i}" for i in range(4, 8)]]
+    args = [(url, home, digest, n, barrier, results) for n in names]
+    answers = sorted(a for batch in _run(w.code_redeemers, args, results=results) for a in batch)
+    winners = [a for a in answers if a != "REVIEW_CODE_USED"]
+    assert len(answers) == 8 and len(winners) == 1 and winners[0] in {f"r{i}" for i in range(8)}
+
+    first = codes.record_attempt("run-1", "a1", item_id="literature:1", result="RESOLVED", now=at)
+    again = codes.record_attempt("run-1", "a1", item_id="literature:1", result="USED", now=at)
+    assert (first, again) == ("RESOLVED", "RESOLVED")
+    codes.record_attempt("run-1", "a2", item_id="literature:1", result="USED", now=at)
+    assert codes.attempts("run-1") == {"a1": "RESOLVED", "a2": "USED"}
+    assert codes.attempts("run-2") == {}
