@@ -16,6 +16,7 @@ from tasks.io.audit import AuditTrail
 from tasks.io.budget import Budgets, BudgetStore
 from tasks.io.call_journal import CallJournal, PaidCallJournal
 from tasks.io.inbox import InboxStore, SqliteInbox
+from tasks.io.literature_state import LiteratureMarks, LiteratureState
 from tasks.io.postgres import AdvisoryLock, is_postgres
 from tasks.io.rate_limit import RateBuckets, RequestBuckets
 from tasks.io.review_codes import ReviewCodeStore, SqliteReviewCodes
@@ -85,3 +86,12 @@ def open_review_codes(url: str | None, path: Path) -> ReviewCodeStore:
     from tasks.io.review_codes_pg import PostgresReviewCodes
 
     return PostgresReviewCodes(url)
+
+
+def open_literature_state(url: str | None, path: Path) -> LiteratureMarks:
+    """The literature watermarks at ``url`` (PostgreSQL) or else the SQLite file ``path``."""
+    if (url := _checked(url)) is None:
+        return LiteratureState(path)
+    from tasks.io.literature_state_pg import PostgresLiteratureState
+
+    return PostgresLiteratureState(url)

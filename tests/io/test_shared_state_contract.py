@@ -23,7 +23,13 @@ from tasks.io.budget import NANO
 from tasks.io.call_journal import call_key
 from tasks.io.review_codes import IssuedCode, code_digest
 from tasks.io.sealing import Sealer
-from tasks.io.shared_state import open_audit_trail, open_inbox, open_journal, open_review_codes
+from tasks.io.shared_state import (
+    open_audit_trail,
+    open_inbox,
+    open_journal,
+    open_literature_state,
+    open_review_codes,
+)
 from tasks.schemas import InboxItem
 from tests.io import shared_state_workers as w
 
@@ -207,3 +213,26 @@ def test_a_review_code_is_spent_once_by_eight_redeemers_and_the_first_judgement_
     codes.record_attempt("run-1", "a2", item_id="literature:1", result="USED", now=at)
     assert codes.attempts("run-1") == {"a1": "RESOLVED", "a2": "USED"}
     assert codes.attempts("run-2") == {}
+
+
+def test_literature_watermarks_move_forward_only_and_first_seen_is_written_once(store):
+    url, home = store
+    path = Path(home) / "literature" / "state.sqlite"
+    state, other = open_literature_state(url, path), open_literature_state(url, path)
+    day0, later = datetime(2026, 12, 1, 2, tzinfo=UTC), datetime(2026, 12, 4, 2, tzinfo=UTC)
+    assert state.watermark("pubmed-query", "aspirin") is None
+    assert state.advance("pubmed-query", "aspirin", "2021-03-02", day0) == "2021-03-02"
+    # a late writer elsewhere cannot move it back; update file names sort the same way
+    assert other.advance("pubmed-query", "aspirin", "2021-03-01", later) == "2021-03-02"
+    assert other.advance("medline-updates", "files", "pubmed26n1201.xml.gz", day0) == (
+        "pubmed26n1201.xml.gz"
+    )
+    assert state.advance("medline-updates", "files", "pubmed26n1199.xml.gz", later) == (
+        "pubmed26n1201.xml.gz"
+    )
+    assert state.watermark("pubmed-query", "heparin") is None
+    assert state.first_seen(["1", "2"], day0) == {"1": day0, "2": day0}
+    assert other.first_seen(["2", "3"], later) == {"2": day0, "3": later}
+    assert other.known(["1", "3", "9"]) == {"1", "3"}
+    many = [str(i) for i in range(1200)]
+    assert len(state.first_seen(many, later)) == 1200
