@@ -463,6 +463,13 @@ class Settings(BaseSettings):
         None,
         description="PHARMALANE_DATA_KEYS only: Fernet keys sealing case data, newest first",
     )
+    database_url: SecretStr | None = Field(
+        None,
+        description="PHARMALANE_DATABASE_URL only: postgresql://user:password@host:5432/db "
+        "holds the shared state (budgets, throttles, paid-call journal, request rate limits, "
+        "review inbox) "
+        "for every host; unset, they are SQLite files under home (one host only)",
+    )
 
     @property
     def lake_dir(self) -> Path:
@@ -522,6 +529,11 @@ class Settings(BaseSettings):
     def drafts_dir(self) -> Path:
         """Periodic-summary drafts as Markdown, one file per product, month and version (0600)."""
         return self.home / "drafts" / "periodic_summary"
+
+    @property
+    def shared_database(self) -> str | None:
+        """The PostgreSQL URL of the shared state, or None for the embedded SQLite files."""
+        return None if self.database_url is None else self.database_url.get_secret_value()
 
     @property
     def keys_dir(self) -> Path:

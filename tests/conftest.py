@@ -6,6 +6,7 @@ import functools
 import gzip
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -94,3 +95,27 @@ def smollm2_server(tmp_path_factory: pytest.TempPathFactory):
     log = tmp_path_factory.mktemp("llama") / "server.log"
     with llama_server(smollm2_gguf(), n_ctx=2048, log=log, startup_timeout_s=180) as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A real PostgreSQL cluster for the session (started on first use; see postgres_server.py)."""
+    import os
+
+    from tests.postgres_server import postgres_bin, running_postgres
+
+    binaries = postgres_bin()
+    if binaries is None:
+        if os.environ.get("PHARMALANE_SKIP_POSTGRES") == "1":
+            pytest.skip("no PostgreSQL binaries and PHARMALANE_SKIP_POSTGRES=1")
+        pytest.fail("PostgreSQL is not installed: `apt-get install postgresql` (.ci/run does)")
+    with running_postgres(binaries) as url:
+        yield url
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> str:
+    """A new empty database on the session's PostgreSQL, for one test."""
+    from tests.postgres_server import fresh_database
+
+    return fresh_database(postgres_server)

@@ -16,8 +16,10 @@ Invariants ``verify`` proves, given the key:
   still matches: a trail rolled back to an older head, or deleted and rebuilt, is caught there.
 
 Whoever holds the key can still rewrite everything; that is why anchors live outside the trail
-and why the key comes from the environment. Appends hold an exclusive ``flock`` (threads and
-processes), check the signed head against the trail's last line only (seq, hash, MAC: the
+and why the key comes from the environment. Appends hold an exclusive lock: a ``flock`` on
+``trail.lock`` (threads and processes of one host), or with ``PHARMALANE_DATABASE_URL`` a
+PostgreSQL advisory lock (every host: ``AdvisoryLock`` in ``tasks/io/postgres.py``); they
+check the signed head against the trail's last line only (seq, hash, MAC: the
 same cost however long the trail), write the whole batch in one ``O_APPEND`` write, fsync,
 then replace the head atomically. An edit further back is ``verify``'s to find, and it does.
 An append carrying ``key`` fields skips keys already in the trail (looked up in the key
@@ -36,8 +38,8 @@ import json
 import os
 import secrets
 import sqlite3
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -228,11 +230,18 @@ class AuditTrail:
     Reading entries needs no key; appending and verifying do (``ConfigError`` without one).
     """
 
-    def __init__(self, folder: Path, key: bytes | None = None):
+    def __init__(
+        self,
+        folder: Path,
+        key: bytes | None = None,
+        *,
+        lock: Callable[[], AbstractContextManager[None]] | None = None,
+    ):
         self.folder = folder
         self.trail = folder / "trail.jsonl"
         self.head = folder / "head.json"
         self._key = key
+        self._lock = lock  # None: flock on trail.lock; else e.g. a PostgreSQL advisory lock
         self.lines_read = 0  # trail lines parsed by appends: constant per append, tests count
 
     @property
@@ -247,6 +256,10 @@ class AuditTrail:
     @contextmanager
     def _locked(self) -> Iterator[None]:
         self.folder.mkdir(parents=True, exist_ok=True)
+        if self._lock is not None:
+            with self._lock():
+                yield
+            return
         with (self.folder / "trail.lock").open("a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:

@@ -1,5 +1,8 @@
 """Budget reservations and throttle buckets in one SQLite file under PHARMALANE_HOME.
 
+(Its PostgreSQL twin for several hosts, ``tasks/io/budget_pg.py``, keeps the same invariant with
+the same refusal and tally; ``Budgets`` is the interface of both.)
+
 Invariant, per workflow and budget period:
 
     committed spend <= limit, unless override or overage rows exist, each of them alerted.
@@ -37,7 +40,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 from tasks.core.periods import period_window
 from tasks.errors import BudgetExceeded, DataContractError
@@ -203,6 +206,63 @@ def _refusal(budget: Budget, tally: _Tally, estimate: int) -> str | None:
     return None
 
 
+def spend_of(budget: Budget, start: datetime, tally: _Tally) -> Spend:
+    """The ``Spend`` report of one period's tally (both stores report alike)."""
+    return Spend(
+        budget.workflow,
+        start,
+        budget.usd,
+        settled_usd=tally.nusd("grant", "settled") / NANO,
+        reserved_usd=tally.nusd("grant", "open") / NANO,
+        lapsed_usd=tally.nusd("grant", "lapsed") / NANO,
+        override_usd=tally.nusd("override") / NANO,
+        overage_usd=tally.nusd("overage") / NANO,
+        open_reservations=tally.count("grant", "open"),
+        lapsed_reservations=tally.count("grant", "lapsed"),
+        overrides=tally.count("override"),
+        overages=tally.count("overage"),
+    )
+
+
+def take_from_bucket(
+    row: tuple[float, float] | None, calls_per_minute: int, at: float
+) -> tuple[float, float, float]:
+    """One take from a token bucket stored as (tokens, updated_at), or None if never used.
+
+    Returns (tokens to store, stamp to store, seconds to wait: 0.0 when the call may go).
+    A clock that steps back refills nothing.
+    """
+    rate = calls_per_minute / 60.0
+    tokens, stamp = float(calls_per_minute), at
+    if row is not None:
+        elapsed = max(0.0, at - float(row[1]))
+        tokens = min(float(calls_per_minute), float(row[0]) + elapsed * rate)
+        stamp = max(at, float(row[1]))
+    wait = 0.0 if tokens >= 1.0 else (1.0 - tokens) / rate
+    return (tokens - 1.0 if wait == 0.0 else tokens), stamp, wait
+
+
+class Budgets(Protocol):
+    """Budget reservations and throttle buckets: the embedded SQLite ``BudgetStore`` or
+    ``PostgresBudgetStore`` (``tasks/io/budget_pg.py``); both keep the invariant above."""
+
+    reservation_ttl: timedelta
+
+    def reserve(
+        self, budget: Budget, estimate_usd: float, now: datetime, *, override: Sequence[str] = ()
+    ) -> Reservation: ...
+
+    def settle(self, reservation: Reservation, actual_usd: float, now: datetime) -> Settlement: ...
+
+    def spend(self, budget: Budget, now: datetime) -> Spend: ...
+
+    def overrides(self, workflow: str) -> list[tuple[str, str]]: ...
+
+    def take_token(self, workflow: str, calls_per_minute: int, now: datetime) -> float: ...
+
+    def close(self) -> None: ...
+
+
 class BudgetStore:
     """Reservations and token buckets in ``path`` (created on first use)."""
 
@@ -346,20 +406,7 @@ class BudgetStore:
         with self._transaction() as con:
             self._lapse(con, at)
             tally = self._tally(con, budget.workflow, start.timestamp())
-        return Spend(
-            budget.workflow,
-            start,
-            budget.usd,
-            settled_usd=tally.nusd("grant", "settled") / NANO,
-            reserved_usd=tally.nusd("grant", "open") / NANO,
-            lapsed_usd=tally.nusd("grant", "lapsed") / NANO,
-            override_usd=tally.nusd("override") / NANO,
-            overage_usd=tally.nusd("overage") / NANO,
-            open_reservations=tally.count("grant", "open"),
-            lapsed_reservations=tally.count("grant", "lapsed"),
-            overrides=tally.count("override"),
-            overages=tally.count("overage"),
-        )
+        return spend_of(budget, start, tally)
 
     def overrides(self, workflow: str) -> list[tuple[str, str]]:
         """(reservation id, reason codes) of every override row of ``workflow``, oldest first."""
@@ -378,21 +425,15 @@ class BudgetStore:
         ``calls_per_minute / 60`` per second: the same semantics as a Prefect global
         concurrency limit with ``slot_decay_per_second``.
         """
-        rate = calls_per_minute / 60.0
-        stamp = epoch(now, record=workflow)
+        at = epoch(now, record=workflow)
         with self._transaction() as con:
             row = con.execute(
                 "SELECT tokens, updated_at FROM buckets WHERE workflow = ?", (workflow,)
             ).fetchone()
-            tokens = float(calls_per_minute)
-            if row is not None:
-                elapsed = max(0.0, stamp - float(row[1]))
-                tokens = min(float(calls_per_minute), float(row[0]) + elapsed * rate)
-                stamp = max(stamp, float(row[1]))
-            wait = 0.0 if tokens >= 1.0 else (1.0 - tokens) / rate
+            left, stamp, wait = take_from_bucket(row, calls_per_minute, at)
             con.execute(
                 "INSERT OR REPLACE INTO buckets (workflow, tokens, updated_at) VALUES (?, ?, ?)",
-                (workflow, tokens - 1.0 if wait == 0.0 else tokens, stamp),
+                (workflow, left, stamp),
             )
             return wait
 

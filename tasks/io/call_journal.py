@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from models.llm import ChatResult
 from tasks.io.sqlite_wal import enable_wal
@@ -50,6 +50,30 @@ def call_key(
     return hashlib.sha256(body.encode()).hexdigest()
 
 
+class PaidCallJournal(Protocol):
+    """Answered calls by key: the embedded ``CallJournal`` (SQLite) or
+    ``PostgresCallJournal`` (shared by every host); a key already kept is never overwritten."""
+
+    def get(self, key: str) -> ChatResult | None: ...
+
+    def put(self, key: str, result: ChatResult, now: datetime) -> None: ...
+
+    def count(self) -> int: ...
+
+    def prune(self, now: datetime, keep: timedelta) -> int: ...
+
+    def close(self) -> None: ...
+
+
+def encode_result(result: ChatResult) -> tuple[str, str]:
+    """(model that served, JSON of the answer) as both journals store them."""
+    return result.served_by or result.model, json.dumps(asdict(result))
+
+
+def decode_result(text: str) -> ChatResult:
+    return ChatResult(**json.loads(text))
+
+
 class CallJournal:
     """Answered calls by key, in one SQLite file (WAL, a connection per thread)."""
 
@@ -75,21 +99,14 @@ class CallJournal:
             .execute("SELECT result_json FROM calls WHERE call_key = ?", (key,))
             .fetchone()
         )
-        if row is None:
-            return None
-        return ChatResult(**json.loads(row[0]))
+        return None if row is None else decode_result(row[0])
 
     def put(self, key: str, result: ChatResult, now: datetime) -> None:
         """Keep ``result`` (committed before this returns); a key already kept is left as is."""
         with self._connection() as con:
             con.execute(
                 "INSERT OR IGNORE INTO calls VALUES (?, ?, ?, ?)",
-                (
-                    key,
-                    result.served_by or result.model,
-                    json.dumps(asdict(result)),
-                    now.isoformat(),
-                ),
+                (key, *encode_result(result), now.isoformat()),
             )
 
     def count(self) -> int:

@@ -15,8 +15,8 @@ Invariants:
   (``tasks/io/sealing.py``); the file and its -wal/-shm are readable by their owner only.
   Clock, status and outcome are codes and stay in the clear, so listing needs no key.
 
-``InboxStore`` is the interface a shared database (PostgreSQL) implements later;
-``SqliteInbox`` is the embedded one.
+``InboxStore`` is the interface; ``SqliteInbox`` is the embedded store, ``PostgresInbox``
+(``tasks/io/inbox_pg.py``, with ``PHARMALANE_DATABASE_URL``) the one every host shares.
 """
 
 from __future__ import annotations
@@ -62,19 +62,21 @@ CREATE TABLE IF NOT EXISTS review_runs (
     started_at TEXT NOT NULL
 );
 """
-_ORDER = " ORDER BY due_date, priority, item_id"
-_ALL = (
+ORDER_ITEMS = " ORDER BY due_date, priority, item_id"
+SELECT_ITEMS = (
     "SELECT item_id, kind, source_id, source, reason, day_zero, clock_days, due_date, priority,"
     " evidence, status, outcome, reviewer, reason_sha256, resolved_at FROM items"
 )
-_BY_STATUS = _ALL + " WHERE status = ?" + _ORDER
-_BY_REF = _ALL + " WHERE item_id = ? OR source_id = ? ORDER BY item_id = ? DESC"
+_BY_STATUS = SELECT_ITEMS + " WHERE status = ?" + ORDER_ITEMS
+_BY_REF = SELECT_ITEMS + " WHERE item_id = ? OR source_id = ? ORDER BY item_id = ? DESC"
 
 
 class InboxStore(Protocol):
-    """What the inbox needs from its database; the SQLite file today, a shared one later."""
+    """What the inbox needs from its database: a SQLite file or PostgreSQL."""
 
     def add(self, items: Sequence[InboxItem], *, now: datetime) -> int: ...
+
+    def known(self, item_ids: Sequence[str]) -> set[str]: ...
 
     def items(self, *, status: str | None = "open") -> list[InboxItem]: ...
 
@@ -154,7 +156,7 @@ class SqliteInbox:
             if status:
                 rows = con.execute(_BY_STATUS, (status,)).fetchall()
             else:
-                rows = con.execute(_ALL + _ORDER).fetchall()
+                rows = con.execute(SELECT_ITEMS + ORDER_ITEMS).fetchall()
         return [self._item(r) for r in rows]
 
     def find(self, ref: str) -> InboxItem | None:
@@ -247,24 +249,34 @@ class SqliteInbox:
         return closed
 
     def _seal(self, item: InboxItem) -> bytes:
-        return self.sealer.seal(json.dumps(item.evidence, sort_keys=True, default=str).encode())
+        return seal_evidence(self.sealer, item)
 
     def _item(self, row: tuple[Any, ...]) -> InboxItem:
-        evidence = json.loads(self.sealer.open(row[9], record=row[0]))
-        return InboxItem(
-            item_id=row[0],
-            kind=row[1],
-            source_id=row[2],
-            source=row[3],
-            reason=row[4],
-            day_zero=date.fromisoformat(row[5]),
-            clock_days=int(row[6]),
-            due_date=date.fromisoformat(row[7]),
-            priority=int(row[8]),
-            evidence=evidence,
-            status=row[10],
-            outcome=row[11],
-            reviewer=row[12],
-            reason_sha256=row[13],
-            resolved_at=datetime.fromisoformat(row[14]) if row[14] else None,
-        )
+        return item_of_row(self.sealer, row)
+
+
+def seal_evidence(sealer: Sealer, item: InboxItem) -> bytes:
+    """The item's evidence, sealed with the data key (as both stores keep it)."""
+    return sealer.seal(json.dumps(item.evidence, sort_keys=True, default=str).encode())
+
+
+def item_of_row(sealer: Sealer, row: tuple[Any, ...]) -> InboxItem:
+    """An item from a row of ``SELECT_ITEMS`` (dates as ISO text, evidence sealed)."""
+    evidence = json.loads(sealer.open(bytes(row[9]), record=row[0]))
+    return InboxItem(
+        item_id=row[0],
+        kind=row[1],
+        source_id=row[2],
+        source=row[3],
+        reason=row[4],
+        day_zero=date.fromisoformat(row[5]),
+        clock_days=int(row[6]),
+        due_date=date.fromisoformat(row[7]),
+        priority=int(row[8]),
+        evidence=evidence,
+        status=row[10],
+        outcome=row[11],
+        reviewer=row[12],
+        reason_sha256=row[13],
+        resolved_at=datetime.fromisoformat(row[14]) if row[14] else None,
+    )

@@ -8,6 +8,10 @@ Invariants:
   right after it: no gap, and no window fetched by two runs that both finished.
 - ``first_seen_at`` of an item is written once (``INSERT OR IGNORE``): a re-fetch, a revised
   record or a re-run keeps the first time the company retrieved it (day 0 of a literature case).
+
+``LiteratureMarks`` is the interface: ``LiteratureState`` here (SQLite under PHARMALANE_HOME)
+or ``PostgresLiteratureState`` (literature_state_pg.py), chosen by ``PHARMALANE_DATABASE_URL``
+(``tasks/io/shared_state.open_literature_state``).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
 from tasks.io.sqlite_wal import enable_wal
 
@@ -34,6 +39,18 @@ CREATE TABLE IF NOT EXISTS first_seen (
 );
 """
 _BATCH = 500  # ids per statement: SQLite's variable limit is 999 on old builds
+
+
+class LiteratureMarks(Protocol):
+    """What the literature scans need from a database: watermarks and first-seen times."""
+
+    def watermark(self, source: str, key: str) -> str | None: ...
+
+    def advance(self, source: str, key: str, value: str, now: datetime) -> str: ...
+
+    def known(self, item_ids: Sequence[str]) -> set[str]: ...
+
+    def first_seen(self, item_ids: Sequence[str], now: datetime) -> dict[str, datetime]: ...
 
 
 class LiteratureState:

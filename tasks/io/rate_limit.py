@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import sqlite3
 from pathlib import Path
+from typing import Protocol
 
 from tasks.io.private_files import private_sqlite
 from tasks.io.sqlite_wal import enable_wal, kept_connection
@@ -26,6 +27,19 @@ CREATE TABLE IF NOT EXISTS request_buckets (
 CREATE INDEX IF NOT EXISTS request_buckets_age ON request_buckets (updated_at);
 """
 _REFILL_SECONDS = 60.0  # an empty bucket is full again after this long
+
+
+class RateBuckets(Protocol):
+    """Request token buckets: the embedded ``RequestBuckets`` (one SQLite file per home) or
+    ``PostgresRequestBuckets`` (one database for every replica on every host)."""
+
+    def wait(self, bucket: str, per_minute: int, now: float) -> float: ...
+
+    def take(self, bucket: str, per_minute: int, now: float) -> float: ...
+
+    def claim(self, bucket: str, per_second: float, now: float) -> float: ...
+
+    def close(self) -> None: ...
 
 
 class RequestBuckets:
@@ -53,8 +67,8 @@ class RequestBuckets:
             .execute("SELECT tokens, updated_at FROM request_buckets WHERE bucket = ?", (bucket,))
             .fetchone()
         )
-        tokens, _ = _refilled(row, per_minute, now)
-        return _seconds_to_one(tokens, per_minute)
+        tokens, _ = refilled(row, per_minute, now)
+        return seconds_to_one(tokens, per_minute)
 
     def take(self, bucket: str, per_minute: int, now: float) -> float:
         """Take one token: 0.0 if granted, else the seconds until one is free (nothing taken).
@@ -74,12 +88,11 @@ class RequestBuckets:
                 con.execute(
                     "DELETE FROM request_buckets WHERE updated_at < ?", (now - _REFILL_SECONDS,)
                 )
-            tokens, stamp = _refilled(row, per_minute, now)
-            wait = _seconds_to_one(tokens, per_minute)
+            left, stamp, wait = take_one(row, per_minute, now)
             con.execute(
                 "INSERT OR REPLACE INTO request_buckets (bucket, tokens, updated_at)"
                 " VALUES (?, ?, ?)",
-                (bucket, tokens - 1.0 if wait == 0.0 else tokens, stamp),
+                (bucket, left, stamp),
             )
         except BaseException:
             con.execute("ROLLBACK")
@@ -107,19 +120,17 @@ class RequestBuckets:
             row = con.execute(
                 "SELECT tokens, updated_at FROM request_buckets WHERE bucket = ?", (bucket,)
             ).fetchone()
-            tokens, stamp = (1.0, now) if row is None else (float(row[0]), float(row[1]))
-            tokens = min(1.0, tokens + max(0.0, now - stamp) * per_second)
-            granted = tokens >= 1.0
+            left, stamp, wait = paced_claim(row, per_second, now)
             con.execute(
                 "INSERT OR REPLACE INTO request_buckets (bucket, tokens, updated_at)"
                 " VALUES (?, ?, ?)",
-                (bucket, tokens - 1.0 if granted else tokens, max(now, stamp)),
+                (bucket, left, stamp),
             )
         except BaseException:
             con.execute("ROLLBACK")
             raise
         con.execute("COMMIT")
-        return 0.0 if granted else (1.0 - tokens) / per_second
+        return wait
 
     def close(self) -> None:
         for con in self._connections.values():
@@ -127,7 +138,27 @@ class RequestBuckets:
         self._connections.clear()
 
 
-def _refilled(row: tuple[float, float] | None, per_minute: int, now: float) -> tuple[float, float]:
+def take_one(
+    row: tuple[float, float] | None, per_minute: int, now: float
+) -> tuple[float, float, float]:
+    """(tokens to store, stamp to store, seconds to wait) of one take; 0.0 wait: granted."""
+    tokens, stamp = refilled(row, per_minute, now)
+    wait = seconds_to_one(tokens, per_minute)
+    return (tokens - 1.0 if wait == 0.0 else tokens), stamp, wait
+
+
+def paced_claim(
+    row: tuple[float, float] | None, per_second: float, now: float
+) -> tuple[float, float, float]:
+    """(tokens to store, stamp to store, seconds to wait) of one ``claim``: one token at most."""
+    tokens, stamp = (1.0, now) if row is None else (float(row[0]), float(row[1]))
+    tokens = min(1.0, tokens + max(0.0, now - stamp) * per_second)
+    granted = tokens >= 1.0
+    wait = 0.0 if granted else (1.0 - tokens) / per_second
+    return (tokens - 1.0 if granted else tokens), max(now, stamp), wait
+
+
+def refilled(row: tuple[float, float] | None, per_minute: int, now: float) -> tuple[float, float]:
     """Tokens at ``now`` and the stamp to store; a clock that steps back refills nothing."""
     if row is None:
         return float(per_minute), now
@@ -136,7 +167,7 @@ def _refilled(row: tuple[float, float] | None, per_minute: int, now: float) -> t
     return min(float(per_minute), tokens + elapsed * per_minute / _REFILL_SECONDS), max(now, last)
 
 
-def _seconds_to_one(tokens: float, per_minute: int) -> float:
+def seconds_to_one(tokens: float, per_minute: int) -> float:
     return 0.0 if tokens >= 1.0 else (1.0 - tokens) * _REFILL_SECONDS / per_minute
 
 

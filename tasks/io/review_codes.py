@@ -16,8 +16,9 @@ Invariants:
 * a refused code is left as it was (a code typed into the wrong item's form still works on its
   own item until it expires); only a redeemed code is spent.
 
-``ReviewCodeStore`` is the interface a shared database implements later; ``SqliteReviewCodes``
-is the embedded one, next to the inbox under PHARMALANE_HOME.
+``ReviewCodeStore`` is the interface; ``SqliteReviewCodes`` is the embedded one, next to the
+inbox under PHARMALANE_HOME, and ``PostgresReviewCodes`` (review_codes_pg.py) the shared one,
+chosen by ``PHARMALANE_DATABASE_URL`` (``tasks/io/shared_state.open_review_codes``).
 """
 
 from __future__ import annotations
@@ -133,8 +134,8 @@ class SqliteReviewCodes:
                 " WHERE code_sha256 = ?",
                 (digest,),
             ).fetchone()
-            issued = _issued(row)
-            problem = _problem(issued, row[4] if row else None, item_id, now)
+            issued = issued_of_row(row)
+            problem = refusal(issued, row[4] if row else None, item_id, now)
             if problem is not None:
                 con.execute("ROLLBACK")
                 raise problem
@@ -172,13 +173,14 @@ class SqliteReviewCodes:
         return {str(a): str(r) for a, r in rows}
 
 
-def _issued(row: tuple[str, str, str, str, str | None] | None) -> IssuedCode | None:
+def issued_of_row(row: tuple[str, str, str, str, str | None] | None) -> IssuedCode | None:
+    """The code a stored row (item, key id, role, expires_at, used_at) describes, if any."""
     if row is None:
         return None
     return IssuedCode(row[0], row[1], row[2], datetime.fromisoformat(row[3]))
 
 
-def _problem(
+def refusal(
     issued: IssuedCode | None, used_at: str | None, item_id: str, now: datetime
 ) -> PolicyDenied | None:
     """Why a presented code may not resolve ``item_id``, or None when it may."""

@@ -14,8 +14,9 @@ from datetime import datetime
 import polars as pl
 
 from tasks.core.audit_entries import anchor_row
-from tasks.io.audit import Anchor, AuditTrail, Head, Verification
+from tasks.io.audit import Anchor, Head, Verification
 from tasks.io.lake import Lake
+from tasks.io.shared_state import open_audit_trail
 from tasks.schemas import AUDIT_ANCHOR
 from tasks.services.runtime import Runtime, audit_key
 
@@ -59,7 +60,7 @@ def verify(runtime: Runtime) -> AuditCheck:
     anchors = _anchors(lake)
     evidence = [d for d in DECISION_DATASETS if lake.files(d)]
     key = audit_key(settings, create=False)
-    trail = AuditTrail(settings.audit_dir, key)
+    trail = open_audit_trail(settings.shared_database, settings.audit_dir, key)
     if key is None:
         if evidence or trail.trail.exists() or trail.head.exists():
             problem = f"no audit key ({settings.audit_dev_key_file} is missing): cannot verify"

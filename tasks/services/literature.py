@@ -29,8 +29,9 @@ import polars as pl
 from tasks.core.pubmed_query import product_term
 from tasks.io.drug_dictionary import product_variants
 from tasks.io.eutils import EutilsClient
-from tasks.io.literature_state import LiteratureState
+from tasks.io.literature_state import LiteratureMarks
 from tasks.io.medline import articles, write_article_set
+from tasks.io.shared_state import open_literature_state
 from tasks.services.runtime import Runtime
 from tasks.settings import Settings
 
@@ -56,9 +57,9 @@ class FetchedWindow:
     queries_sent: int  # product windows fetched now (the others were on disk already)
 
 
-def state(settings: Settings) -> LiteratureState:
-    """The watermarks and first-seen times of this PHARMALANE_HOME."""
-    return LiteratureState(settings.literature_dir / "state.sqlite")
+def state(settings: Settings) -> LiteratureMarks:
+    """The watermarks and first-seen times: PostgreSQL with the URL, else under home."""
+    return open_literature_state(settings.shared_database, settings.literature_dir / "state.sqlite")
 
 
 def plan_windows(runtime: Runtime, since: date | None, until: date) -> list[ProductWindow]:

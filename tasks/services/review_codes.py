@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from tasks.errors import AlreadyResolved, ConfigError, PolicyDenied
-from tasks.io.review_codes import IssuedCode, SqliteReviewCodes, code_digest
+from tasks.io.review_codes import IssuedCode, ReviewCodeStore, code_digest
+from tasks.io.shared_state import open_review_codes
 from tasks.schemas import OUTCOMES, InboxItem
 from tasks.services import inbox
 from tasks.services.runtime import Runtime
@@ -49,8 +50,8 @@ def _salt(settings: Settings) -> str:
     return settings.triage.key_salt.get_secret_value()
 
 
-def _store(settings: Settings) -> SqliteReviewCodes:
-    return SqliteReviewCodes(settings.review_codes_db)
+def _store(settings: Settings) -> ReviewCodeStore:
+    return open_review_codes(settings.shared_database, settings.review_codes_db)
 
 
 def normalised(typed: str) -> str:

@@ -26,13 +26,14 @@ from models.llm.openai_http import FallbackLLM, OpenAICompatibleLLM
 from models.scorer import LogisticScorer
 from tasks.errors import ConfigError
 from tasks.io.audit import MIN_KEY_BYTES, AuditTrail, dev_key
-from tasks.io.budget import BudgetStore
-from tasks.io.call_journal import CallJournal
-from tasks.io.inbox import SqliteInbox
+from tasks.io.budget import Budgets
+from tasks.io.call_journal import PaidCallJournal
+from tasks.io.inbox import InboxStore
 from tasks.io.knowledge import KnowledgeStore
 from tasks.io.lake import Lake
 from tasks.io.reports import read_json
 from tasks.io.sealing import sealer_for
+from tasks.io.shared_state import open_audit_trail, open_budgets, open_inbox, open_journal
 from tasks.io.triage_store import TriageStore
 from tasks.io.vectors import VectorStore
 from tasks.policy.planner import Thresholds
@@ -130,18 +131,18 @@ def audit_key(settings: Settings, *, create: bool = True) -> bytes | None:
 
 
 @functools.cache
-def _budgets(path: Path, ttl_seconds: int) -> BudgetStore:
-    return BudgetStore(path, reservation_ttl=timedelta(seconds=ttl_seconds))
+def _budgets(url: str | None, path: Path, ttl_seconds: int) -> Budgets:
+    return open_budgets(url, path, reservation_ttl=timedelta(seconds=ttl_seconds))
 
 
 @functools.cache
-def _journal(path: Path) -> CallJournal:
-    return CallJournal(path)
+def _journal(url: str | None, path: Path) -> PaidCallJournal:
+    return open_journal(url, path)
 
 
 @functools.cache
-def _trail(folder: Path, key: bytes | None) -> AuditTrail:
-    return AuditTrail(folder, key)
+def _trail(url: str | None, folder: Path, key: bytes | None) -> AuditTrail:
+    return open_audit_trail(url, folder, key)
 
 
 @functools.cache
@@ -191,7 +192,8 @@ class Runtime:
         The key is looked up on each use (a dev key file deleted and regenerated must sign
         with the new key); the trail for a given key is built once.
         """
-        return _trail(self.settings.audit_dir, audit_key(self.settings))
+        s = self.settings
+        return _trail(s.shared_database, s.audit_dir, audit_key(s))
 
     @property
     def triage_store(self) -> TriageStore:
@@ -207,24 +209,33 @@ class Runtime:
         return TriageStore(self.settings.triage_db, sealer_for(self.settings))
 
     @property
-    def inbox(self) -> SqliteInbox:
+    def inbox(self) -> InboxStore:
         """The review inbox, its evidence sealed with this environment's data key.
 
         Raises:
             ConfigError: no data key outside env dev.
         """
-        return SqliteInbox(self.settings.inbox_db, sealer_for(self.settings))
-
-    @property
-    def budgets(self) -> BudgetStore:
-        """One store per file and process: it keeps a SQLite connection per thread open."""
         s = self.settings
-        return _budgets(s.supervisor_dir / "budget.sqlite", s.supervisor.reservation_ttl_seconds)
+        return open_inbox(s.shared_database, s.inbox_db, sealer_for(s))
 
     @property
-    def journal(self) -> CallJournal:
-        """The paid-call journal; one per file and process (a SQLite connection per thread)."""
-        return _journal(self.settings.supervisor_dir / "llm_calls.sqlite")
+    def budgets(self) -> Budgets:
+        """One store per database and process: it keeps a connection per thread open.
+
+        PostgreSQL when ``PHARMALANE_DATABASE_URL`` is set, else SQLite under home.
+        """
+        s = self.settings
+        return _budgets(
+            s.shared_database,
+            s.supervisor_dir / "budget.sqlite",
+            s.supervisor.reservation_ttl_seconds,
+        )
+
+    @property
+    def journal(self) -> PaidCallJournal:
+        """The paid-call journal; one per database and process (a connection per thread)."""
+        s = self.settings
+        return _journal(s.shared_database, s.supervisor_dir / "llm_calls.sqlite")
 
     @property
     def embedder(self) -> SentenceTransformerEmbedder:

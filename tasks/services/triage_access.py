@@ -11,7 +11,8 @@ import hmac
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from tasks.io.rate_limit import RequestBuckets, retry_after
+from tasks.io.rate_limit import retry_after
+from tasks.io.shared_state import open_request_buckets
 from tasks.settings import ApiKey, Settings
 
 
@@ -48,14 +49,15 @@ class Gate:
 
     Failed keys (missing, unknown, revoked) spend the client address's bucket, and an address
     whose bucket is empty is refused before its key is even looked at: a brute-force burst is
-    slowed, not answered. Buckets live in SQLite, so every server process shares them.
+    slowed, not answered. Buckets live in SQLite (every server process on the host shares them)
+    or, with ``PHARMALANE_DATABASE_URL``, in PostgreSQL (every replica on every host does).
     """
 
     def __init__(self, settings: Settings, salt: str, clock: Callable[[], float]):
         self.triage = settings.triage
         self.salt, self.clock = salt, clock
         self.keys = settings.triage.api_keys
-        self.buckets = RequestBuckets(settings.triage_limits_db)
+        self.buckets = open_request_buckets(settings.shared_database, settings.triage_limits_db)
 
     def _match(self, presented: str | None) -> tuple[ApiKey | None, str]:
         if not presented:

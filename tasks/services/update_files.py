@@ -17,8 +17,9 @@ from datetime import datetime
 from pathlib import Path
 
 from tasks.core.update_files import files_after
-from tasks.io.literature_state import LiteratureState
+from tasks.io.literature_state import LiteratureMarks
 from tasks.io.medline import deleted_citations
+from tasks.io.shared_state import open_literature_state
 from tasks.io.update_files import UpdateFiles
 from tasks.services import revisions
 from tasks.services.revisions import Withdrawn
@@ -29,8 +30,8 @@ SOURCE = "medline-updates"
 WATERMARK = "files"  # one watermark for the whole folder: the last file processed
 
 
-def _state(settings: Settings) -> LiteratureState:
-    return LiteratureState(settings.literature_dir / "state.sqlite")
+def _state(settings: Settings) -> LiteratureMarks:
+    return open_literature_state(settings.shared_database, settings.literature_dir / "state.sqlite")
 
 
 def folder(settings: Settings) -> Path:
