@@ -26,7 +26,7 @@ import polars as pl
 import pytest
 
 from tasks.core.reviewer_labels import label_counts, training_rows, with_reviewer_labels
-from tasks.core.work_saved import wss_at
+from tasks.core.screening_stats import wss_at_recall
 from tasks.policy.planner import Thresholds, plan
 from tasks.schemas import InboxItem
 from tasks.services import intake
@@ -39,6 +39,12 @@ RESULTS = Path(__file__).resolve().parents[2] / "bench" / "results"
 NIGHTS = int(os.environ.get("PHARMALANE_BENCH_NIGHTS", "10"))
 STAND_IN = "mesh-stand-in"
 NOW = datetime(2026, 12, 2, tzinfo=UTC)
+
+
+def wss_at(scores: list[float], relevant: list[bool]) -> float | None:
+    """WSS@95 of ranking by ``scores``; None (JSON null) without a relevant item."""
+    value = wss_at_recall(np.asarray(scores, np.float64), np.asarray(relevant, bool))
+    return None if np.isnan(value) else value
 
 
 def bundled_rows(runtime: Runtime) -> pl.DataFrame:

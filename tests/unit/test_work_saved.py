@@ -1,10 +1,17 @@
-"""WSS@95 on tiny rankings whose answer can be counted by hand."""
+"""WSS@95 (tasks.core.screening_stats.wss_at_recall) on tiny rankings counted by hand."""
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import pytest
 
-from tasks.core.work_saved import wss_at
+from tasks.core.screening_stats import wss_at_recall
+
+
+def wss_at(scores: list[float], relevant: list[bool], recall: float = 0.95) -> float:
+    return wss_at_recall(np.asarray(scores, float), np.asarray(relevant, bool), recall)
 
 
 def test_a_perfect_ranking_saves_all_but_the_relevant_share():
@@ -20,9 +27,9 @@ def test_a_relevant_item_ranked_last_means_screening_everything():
     assert wss_at(scores, relevant) == pytest.approx(0.0 - 0.05)
 
 
-def test_ties_count_against_the_model_and_no_relevant_item_gives_none():
+def test_ties_count_against_the_model_and_no_relevant_item_gives_nan():
     assert wss_at([0.5] * 4, [False, True, False, False]) == pytest.approx(-0.05)
-    assert wss_at([0.5, 0.4], [False, False]) is None
+    assert math.isnan(wss_at([0.5, 0.4], [False, False]))
 
 
 def test_the_recall_target_decides_how_far_down_one_screens():
