@@ -7,7 +7,11 @@ from datetime import date
 
 import polars as pl
 from prefect import get_client
-from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    ArtifactFilterKey,
+)
 from prefect.events.clients import AssertingPassthroughEventsClient
 
 from flows.weekly_finops import GROUNDING_LOW_EVENT, weekly_finops
@@ -43,7 +47,8 @@ def test_a_day_below_the_grounded_rate_is_an_artifact_a_warning_and_an_event(
     lake.append_new(
         "answer_grounding", frame, ANSWER_GROUNDING, keys=["event_id"], partition_by="day", stem="t"
     )
-    weekly_finops(until=date(2026, 11, 22), days=7)
+    state = weekly_finops(until=date(2026, 11, 22), days=7, return_state=True)
+    assert state.is_completed()
     assert "ALERT grounded-answer rate 0.500 on 2026-11-16 (1 of 2 answers grounded)" in caplog.text
     emitted.drain()
     client = AssertingPassthroughEventsClient.last
@@ -54,6 +59,9 @@ def test_a_day_below_the_grounded_rate_is_an_artifact_a_warning_and_an_event(
     ]
     with get_client(sync_client=True) as client:
         (artifact,) = client.read_artifacts(
-            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["finops-grounded-answers"]))
+            artifact_filter=ArtifactFilter(
+                key=ArtifactFilterKey(any_=["finops-grounded-answers"]),
+                flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id]),
+            )
         )
     assert "model:local-qwen" in str(artifact.data) and "composed" in str(artifact.data)
