@@ -23,6 +23,7 @@ from typing import Any
 import polars as pl
 
 from tasks.core.grounding import CitedSentence, Grounding, SentenceCheck, render
+from tasks.core.knowledge import two_decimals as _fmt
 
 PROMPT_VERSION = "draft-periodic-summary/1"
 MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
@@ -79,10 +80,6 @@ class EvidenceItem:
     kind: str  # literature_summary | signal_summary | faers | case
     source: str  # summary:literature | faers:<table>:<event> | case:<inbox item id>
     text: str
-
-
-def _fmt(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.2f}"
 
 
 def faers_sentence(product: str, row: dict[str, Any]) -> str:

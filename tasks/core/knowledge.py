@@ -81,7 +81,8 @@ def _doc(product: str, section: str, text: str) -> dict[str, Any]:
     }
 
 
-def _fmt(value: float | None) -> str:
+def two_decimals(value: float | None) -> str:
+    """A ratio or bound as shown in sentences: two decimals, or n/a when unknown."""
     return "n/a" if value is None else f"{value:.2f}"
 
 
@@ -89,9 +90,10 @@ def _signal_sentence(product: str, row: dict[str, Any]) -> str:
     flag = "a disproportionality signal" if row["signal"] else "no signal"
     return (
         f"In FAERS extract {row['table']}, {product} with {row['event']}: {row['reports']} "
-        f"reports, PRR {_fmt(row['prr'])} (95% CI {_fmt(row['prr_lower'])}-"
-        f"{_fmt(row['prr_upper'])}), ROR {_fmt(row['ror'])} (95% CI {_fmt(row['ror_lower'])}-"
-        f"{_fmt(row['ror_upper'])}), {flag}."
+        f"reports, PRR {two_decimals(row['prr'])} "
+        f"(95% CI {two_decimals(row['prr_lower'])}-{two_decimals(row['prr_upper'])}), "
+        f"ROR {two_decimals(row['ror'])} "
+        f"(95% CI {two_decimals(row['ror_lower'])}-{two_decimals(row['ror_upper'])}), {flag}."
     )
 
 
