@@ -170,11 +170,10 @@ def status() -> None:
     runtime = Runtime.for_settings(load_settings())
     rows = [[d.dataset, str(d.files), str(d.rows)] for d in service.lake_datasets(runtime)]
     console.print(
-        records(f"lake at {runtime.settings.lake_dir}", ["dataset", "files", "rows"], rows)
+        records(f"lake at {runtime.settings.lake_location}", ["dataset", "files", "rows"], rows)
     )
-    console.print(
-        f"vectors: {service.abstracts_indexed(runtime)} abstracts in {runtime.settings.vectors_dir}"
-    )
+    vectors = runtime.settings.vectors_location
+    console.print(f"vectors: {service.abstracts_indexed(runtime)} abstracts in {vectors}")
 
 
 app.add_typer(cli_knowledge.app)  # ask, index

@@ -379,7 +379,7 @@ def _summary(runtime: Runtime, run: str, tally: Tally, chosen: ChosenThresholds)
             "high": chosen.thresholds.high,
             "source": chosen.source,
         },
-        lake=str(runtime.settings.lake_dir),
+        lake=runtime.settings.lake_location,
     )
 
 

@@ -470,6 +470,24 @@ class Settings(BaseSettings):
         "review inbox) "
         "for every host; unset, they are SQLite files under home (one host only)",
     )
+    lake_uri: str | None = Field(
+        None,
+        description="PHARMALANE_LAKE_URI: s3://bucket/prefix holding the lake (prefix/lake) and "
+        "the LanceDB vectors (prefix/vectors) on an S3-compatible object store; unset, they are "
+        "home/lake and home/vectors. Key indexes, caches and keys stay under home",
+    )
+    s3_endpoint: str | None = Field(
+        None,
+        description="PHARMALANE_S3_ENDPOINT: http(s)://host:port of an S3-compatible server "
+        "(MinIO, Ceph, a test server); unset: AWS S3 of s3_region",
+    )
+    s3_region: str = Field("us-east-1", description="PHARMALANE_S3_REGION")
+    s3_access_key_id: SecretStr | None = Field(
+        None, description="PHARMALANE_S3_ACCESS_KEY_ID only: needed with an s3:// lake_uri"
+    )
+    s3_secret_access_key: SecretStr | None = Field(
+        None, description="PHARMALANE_S3_SECRET_ACCESS_KEY only: needed with an s3:// lake_uri"
+    )
 
     @property
     def lake_dir(self) -> Path:
@@ -478,6 +496,21 @@ class Settings(BaseSettings):
     @property
     def vectors_dir(self) -> Path:
         return self.home / "vectors"
+
+    @property
+    def lake_location(self) -> str:
+        """Where the lake is, for people: the s3:// URI of ``lake_uri`` or the local folder."""
+        return f"{self.lake_uri.rstrip('/')}/lake" if self.lake_uri else str(self.lake_dir)
+
+    @property
+    def vectors_location(self) -> str:
+        """Where the LanceDB vectors are, for people (see ``lake_location``)."""
+        return f"{self.lake_uri.rstrip('/')}/vectors" if self.lake_uri else str(self.vectors_dir)
+
+    @property
+    def lake_index_dir(self) -> Path:
+        """Local key indexes of an object-store lake (one folder per lake URI)."""
+        return self.home / "lake-index"
 
     @property
     def cache_dir(self) -> Path:

@@ -119,3 +119,23 @@ def postgres_url(postgres_server: str) -> str:
     from tests.postgres_server import fresh_database
 
     return fresh_database(postgres_server)
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[str]:
+    """moto's S3-compatible server for the session (started on first use; see s3_server.py)."""
+    from tests.s3_server import running_moto
+
+    with running_moto() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture
+def s3_env(s3_server: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """A new empty bucket for one test, its PHARMALANE_* variables set in the environment."""
+    from tests.s3_server import fresh_bucket, s3_environment
+
+    variables = s3_environment(s3_server, fresh_bucket(s3_server))
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    return variables

@@ -17,12 +17,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import lancedb
 import numpy as np
 import polars as pl
 import pyarrow as pa
 
 from tasks.errors import DataContractError
+from tasks.io.storage import LanceLocation, connect_lance
 
 ABSTRACT_CHUNKS = "abstract_chunks"
 REFERENCE_CHUNKS = "reference_chunks"
@@ -79,12 +79,11 @@ def _vector_column(vectors: np.ndarray, dimension: int) -> pa.Array:
 
 
 class KnowledgeStore:
-    """The knowledge tables in the LanceDB database below ``root``."""
+    """The knowledge tables in the LanceDB database below ``root`` (a folder or S3 location)."""
 
-    def __init__(self, root: Path):
-        root.mkdir(parents=True, exist_ok=True)
-        self.root = root
-        self._db: Any = lancedb.connect(str(root))
+    def __init__(self, root: Path | LanceLocation):
+        self.root = root if isinstance(root, LanceLocation) else LanceLocation(str(root))
+        self._db: Any = connect_lance(self.root)
 
     def _names(self) -> list[str]:
         names: list[str] = []
@@ -205,17 +204,15 @@ class KnowledgeStore:
             "chunks": {t: self.count(t) for t in CHUNK_TABLES},
             "built_at": now.isoformat(),
         }
-        tmp = self.root / f".{MANIFEST}.tmp"
-        tmp.write_text(json.dumps(manifest, indent=2), encoding="utf-8")
-        tmp.replace(self.root / MANIFEST)
+        self.root.write_text(MANIFEST, json.dumps(manifest, indent=2))
         return version
 
     def index_version(self) -> str | None:
-        path = self.root / MANIFEST
-        if not path.is_file():
+        text = self.root.read_text(MANIFEST)
+        if text is None:
             return None
         try:
-            return str(json.loads(path.read_text(encoding="utf-8"))["version"])
+            return str(json.loads(text)["version"])
         except (ValueError, KeyError):
             return None
 

@@ -16,7 +16,8 @@ import fcntl
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from pathlib import Path
+from pathlib import Path, PurePath
+from typing import Protocol
 
 import duckdb
 import polars as pl
@@ -27,7 +28,8 @@ from tasks.errors import DataContractError
 from tasks.io.lake_keys import KeyIndex
 
 
-def _cast(frame: pl.DataFrame, schema: pa.Schema, dataset: str) -> pa.Table:
+def cast_to(frame: pl.DataFrame, schema: pa.Schema, dataset: str) -> pa.Table:
+    """``frame`` as Arrow in ``schema`` (optional columns filled with nulls), or why not."""
     optional = [f.name for f in schema if f.metadata and b"optional" in f.metadata]
     frame = frame.with_columns(pl.lit(None).alias(c) for c in optional if c not in frame.columns)
     missing = [name for name in schema.names if name not in frame.columns]
@@ -46,6 +48,43 @@ def write_atomic(table: pa.Table, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     pq.write_table(table, tmp, compression="zstd")
     tmp.replace(path)
+
+
+class LakeStore(Protocol):
+    """What the services use of a lake: on local disk (:class:`Lake`) or on an object store
+    (``tasks/io/object_lake.py``); the same datasets, keys and SQL either way."""
+
+    def datasets(self) -> list[str]: ...
+
+    def files(self, dataset: str) -> Sequence[PurePath]: ...
+
+    def write(
+        self, dataset: str, frame: pl.DataFrame, schema: pa.Schema, *, partition_by: str, stem: str
+    ) -> Sequence[PurePath]: ...
+
+    def append_new(
+        self,
+        dataset: str,
+        frame: pl.DataFrame,
+        schema: pa.Schema,
+        *,
+        keys: Sequence[str],
+        partition_by: str,
+        stem: str,
+    ) -> int: ...
+
+    def unseen(self, dataset: str, frame: pl.DataFrame, *, keys: Sequence[str]) -> pl.DataFrame: ...
+
+    def read(
+        self,
+        dataset: str,
+        columns: Sequence[str] | None = None,
+        *,
+        where: str | None = None,
+        params: Sequence[object] = (),
+    ) -> pl.DataFrame: ...
+
+    def query(self, sql: str, params: Sequence[object] = ()) -> pl.DataFrame: ...
 
 
 class Lake:
@@ -129,7 +168,7 @@ class Lake:
         self, dataset: str, frame: pl.DataFrame, schema: pa.Schema, partition_by: str, stem: str
     ) -> dict[Path, pa.Table]:
         """Each file written, with the rows it holds (without the partition column)."""
-        table = _cast(frame, schema, dataset)
+        table = cast_to(frame, schema, dataset)
         written: dict[Path, pa.Table] = {}
         if table.num_rows == 0:
             return written
@@ -193,7 +232,7 @@ class Lake:
             fresh = fresh.filter(~index.present(fresh))
             written = self._write_parts(dataset, fresh, schema, partition_by, stem)
             # killed before this, the next sync finds the files in their moved folders
-            index.record({path: _frame(rows) for path, rows in written.items()})
+            index.record({path: frame_of(rows) for path, rows in written.items()})
         return fresh.height
 
     def query(self, sql: str, params: Sequence[object] = ()) -> pl.DataFrame:
@@ -215,7 +254,8 @@ class Lake:
         return pl.from_arrow(table)  # type: ignore[return-value]
 
 
-def _frame(table: pa.Table) -> pl.DataFrame:
+def frame_of(table: pa.Table) -> pl.DataFrame:
+    """An Arrow table as a polars frame (never a series)."""
     frame = pl.from_arrow(table)
     assert isinstance(frame, pl.DataFrame)
     return frame

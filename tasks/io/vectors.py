@@ -25,6 +25,8 @@ import polars as pl
 import pyarrow as pa
 from lancedb.index import BTree
 
+from tasks.io.storage import LanceLocation, connect_lance
+
 ABSTRACTS = "abstracts"
 _INDEX_ATTEMPTS = 8  # CreateIndex commit races lost before giving up (one per other writer)
 _CACHE_BYTES = 64 << 20  # per LanceDB cache (index, metadata) of one store
@@ -49,15 +51,14 @@ def _escape(text: str) -> str:
 
 
 class VectorStore:
-    """The LanceDB database below ``root``."""
+    """The LanceDB database below ``root`` (a local folder or an S3 location)."""
 
-    def __init__(self, root: Path):
-        root.mkdir(parents=True, exist_ok=True)
+    def __init__(self, root: Path | LanceLocation):
         # LanceDB's default caches (GiBs) fill with every version a chunk's upsert creates
         session = lancedb.Session(
             index_cache_size_bytes=_CACHE_BYTES, metadata_cache_size_bytes=_CACHE_BYTES
         )
-        self._db: Any = lancedb.connect(str(root), session=session)
+        self._db: Any = connect_lance(root, session=session)
 
     def _has(self, name: str) -> bool:
         token: str | None = None

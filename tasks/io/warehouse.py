@@ -11,7 +11,7 @@ from datetime import datetime
 import polars as pl
 
 from tasks.core.finops import LedgerFigures
-from tasks.io.lake import Lake
+from tasks.io.lake import LakeStore
 
 _WINDOW = "created_at >= $1 AND created_at < $2"
 
@@ -90,7 +90,7 @@ GROUP BY ALL ORDER BY owner.workflow
 class Warehouse:
     """Read-only SQL over the lake at ``lake``."""
 
-    def __init__(self, lake: Lake):
+    def __init__(self, lake: LakeStore):
         self.lake = lake
 
     def _run(self, dataset: str, sql: str, params: list[object]) -> pl.DataFrame:

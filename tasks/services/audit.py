@@ -15,7 +15,7 @@ import polars as pl
 
 from tasks.core.audit_entries import anchor_row
 from tasks.io.audit import Anchor, Head, Verification
-from tasks.io.lake import Lake
+from tasks.io.lake import LakeStore
 from tasks.io.shared_state import open_audit_trail
 from tasks.schemas import AUDIT_ANCHOR
 from tasks.services.runtime import Runtime, audit_key
@@ -76,7 +76,7 @@ def verify(runtime: Runtime) -> AuditCheck:
     return AuditCheck(result, str(trail.trail), len(anchors))
 
 
-def _anchors(lake: Lake) -> list[Anchor]:
+def _anchors(lake: LakeStore) -> list[Anchor]:
     rows = lake.read(ANCHORS, columns=["seq", "hash", "workflow", "run_id"])
     return [
         Anchor(int(r["seq"]), str(r["hash"]), f"{r['workflow']}/{r['run_id']}")

@@ -32,7 +32,7 @@ import polars as pl
 
 from tasks.errors import AlreadyResolved, DataContractError
 from tasks.intake import TriageDecision
-from tasks.io.lake import Lake
+from tasks.io.lake import LakeStore
 from tasks.io.private_files import write_private
 from tasks.schemas import OUTCOMES, InboxItem
 from tasks.services import panel
@@ -118,7 +118,7 @@ def literature_items(runtime: Runtime) -> list[InboxItem]:
     return items
 
 
-def _about_flagged(lake: Lake, dataset: str) -> pl.DataFrame:
+def _about_flagged(lake: LakeStore, dataset: str) -> pl.DataFrame:
     """The rows of ``dataset`` about a flagged (item, content): DuckDB filters while it reads,
     so memory follows the flagged items, not every decision ever made."""
     if not lake.files(dataset) or not lake.files("decisions"):

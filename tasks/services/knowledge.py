@@ -496,7 +496,8 @@ class Asker:
         version = self.tiers.store.index_version()
         if version is None:
             raise ConfigError(
-                f"no knowledge index in {self.runtime.settings.vectors_dir}: run `pharmalane index`"
+                f"no knowledge index in {self.runtime.settings.vectors_location}: "
+                "run `pharmalane index`"
             )
         return version
 

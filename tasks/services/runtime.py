@@ -30,10 +30,11 @@ from tasks.io.budget import Budgets
 from tasks.io.call_journal import PaidCallJournal
 from tasks.io.inbox import InboxStore
 from tasks.io.knowledge import KnowledgeStore
-from tasks.io.lake import Lake
+from tasks.io.lake import LakeStore
 from tasks.io.reports import read_json
 from tasks.io.sealing import sealer_for
 from tasks.io.shared_state import open_audit_trail, open_budgets, open_inbox, open_journal
+from tasks.io.storage import open_lake, vectors_location
 from tasks.io.triage_store import TriageStore
 from tasks.io.vectors import VectorStore
 from tasks.policy.planner import Thresholds
@@ -160,7 +161,7 @@ class Runtime:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.rules = Rules.load(settings)
-        self.lake = Lake(settings.lake_dir)
+        self.lake: LakeStore = open_lake(settings)
         self._clients: dict[str, LLM] = {}
 
     @classmethod
@@ -179,11 +180,11 @@ class Runtime:
 
     @functools.cached_property
     def vectors(self) -> VectorStore:
-        return VectorStore(self.settings.vectors_dir)
+        return VectorStore(vectors_location(self.settings))
 
     @functools.cached_property
     def knowledge(self) -> KnowledgeStore:
-        return KnowledgeStore(self.settings.vectors_dir)
+        return KnowledgeStore(vectors_location(self.settings))
 
     @property
     def audit(self) -> AuditTrail:
