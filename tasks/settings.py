@@ -508,6 +508,12 @@ class Settings(BaseSettings):
         return f"{self.lake_uri.rstrip('/')}/vectors" if self.lake_uri else str(self.vectors_dir)
 
     @property
+    def warm_cache_root(self) -> Path:
+        """Root of the knowledge cache's warm tier: inside the local lake, or under ``cache``
+        (a cache of this host) when the lake is on an object store."""
+        return self.cache_dir / "warm" if self.lake_uri else self.lake_dir
+
+    @property
     def lake_index_dir(self) -> Path:
         """Local key indexes of an object-store lake (one folder per lake URI)."""
         return self.home / "lake-index"

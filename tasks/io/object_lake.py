@@ -89,7 +89,9 @@ class ObjectLake:
         """Every commit of ``dataset`` in order (each object fetched once per process)."""
         cached = self._commits.setdefault(dataset, {})
         folder = self._key(COMMITS, dataset) + "/"
-        for key in self.bucket.keys(folder):
+        # commits are immutable and numbered: list only those after the newest one known
+        after = f"{folder}{max(cached):012d}.json" if cached else ""
+        for key in self.bucket.keys(folder, after=after):
             name = key[len(folder) :]
             if "/" in name or not name.endswith(".json"):
                 continue  # a nested dataset's commits, or a stranger

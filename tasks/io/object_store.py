@@ -185,11 +185,11 @@ class Bucket:
         answer = self._client.get_object(Bucket=self.access.bucket, Key=key)
         return bytes(answer["Body"].read())
 
-    def keys(self, prefix: str) -> list[str]:
-        """Every key below ``prefix``, in the server's (lexical) order."""
+    def keys(self, prefix: str, *, after: str = "") -> list[str]:
+        """Every key below ``prefix`` (only those after ``after``), in lexical order."""
         found: list[str] = []
         pages = self._client.get_paginator("list_objects_v2")
-        for page in pages.paginate(Bucket=self.access.bucket, Prefix=prefix):
+        for page in pages.paginate(Bucket=self.access.bucket, Prefix=prefix, StartAfter=after):
             found.extend(item["Key"] for item in page.get("Contents", []))
         return found
 

@@ -140,7 +140,7 @@ def publish_index_version(runtime: Runtime, now: datetime) -> str:
     store = runtime.knowledge
     version = store.write_manifest(now)
     store.cache_drop_other_versions(version)
-    WarmCache(runtime.settings.lake_dir).drop_other_versions(version)
+    WarmCache(runtime.settings.warm_cache_root).drop_other_versions(version)
     for table in CHUNK_TABLES:
         store.ensure_ann_index(table, runtime.settings.knowledge.ann_min_rows)
     return version
@@ -209,7 +209,7 @@ class CacheTiers:
     def __init__(self, runtime: Runtime):
         self.runtime = runtime
         self.store: KnowledgeStore = runtime.knowledge
-        self.warm = WarmCache(runtime.settings.lake_dir)
+        self.warm = WarmCache(runtime.settings.warm_cache_root)
         self.hot: dict[str, dict[str, Any]] = {}
 
     def exact(self, q: Question, now: datetime) -> tuple[str, dict[str, Any]] | None:
