@@ -105,6 +105,9 @@ def test_the_scan_and_finops_on_s3_give_the_results_on_disk(
     assert VectorStore(vectors_location(settings)).count() == want_vectors > 0
     assert "over 0 calls" not in want_report
     assert _finops() == want_report
+    again = nightly_literature_scan(sources=[str(source)])  # a re-run adds and pays nothing
+    assert (again.screened, again.already_decided) == (0, want["decisions"].height)
+    assert open_lake(settings).read("ledger").height == want["ledger"].height
     assert not (home / "lake").exists()
     assert not (home / "vectors").exists()
     assert (home / "lake-index").is_dir()  # the key indexes stay local
