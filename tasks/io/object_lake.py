@@ -30,6 +30,7 @@ from __future__ import annotations
 import base64
 import json
 import sqlite3
+import threading
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -74,6 +75,7 @@ class ObjectLake:
         self.index_dir = index_dir
         self._fs = bucket.access.arrow_fs()
         self._commits: dict[str, dict[int, Commit]] = {}
+        self._lock = threading.Lock()  # one lake per process, shared by its threads
 
     @property
     def root(self) -> str:
@@ -85,21 +87,29 @@ class ObjectLake:
     def _arrow_path(self, dataset: str, name: str) -> str:
         return f"{self.bucket.access.bucket}/{self._key(dataset, name)}"
 
+    def read_object(self, dataset: str, path: str, columns: Sequence[str]) -> pl.DataFrame:
+        """The ``columns`` of one data object that it has (the others are left out)."""
+        where = self._arrow_path(dataset, path)
+        stored = set(pq.read_schema(where, filesystem=self._fs).names)
+        table = pq.read_table(
+            where, columns=[c for c in columns if c in stored], filesystem=self._fs
+        )
+        return frame_of(table)
+
     def commits(self, dataset: str) -> list[Commit]:
         """Every commit of ``dataset`` in order (each object fetched once per process)."""
-        cached = self._commits.setdefault(dataset, {})
-        folder = self._key(COMMITS, dataset) + "/"
-        # commits are immutable and numbered: list only those after the newest one known
-        after = f"{folder}{max(cached):012d}.json" if cached else ""
-        for key in self.bucket.keys(folder, after=after):
-            name = key[len(folder) :]
-            if "/" in name or not name.endswith(".json"):
-                continue  # a nested dataset's commits, or a stranger
-            seq = int(name.removesuffix(".json"))
-            if seq not in cached:
+        with self._lock:
+            cached = self._commits.setdefault(dataset, {})
+            folder = self._key(COMMITS, dataset) + "/"
+            # commits are immutable and numbered: list only those after the newest one known
+            after = f"{folder}{max(cached):012d}.json" if cached else ""
+            for key in self.bucket.keys(folder, after=after):
+                number = key[len(folder) :].removesuffix(".json")
+                if not number.isdigit() or int(number) in cached:
+                    continue  # a nested dataset's commits, or a stranger
                 body = json.loads(self.bucket.get(key))
-                cached[seq] = Commit(seq, body["slots"], body["schemas"])
-        return [cached[s] for s in sorted(cached)]
+                cached[int(number)] = Commit(int(number), body["slots"], body["schemas"])
+            return [cached[s] for s in sorted(cached)]
 
     def _visible(self, dataset: str) -> dict[str, tuple[str, str]]:
         """slot -> (object path, schema) after folding every commit in order."""
@@ -341,16 +351,10 @@ class CommitKeys:
             pending = [c for c in lake.commits(dataset) if c.seq > self._head(con)]
             for commit in pending:
                 frames = {
-                    slot: self._read_keys(lake, dataset, slot, path)
+                    slot: lake.read_object(dataset, path, self.keys)
                     for slot, path in commit.slots.items()
                 }
                 self._store(con, commit.seq, frames)
-
-    def _read_keys(self, lake: ObjectLake, dataset: str, slot: str, path: str) -> pl.DataFrame:
-        names = set(pq.read_schema(lake._arrow_path(dataset, path), filesystem=lake._fs).names)
-        stored = [k for k in self.keys if k in names]
-        table = pq.read_table(lake._arrow_path(dataset, path), columns=stored, filesystem=lake._fs)
-        return frame_of(table)
 
     def record(self, seq: int, frames: dict[str, pl.DataFrame]) -> None:
         """Index this process's own commit ``seq`` from its rows in memory."""

@@ -23,6 +23,8 @@ from tasks.io.lake import LakeStore
 from tasks.io.object_lake import ObjectLake
 from tasks.io.storage import open_lake, vectors_location
 from tasks.io.vectors import VectorStore
+from tasks.services.runtime import Runtime
+from tasks.services.status import DatasetCount, lake_datasets
 from tasks.settings import load_settings
 from tests.conftest import pmid_of, pmids_mentioning_products, real_medline_records, write_medline
 
@@ -67,20 +69,25 @@ def _finops() -> str:
     return result.output
 
 
+def _status() -> list[DatasetCount]:
+    """`pharmalane status`'s datasets: name, files, rows."""
+    return lake_datasets(Runtime.for_settings(load_settings()))
+
+
 @pytest.fixture(scope="module")
-def on_disk(source, tmp_path_factory) -> tuple[dict[str, pl.DataFrame], int, str]:
+def on_disk(source, tmp_path_factory) -> tuple[dict[str, pl.DataFrame], int, str, object]:
     home = tmp_path_factory.mktemp("disk")
     with pytest.MonkeyPatch.context() as patch:
         _scan(source, home, tmp_path_factory.getbasetemp(), patch)
         settings = load_settings()
         vectors = VectorStore(vectors_location(settings)).count()
-        return _outputs(open_lake(settings)), vectors, _finops()
+        return _outputs(open_lake(settings)), vectors, _finops(), _status()
 
 
 def test_the_scan_and_finops_on_s3_give_the_results_on_disk(
     source, on_disk, s3_env, tmp_path, tmp_path_factory, monkeypatch
 ):
-    want, want_vectors, want_report = on_disk
+    want, want_vectors, want_report, want_status = on_disk
     home = tmp_path / "home"
     _scan(source, home, tmp_path_factory.getbasetemp(), monkeypatch)
     settings = load_settings()
@@ -105,6 +112,7 @@ def test_the_scan_and_finops_on_s3_give_the_results_on_disk(
     assert VectorStore(vectors_location(settings)).count() == want_vectors > 0
     assert "over 0 calls" not in want_report
     assert _finops() == want_report
+    assert _status() == want_status
     again = nightly_literature_scan(sources=[str(source)])  # a re-run adds and pays nothing
     assert (again.screened, again.already_decided) == (0, want["decisions"].height)
     assert open_lake(settings).read("ledger").height == want["ledger"].height
