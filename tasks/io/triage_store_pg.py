@@ -206,7 +206,10 @@ class PostgresTriageStore:
             return None
         payload, decision, reviewer, reason, at, submitter = rows[0]
         return StoredCase(
-            case=open_case(self.sealer, str(payload), case_id),
+            # sealed or refused, as in the SQLite store: never served as if it were protected
+            case=IcsrCase.model_validate_json(
+                self.sealer.open(str(payload).encode(), record=case_id)
+            ),
             decision=TriageDecision.model_validate_json(str(decision)),
             reviewer=None if reviewer is None else str(reviewer),
             review_reason=None if reason is None else str(reason),
