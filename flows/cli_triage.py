@@ -21,7 +21,7 @@ from flows.cli_output import console, errors, measures, records
 from flows.environment import prefect_defaults
 
 if TYPE_CHECKING:
-    from tasks.io.triage_store import TriageStore
+    from tasks.io.triage_store import TriageCases
     from tasks.services.runtime import Runtime
     from tasks.settings import ApiKey, Settings
 
@@ -183,7 +183,7 @@ def lane(
     console.print(urgent_ae_triage(idle_stop_seconds=idle_stop_seconds).model_dump())
 
 
-def _store() -> TriageStore:
+def _store() -> TriageCases:
     from tasks.services.runtime import Runtime
     from tasks.settings import load_settings
 

@@ -467,7 +467,7 @@ class Settings(BaseSettings):
         None,
         description="PHARMALANE_DATABASE_URL only: postgresql://user:password@host:5432/db "
         "holds the shared state (budgets, throttles, paid-call journal, request rate limits, "
-        "review inbox) "
+        "review inbox, triage store) "
         "for every host; unset, they are SQLite files under home (one host only)",
     )
     lake_uri: str | None = Field(

@@ -139,3 +139,15 @@ def s3_env(s3_server: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     for name, value in variables.items():
         monkeypatch.setenv(name, value)
     return variables
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def shared_database(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str | None:
+    """Run the test on both stores: PHARMALANE_DATABASE_URL unset (SQLite under home) or set to
+    a new database on the session's PostgreSQL, as production chooses. Returns the URL or None."""
+    monkeypatch.delenv("PHARMALANE_DATABASE_URL", raising=False)
+    if request.param == "sqlite":
+        return None
+    url = str(request.getfixturevalue("postgres_url"))
+    monkeypatch.setenv("PHARMALANE_DATABASE_URL", url)
+    return url

@@ -21,6 +21,7 @@ from tasks.io.postgres import AdvisoryLock, is_postgres
 from tasks.io.rate_limit import RateBuckets, RequestBuckets
 from tasks.io.review_codes import ReviewCodeStore, SqliteReviewCodes
 from tasks.io.sealing import Sealer
+from tasks.io.triage_store import TriageCases, TriageStore
 
 
 def _checked(url: str | None) -> str | None:
@@ -95,3 +96,16 @@ def open_literature_state(url: str | None, path: Path) -> LiteratureMarks:
     from tasks.io.literature_state_pg import PostgresLiteratureState
 
     return PostgresLiteratureState(url)
+
+
+def open_triage_store(url: str | None, path: Path, sealer: Sealer) -> TriageCases:
+    """The triage store (accepted cases, sealed) at ``url`` (PostgreSQL) or else the file ``path``.
+
+    Raises:
+        ConfigError: the store holds cases sealed with a key ``sealer`` does not have.
+    """
+    if (url := _checked(url)) is None:
+        return TriageStore(path, sealer)
+    from tasks.io.triage_store_pg import PostgresTriageStore
+
+    return PostgresTriageStore(url, sealer)

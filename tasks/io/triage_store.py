@@ -14,6 +14,11 @@ the insert run in one ``BEGIN IMMEDIATE`` transaction, so two processes cannot b
 The case itself (narrative, patient, drugs) is stored sealed (tasks/io/sealing.py): the
 ``payload`` column holds ciphertext only, and the file, its folder and its -wal/-shm are
 readable by their owner only. ``reseal`` moves every row to the newest data key.
+
+``TriageCases`` is the interface; ``TriageStore`` is the embedded store, ``PostgresTriageStore``
+(``tasks/io/triage_store_pg.py``, with ``PHARMALANE_DATABASE_URL``) the one every API replica
+and lane of every host shares. Both refuse, replay and review through the functions below, so
+they answer the same way.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Protocol
 
 from tasks.errors import CaseConflict, DataContractError
 from tasks.intake import IcsrCase, TriageDecision
@@ -78,7 +84,7 @@ def _canonical_sha256(payload: object) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _resubmission(
+def resubmission(
     row: tuple[str, str | None, str | None, str], case_id: str, submitter: str, digest: str
 ) -> TriageDecision:
     """The stored decision if ``row`` holds this submitter's identical report; else CaseConflict."""
@@ -96,6 +102,62 @@ def _resubmission(
     return TriageDecision.model_validate_json(decision)
 
 
+def checked_review(case_id: str, verdict: str, reviewer: str, reason: str) -> None:
+    """Refuse a review without a verdict, a reviewer and a reason of record.
+
+    Raises:
+        DataContractError: bad verdict, no reviewer or a reason under 3 non-space characters.
+    """
+    if verdict not in ("accepted", "rejected"):
+        raise DataContractError(f"verdict {verdict!r} is not accepted|rejected", field="verdict")
+    if len("".join(reason.split())) < 3 or not reviewer.strip():
+        raise DataContractError(
+            f"case {case_id}: a review needs a reviewer and a reason of record (at least "
+            "3 characters that are not spaces)",
+            field="reason",
+        )
+
+
+def reviewed(case_id: str, stored_decision: str | None, verdict: str) -> TriageDecision:
+    """The decision of record after ``verdict`` on the stored (JSON) decision.
+
+    Raises:
+        DataContractError: the case is unknown or not held for review.
+    """
+    if stored_decision is None:
+        raise DataContractError(f"case {case_id} is unknown", record=case_id, field="case_id")
+    current = TriageDecision.model_validate_json(stored_decision)
+    if current.status != "held_for_review":
+        raise DataContractError(
+            f"case {case_id} is {current.status}, not held for review",
+            record=case_id,
+            field="status",
+        )
+    return current.model_copy(update={"status": verdict})
+
+
+def held_first(decisions: list[TriageDecision]) -> list[TriageDecision]:
+    """Held decisions, earliest due date first (then case id): the order reviewers work in."""
+    return sorted(decisions, key=lambda d: (d.due_date, d.case_id))
+
+
+def seal_case(sealer: Sealer, case: IcsrCase) -> str:
+    """The case as stored: sealed with the sealer's newest key, as ASCII text."""
+    return sealer.seal(case.model_dump_json().encode("utf-8")).decode("ascii")
+
+
+def open_case(sealer: Sealer, payload: str, case_id: str) -> IcsrCase:
+    """A sealed payload, or one stored in the clear before encryption at rest."""
+    if sealer.sealed_with(payload.encode("utf-8")) is None:
+        return IcsrCase.model_validate_json(payload)
+    return IcsrCase.model_validate_json(sealer.open(payload.encode("utf-8"), record=case_id))
+
+
+def needs_reseal(sealer: Sealer, payload: str) -> bool:
+    """Whether ``payload`` is in the clear or sealed with a key older than the newest."""
+    return sealer.sealed_with(payload.encode("utf-8")) != sealer.primary_id
+
+
 @dataclass(frozen=True)
 class StoredCase:
     case: IcsrCase
@@ -110,6 +172,54 @@ class StoredCase:
 class ResealResult:
     resealed: int
     already_current: int
+
+
+class TriageCases(Protocol):
+    """What the triage lane needs from its store: a SQLite file or PostgreSQL."""
+
+    sealer: Sealer
+
+    def decision(self, case_id: str, *, submitter: str | None = None) -> TriageDecision | None: ...
+
+    def known(self, case: IcsrCase, submitter: str) -> TriageDecision | None: ...
+
+    def recent(self, fingerprint: str) -> list[tuple[str, str, datetime]]: ...
+
+    def recent_of(self, submitter: str, limit: int) -> list[IcsrCase]: ...
+
+    def link(self, case_id: str, linked_id: str, *, kind: str, score: float) -> None: ...
+
+    def links(self, case_id: str) -> list[tuple[str, str, float]]: ...
+
+    def accept(
+        self, case: IcsrCase, fingerprint: str, decision: TriageDecision, *, submitter: str
+    ) -> tuple[TriageDecision, bool]: ...
+
+    def pending(self, limit: int) -> list[TriageDecision]: ...
+
+    def deferred(self, limit: int) -> list[StoredCase]: ...
+
+    def settle(self, decision: TriageDecision) -> bool: ...
+
+    def mark_bookkept(self, case_ids: list[str]) -> None: ...
+
+    def count(self, *, status: str | None = None, pending: bool = False) -> int: ...
+
+    def held(self) -> list[TriageDecision]: ...
+
+    def get(self, case_id: str) -> StoredCase | None: ...
+
+    def review(
+        self, case_id: str, *, verdict: str, reviewer: str, reason: str, at: datetime
+    ) -> TriageDecision: ...
+
+    def reviews_pending(self) -> list[dict[str, str]]: ...
+
+    def mark_reviews_bookkept(self, case_ids: list[str]) -> None: ...
+
+    def reseal(self, batch: int = 500) -> ResealResult: ...
+
+    def dump(self) -> str: ...
 
 
 class TriageStore:
@@ -167,7 +277,7 @@ class TriageStore:
             row = con.execute(_RESUBMISSION_SQL, (case.case_id,)).fetchone()
         if row is None:
             return None
-        return _resubmission(self._legible(row), case.case_id, submitter, payload_sha256(case))
+        return resubmission(self._legible(row), case.case_id, submitter, payload_sha256(case))
 
     def recent(self, fingerprint: str) -> list[tuple[str, str, datetime]]:
         """Accepted cases with this duplicate fingerprint: (case_id, fingerprint, received_at)."""
@@ -231,7 +341,7 @@ class TriageStore:
             try:
                 row = con.execute(_RESUBMISSION_SQL, (case.case_id,)).fetchone()
                 if row:
-                    known = _resubmission(self._legible(row), case.case_id, submitter, digest)
+                    known = resubmission(self._legible(row), case.case_id, submitter, digest)
                     con.execute("COMMIT")
                     return known, False
                 self._insert(con, case, fingerprint, decision, submitter, digest)
@@ -319,8 +429,7 @@ class TriageStore:
             rows = con.execute(
                 "SELECT decision FROM cases WHERE status = 'held_for_review' ORDER BY accepted_seq"
             ).fetchall()
-        decisions = [TriageDecision.model_validate_json(r[0]) for r in rows]
-        return sorted(decisions, key=lambda d: (d.due_date, d.case_id))
+        return held_first([TriageDecision.model_validate_json(r[0]) for r in rows])
 
     def get(self, case_id: str) -> StoredCase | None:
         with self._connect() as con:
@@ -348,33 +457,15 @@ class TriageStore:
         Raises:
             DataContractError: unknown case, not held, bad verdict or empty reason.
         """
-        if verdict not in ("accepted", "rejected"):
-            raise DataContractError(
-                f"verdict {verdict!r} is not accepted|rejected", field="verdict"
-            )
-        if len("".join(reason.split())) < 3 or not reviewer.strip():
-            raise DataContractError(
-                f"case {case_id}: a review needs a reviewer and a reason of record (at least "
-                "3 characters that are not spaces)",
-                field="reason",
-            )
+        checked_review(case_id, verdict, reviewer, reason)
         with self._connect() as con:
             con.execute("BEGIN IMMEDIATE")
             row = con.execute("SELECT decision FROM cases WHERE case_id = ?", (case_id,)).fetchone()
-            if row is None:
+            try:
+                updated = reviewed(case_id, row[0] if row else None, verdict)
+            except DataContractError:
                 con.execute("ROLLBACK")
-                raise DataContractError(
-                    f"case {case_id} is unknown", record=case_id, field="case_id"
-                )
-            current = TriageDecision.model_validate_json(row[0])
-            if current.status != "held_for_review":
-                con.execute("ROLLBACK")
-                raise DataContractError(
-                    f"case {case_id} is {current.status}, not held for review",
-                    record=case_id,
-                    field="status",
-                )
-            updated = current.model_copy(update={"status": verdict})
+                raise
             con.execute(
                 "UPDATE cases SET decision = ?, status = ?, reviewer = ?, review_reason = ?,"
                 " reviewed_at = ?, review_bookkept = 0 WHERE case_id = ?",
@@ -400,7 +491,7 @@ class TriageStore:
             )
 
     def _seal(self, case: IcsrCase) -> str:
-        return self.sealer.seal(case.model_dump_json().encode("utf-8")).decode("ascii")
+        return seal_case(self.sealer, case)
 
     def _unseal(self, payload: str, case_id: str) -> IcsrCase:
         plain = self.sealer.open(payload.encode("utf-8"), record=case_id)
@@ -435,7 +526,7 @@ class TriageStore:
                     (last, batch),
                 ).fetchall()
                 for rowid, case_id, payload in rows:
-                    if self.sealer.sealed_with(payload.encode("utf-8")) == self.sealer.primary_id:
+                    if not needs_reseal(self.sealer, payload):
                         current += 1
                         continue
                     con.execute(
@@ -464,9 +555,7 @@ class TriageStore:
 
     def _open_any(self, payload: str, case_id: str) -> IcsrCase:
         """A sealed payload, or one stored in the clear before encryption at rest."""
-        if self.sealer.sealed_with(payload.encode("utf-8")) is None:
-            return IcsrCase.model_validate_json(payload)
-        return self._unseal(payload, case_id)
+        return open_case(self.sealer, payload, case_id)
 
     def dump(self) -> str:
         """All decisions as JSON lines (for the CLI and debugging)."""

@@ -10,7 +10,10 @@ Several processes (the scan's chunks fanned out on Dask workers) upsert disjoint
 table at once. LanceDB retries a ``merge_insert`` that loses a commit race by itself; the two
 writes it does not retry are made safe here: the table's creation (``exist_ok``: the second
 creator opens the first one's table) and the ``id`` index (a ``CreateIndex`` that loses to
-another process's is checked again and retried, so exactly one index is kept).
+another process's is checked again and retried, so exactly one index is kept). ``optimize``
+(compaction and index update, run by each scan after its chunks) is retried the same way when
+another process's commit preempts it: two backfill windows on two Dask workers finish at
+different times, and one's optimize meets the other's upserts, index creation or optimize.
 """
 
 from __future__ import annotations
@@ -147,8 +150,22 @@ class VectorStore:
         return str(query.limit(len(ids)).explain_plan(True))
 
     def optimize(self) -> None:
-        if self._has(ABSTRACTS):
-            self._db.open_table(ABSTRACTS).optimize()
+        """Compact the table and fold new rows into its index; retried after a lost race.
+
+        Raises:
+            RuntimeError: another writer's commit preempted every attempt.
+        """
+        if not self._has(ABSTRACTS):
+            return
+        table = self._db.open_table(ABSTRACTS)
+        for attempt in range(_INDEX_ATTEMPTS):
+            try:
+                table.optimize()
+                return
+            except RuntimeError as exc:
+                if "Retryable commit conflict" not in str(exc) or attempt == _INDEX_ATTEMPTS - 1:
+                    raise
+                table.checkout_latest()  # start again from the commit that won
 
 
 def _ensure_id_index(table: Any) -> None:

@@ -8,6 +8,8 @@ products with the real drug dictionary and tagged hot, warm or cold by the routi
 from __future__ import annotations
 
 import hashlib
+import os
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -68,7 +70,10 @@ def _blocks_of(
             block = folder / f"block-{number:05d}"
             block.mkdir(exist_ok=True)
             for name, frame in (("rejects", rejected), ("citations", citations)):
-                tmp = block / f".{name}.tmp"
+                # a name of this writer's own: two processes parsing the same file at once (two
+                # backfill windows on Dask workers) never write into one temp file; each
+                # rename puts a whole, identical block in place
+                tmp = block / f".{name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp"
                 frame.write_parquet(tmp)
                 tmp.replace(block / f"{name}.parquet")
         (folder / "complete").write_text("")

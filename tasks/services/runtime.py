@@ -33,9 +33,15 @@ from tasks.io.knowledge import KnowledgeStore
 from tasks.io.lake import LakeStore
 from tasks.io.reports import read_json
 from tasks.io.sealing import sealer_for
-from tasks.io.shared_state import open_audit_trail, open_budgets, open_inbox, open_journal
+from tasks.io.shared_state import (
+    open_audit_trail,
+    open_budgets,
+    open_inbox,
+    open_journal,
+    open_triage_store,
+)
 from tasks.io.storage import open_lake, vectors_location
-from tasks.io.triage_store import TriageStore
+from tasks.io.triage_store import TriageCases
 from tasks.io.vectors import VectorStore
 from tasks.policy.planner import Thresholds
 from tasks.rules import (
@@ -197,7 +203,7 @@ class Runtime:
         return _trail(s.shared_database, s.audit_dir, audit_key(s))
 
     @property
-    def triage_store(self) -> TriageStore:
+    def triage_store(self) -> TriageCases:
         """The triage store, its case payloads sealed with this environment's data key.
 
         Opened on each use, not kept: opening checks the configured data keys against the
@@ -207,7 +213,8 @@ class Runtime:
         Raises:
             ConfigError: no data key outside env dev, or the store's key is not configured.
         """
-        return TriageStore(self.settings.triage_db, sealer_for(self.settings))
+        s = self.settings
+        return open_triage_store(s.shared_database, s.triage_db, sealer_for(s))
 
     @property
     def inbox(self) -> InboxStore:

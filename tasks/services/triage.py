@@ -19,7 +19,7 @@ from models.narrative import NarrativeFlagger, NarrativeVerdict
 from tasks.core.pricing import call_cost
 from tasks.errors import ConfigError
 from tasks.intake import IcsrCase, TriageDecision
-from tasks.io.triage_store import TriageStore
+from tasks.io.triage_store import TriageCases
 from tasks.policy.engine import Decision, decide
 from tasks.policy.supervisor import on_exhausted
 from tasks.rules import Budget, ModelPrice, PolicyRule, load_ime_terms
@@ -109,7 +109,7 @@ class Triager:
     def __init__(
         self,
         runtime: Runtime,
-        store: TriageStore,
+        store: TriageCases,
         flagger: NarrativeFlagger,
         *,
         rules: Sequence[PolicyRule],
@@ -128,7 +128,7 @@ class Triager:
         self._terms_lock = threading.Lock()
 
     @classmethod
-    def build(cls, runtime: Runtime, store: TriageStore | None = None) -> Triager:
+    def build(cls, runtime: Runtime, store: TriageCases | None = None) -> Triager:
         """The triager of ``runtime``'s settings with the packaged narrative model."""
         catalog, triage = runtime.rules.models, runtime.settings.triage
         model_key = catalog.tasks[NARRATIVE_TASK]

@@ -1,4 +1,5 @@
-"""`pharmalane triage new-key | rotate-key` over a real store in PHARMALANE_HOME."""
+"""`pharmalane triage new-key | rotate-key` over a real store: SQLite in PHARMALANE_HOME or
+PostgreSQL (``shared_database``)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ def new_key(runner: CliRunner) -> str:
     return result.output.strip()
 
 
-def test_rotate_key_moves_every_case_to_the_new_key(isolated_home, monkeypatch):
+def test_rotate_key_moves_every_case_to_the_new_key(isolated_home, shared_database, monkeypatch):
     runner = CliRunner()
     old, new = new_key(runner), new_key(runner)
     assert old != new
@@ -37,10 +38,11 @@ def test_rotate_key_moves_every_case_to_the_new_key(isolated_home, monkeypatch):
     monkeypatch.setenv(KEYS_ENV, old)
     with pytest.raises(ConfigError, match=key_id(new.encode())):
         _ = Runtime.for_settings(load_settings()).triage_store
+    assert (isolated_home / "triage").exists() == (shared_database is None)  # where it lives
 
 
 def test_rotate_key_without_the_old_key_fails_clearly_and_changes_nothing(
-    isolated_home, monkeypatch
+    isolated_home, shared_database, monkeypatch
 ):
     runner = CliRunner()
     old, other = new_key(runner), new_key(runner)

@@ -1,4 +1,5 @@
-"""`pharmalane review list|accept|reject` over a real store in PHARMALANE_HOME."""
+"""`pharmalane review list|accept|reject` over a real store in PHARMALANE_HOME (the review
+commands also on PostgreSQL: ``shared_database``)."""
 
 from __future__ import annotations
 
@@ -51,7 +52,7 @@ def reviewer_keys(isolated_home, monkeypatch):
     return monkeypatch
 
 
-def test_review_commands(reviewer_keys):
+def test_review_commands(reviewer_keys, shared_database):
     store = Runtime.for_settings(load_settings()).triage_store
     store_case(store, "H-1", "held_for_review")
     store_case(store, "A-1", "auto_accepted")

@@ -2,6 +2,7 @@
 
 The attack: submitter B posts id X (harmless), then A posts a death case under X and
 was answered 200, ``Idempotent-Replay: true``, ``serious: false``: A's report was discarded.
+The API tests run on both stores (``shared_database``).
 """
 
 from __future__ import annotations
@@ -25,8 +26,12 @@ DEATH = {
 
 
 @pytest.fixture
-def api(tmp_path):
-    return client(tmp_path / "home")
+def api(tmp_path, shared_database):
+    """The app over a store of each kind (SQLite under home, or PostgreSQL)."""
+    client_, triager = client(tmp_path / "home")
+    on_postgres = type(triager.store).__name__ == "PostgresTriageStore"
+    assert on_postgres == (shared_database is not None)
+    return client_, triager
 
 
 def test_another_submitters_id_is_a_conflict_and_the_death_case_is_not_replayed(api):
