@@ -18,6 +18,9 @@ different times, and one's optimize meets the other's upserts, index creation or
 
 from __future__ import annotations
 
+import fcntl
+import random
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -32,6 +35,8 @@ from tasks.io.storage import LanceLocation, connect_lance
 
 ABSTRACTS = "abstracts"
 _INDEX_ATTEMPTS = 8  # CreateIndex commit races lost before giving up (one per other writer)
+_OPTIMIZE_ATTEMPTS = 30  # compactions preempted before giving up (each writer's commit may)
+_OPTIMIZE_PAUSE_S = 0.05
 _CACHE_BYTES = 64 << 20  # per LanceDB cache (index, metadata) of one store
 
 
@@ -62,6 +67,8 @@ class VectorStore:
             index_cache_size_bytes=_CACHE_BYTES, metadata_cache_size_bytes=_CACHE_BYTES
         )
         self._db: Any = connect_lance(root, session=session)
+        local = root if isinstance(root, Path) else root.local
+        self._create_lock = None if local is None else local / ".abstracts.create.lock"
 
     def _has(self, name: str) -> bool:
         token: str | None = None
@@ -75,9 +82,8 @@ class VectorStore:
 
     def _table(self, dimension: int) -> Any:
         if not self._has(ABSTRACTS):
-            # exist_ok: another process may create it between the lookup and this create
-            self._db.create_table(ABSTRACTS, schema=abstracts_schema(dimension), exist_ok=True)
-        table = self._db.open_table(ABSTRACTS)
+            self._create(dimension)
+        table = self._open_created()
         stored = table.schema.field("vector").type.list_size
         if stored != dimension:
             raise ValueError(
@@ -85,6 +91,38 @@ class VectorStore:
                 f"{dimension}-d: re-index into a new PHARMALANE_HOME"
             )
         return table
+
+    def _create(self, dimension: int) -> None:
+        """Create the table once, whoever else is creating it.
+
+        Two creates committing at the same moment are not refused by LanceDB: the loser's is
+        rebased into an Overwrite of the winner's table, which wipes rows already upserted
+        and fails the winner's next write. On a local folder creators take an exclusive file
+        lock and look again under it; on S3 the loser's conditional put fails and it opens
+        the winner's table.
+        """
+        if self._create_lock is None:
+            try:
+                self._db.create_table(ABSTRACTS, schema=abstracts_schema(dimension), mode="create")
+            except (ValueError, RuntimeError, OSError):
+                if not self._has(ABSTRACTS):
+                    raise
+            return
+        with self._create_lock.open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+            if not self._has(ABSTRACTS):
+                self._db.create_table(ABSTRACTS, schema=abstracts_schema(dimension), mode="create")
+
+    def _open_created(self) -> Any:
+        """Open the table, waiting briefly for another creator's first commit to land."""
+        for attempt in range(_OPTIMIZE_ATTEMPTS):
+            try:
+                return self._db.open_table(ABSTRACTS)
+            except ValueError:  # listed (its folder exists) but its first version not committed
+                if attempt == _OPTIMIZE_ATTEMPTS - 1:
+                    raise
+                time.sleep(_OPTIMIZE_PAUSE_S)
+        raise AssertionError("unreachable")
 
     def count(self) -> int:
         if not self._has(ABSTRACTS):
@@ -158,13 +196,15 @@ class VectorStore:
         if not self._has(ABSTRACTS):
             return
         table = self._db.open_table(ABSTRACTS)
-        for attempt in range(_INDEX_ATTEMPTS):
+        for attempt in range(_OPTIMIZE_ATTEMPTS):
             try:
                 table.optimize()
                 return
             except RuntimeError as exc:
-                if "Retryable commit conflict" not in str(exc) or attempt == _INDEX_ATTEMPTS - 1:
+                if "Retryable commit conflict" not in str(exc) or attempt == _OPTIMIZE_ATTEMPTS - 1:
                     raise
+                # a jittered pause, so two optimizers that keep preempting each other part ways
+                time.sleep(random.uniform(0, _OPTIMIZE_PAUSE_S * (attempt + 1)))  # noqa: S311
                 table.checkout_latest()  # start again from the commit that won
 
 
