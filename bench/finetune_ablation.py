@@ -17,8 +17,9 @@ in-scope train items (120 positives, 1,151 negatives) and 30% from the rest (770
 seeded 3,000 of the negatives), the partner of the same label half the time. Bounded by a
 wall-clock budget (the CPU is shared); seeds fixed, so a quiet machine runs more steps.
 
-The head: every train positive and twice as many negatives (the in-scope ones first), fitted
-with ``models.scorer.fit_logistic`` (class-balanced, l2 = train.l2). The packaged model's
+The head: every train positive and two negatives per positive sampled from the shipped
+scorer's own training negatives (``head_items``), fitted with ``models.scorer.fit_logistic``
+(class-balanced, l2 = train.l2). The packaged model's
 vectors come through ``embed_split`` (PHARMALANE_HOME's LanceDB, paid once); the fine-tuned
 model's are computed here and never stored (its weights are not a shipped artifact).
 
@@ -43,17 +44,19 @@ from bench.scorer_ablation import TARGET, describe, labelled_rows
 from models.embedder import SentenceTransformerEmbedder
 from models.scorer import fit_logistic
 from tasks.core.screening_stats import threshold_at_recall
+from tasks.core.training import balanced_sample
 from tasks.services.embedding import texts_of
 from tasks.services.runtime import Runtime, utcnow
 from tasks.services.training import embed_split
-from tasks.settings import load_settings
+from tasks.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "scorer_ablation.json"
 FINE_TUNED = "fine-tuned MiniLM (SetFit-style pairs) + logistic head"
 CONTROL = "packaged MiniLM + the same logistic head (control)"
-PAIRS_PER_STEP, LEARNING_RATE, WARMUP_STEPS, TRAIN_TOKENS = 16, 2e-5, 20, 128
+PAIRS_PER_STEP, LEARNING_RATE, WARMUP_STEPS, TRAIN_TOKENS, SCAN_TOKENS = 16, 2e-5, 20, 128, 256
 IN_SCOPE_ANCHORS, OTHER_NEGATIVES, SEED = 0.7, 3000, 0
+HEAD_NEGATIVES_PER_POSITIVE = 2
 
 
 def finetune(rows: pl.DataFrame, out: Path, budget_s: float, max_steps: int) -> dict[str, Any]:
@@ -106,6 +109,7 @@ def finetune(rows: pl.DataFrame, out: Path, budget_s: float, max_steps: int) -> 
         schedule.step()
         losses.append(float(loss.detach()))
     model.eval()
+    model.max_seq_length = SCAN_TOKENS  # trained at 128, read as the scan reads: 256
     model.save(str(out))
     log = {
         "steps": len(losses),
@@ -121,21 +125,30 @@ def finetune(rows: pl.DataFrame, out: Path, budget_s: float, max_steps: int) -> 
     return log
 
 
-def head_items(rows: pl.DataFrame) -> pl.DataFrame:
-    """Every train positive and twice as many negatives, the in-scope negatives first."""
-    train = rows.filter(pl.col("split") == "train").sort("item_id")
-    positives = train.filter(pl.col("label_ade"))
-    negatives = train.filter(~pl.col("label_ade"))
-    in_scope = negatives.filter(pl.col("products").list.len() > 0)
-    wanted = 2 * positives.height
-    others = negatives.filter(pl.col("products").list.len() == 0)
-    sampled = others.sample(n=max(0, wanted - in_scope.height), seed=SEED, shuffle=False)
-    return pl.concat([positives, in_scope.head(wanted), sampled]).sort("item_id")
+def head_items(rows: pl.DataFrame, settings: Settings) -> pl.DataFrame:
+    """Every train positive and ``HEAD_NEGATIVES_PER_POSITIVE`` negatives per positive, a seeded
+    sample of the shipped scorer's own training negatives (``balanced_sample`` with
+    ``train.negatives_per_positive`` and ``train.seed``, as ``pharmalane train``).
+
+    Why fewer negatives than the shipped scorer: each text is embedded again by the fine-tuned
+    model (no cache), the cost of this measurement on a shared CPU; the control row reads the
+    packaged model's vectors of the very same items.
+    """
+    shipped = balanced_sample(
+        rows.filter(pl.col("split") == "train"),
+        negatives_per_positive=settings.train.negatives_per_positive,
+        seed=settings.train.seed,
+    )
+    positives = shipped.filter(pl.col("label_ade"))
+    negatives = shipped.filter(~pl.col("label_ade")).sample(
+        n=HEAD_NEGATIVES_PER_POSITIVE * positives.height, seed=SEED, shuffle=False
+    )
+    return pl.concat([positives, negatives]).sort("item_id")
 
 
 def measure(rows: pl.DataFrame, runtime: Runtime, model_dir: Path) -> dict[str, Any]:
     """The fine-tuned row and its control, measured like every row of the ablation."""
-    head = head_items(rows)
+    head = head_items(rows, runtime.settings)
     calibration = rows.filter((pl.col("split") == "calibration") & pl.col("label_ade"))
     test = rows.filter((pl.col("split") == "test") & (pl.col("products").list.len() > 0))
     y_test = test["label_ade"].to_numpy().astype(bool)
