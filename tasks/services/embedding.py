@@ -70,19 +70,37 @@ def screen_texts(runtime: Runtime, frame: pl.DataFrame) -> list[str]:
     ``head-tail`` keeps a text that fits the limit as it is; a longer one becomes its title and
     the first and last sentences of its abstract that fit (``tasks/core/text_window.py``).
     """
-    texts = texts_of(frame)
-    if runtime.settings.scan.embed_window == "full" or not texts:
-        return texts
+    return screen_texts_and_tokens(runtime, frame)[0]
+
+
+def screen_texts_and_tokens(runtime: Runtime, frame: pl.DataFrame) -> tuple[list[str], list[int]]:
+    """``screen_texts`` and the tokens the model reads of each (the billing unit), in row order.
+
+    Why one function: the scan needs both, and the tokenizer is most of a window's cost. Every
+    text is tokenized once; under ``head-tail`` the titles and sentences of the texts that do
+    not fit are counted in one batched call (not one call per text), and only the windows made
+    of them are counted again.
+    """
     model = runtime.screen_embedder
+    texts = texts_of(frame)
+    tokens = model.count_tokens(texts)
+    if runtime.settings.scan.embed_window == "full" or not texts:
+        return texts, tokens
     limit = model.max_tokens
-    fits = [count < limit for count in model.count_tokens(texts)]
+    long = [i for i, count in enumerate(tokens) if count >= limit]
+    if not long:
+        return texts, tokens
     titles = frame["title"].fill_null("").to_list()
     abstracts = frame["abstract"].fill_null("").to_list()
-    for i in (i for i, fit in enumerate(fits) if not fit):
-        sentences = split_sentences(abstracts[i])
-        counts = [n - 2 for n in model.count_tokens([titles[i], *sentences])]  # [CLS] [SEP]
-        texts[i] = head_tail_window(titles[i], sentences, counts[1:], limit - 3 - counts[0])
-    return texts
+    parts = [[titles[i], *split_sentences(abstracts[i])] for i in long]
+    counts = iter(n - 2 for n in model.count_tokens([p for pieces in parts for p in pieces]))
+    for i, pieces in zip(long, parts, strict=True):
+        title, *sentences = pieces
+        title_tokens, sentence_tokens = next(counts), [next(counts) for _ in sentences]
+        texts[i] = head_tail_window(title, sentences, sentence_tokens, limit - 3 - title_tokens)
+    for i, count in zip(long, model.count_tokens([texts[i] for i in long]), strict=True):
+        tokens[i] = count
+    return texts, tokens
 
 
 def embed_paying_once(runtime: Runtime, frame: pl.DataFrame, batch: Batch) -> Embedded:
@@ -93,11 +111,12 @@ def embed_paying_once(runtime: Runtime, frame: pl.DataFrame, batch: Batch) -> Em
     policy does not let the work run over it, nothing is embedded and the missing items come
     back as ``deferred``: the caller leaves them undecided for the next window.
     """
-    catalog, model = runtime.rules.models, runtime.screen_embedder
+    catalog = runtime.rules.models
     model_key = catalog.tasks[SCREEN_TASK]
     per_token = catalog.models[model_key].usd_per_1k_input_tokens / 1000
-    texts = pl.Series("text", screen_texts(runtime, frame), dtype=pl.String)
-    tokens = pl.Series("tokens", model.count_tokens(texts.to_list()), dtype=pl.Int64)
+    read, counts = screen_texts_and_tokens(runtime, frame)
+    texts = pl.Series("text", read, dtype=pl.String)
+    tokens = pl.Series("tokens", counts, dtype=pl.Int64)
     vectors = runtime.vectors.cached_vectors(
         frame["item_id"].to_list(), frame["content_hash"].to_list(), screen_key(runtime)
     )

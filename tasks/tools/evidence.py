@@ -18,6 +18,7 @@ Pure: the reaction finder is passed in (``tasks.io.entities.reaction_spans`` in 
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -92,7 +93,10 @@ class Evidence:
         return [name for name in FEATURE_NAMES if name in self.fired]
 
 
-def _product_pattern(variants: Sequence[str]) -> re.Pattern[str] | None:
+@functools.lru_cache(maxsize=1024)
+def _product_pattern(variants: tuple[str, ...]) -> re.Pattern[str] | None:
+    """One pattern per set of product names, compiled once: a scan meets the same few sets
+    (one per watched product, or two) thousands of times, and compiling is most of the cost."""
     kept = sorted({v.strip() for v in variants if len(v.strip()) >= 4}, key=len, reverse=True)
     if not kept:
         return None
@@ -166,7 +170,7 @@ def evidence(
     """
     text = f"{title}. {abstract}" if abstract else title
     fired = study_codes(text, publication_types)
-    product = _product_pattern(product_variants)
+    product = _product_pattern(tuple(product_variants))
     if product is None:
         return Evidence(frozenset(fired))
     for sentence in narrative_sentences(text):

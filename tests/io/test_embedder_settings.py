@@ -8,7 +8,13 @@ import numpy as np
 import polars as pl
 
 from models.embedder import default_embedder, packaged_embedder
-from tasks.services.embedding import Batch, embed_paying_once, screen_key, screen_texts
+from tasks.services.embedding import (
+    Batch,
+    embed_paying_once,
+    screen_key,
+    screen_texts,
+    screen_texts_and_tokens,
+)
 from tasks.services.runtime import Runtime
 from tasks.settings import load_settings
 
@@ -51,6 +57,17 @@ def test_head_tail_keeps_a_short_text_and_fits_a_long_one_with_its_last_sentence
         "Sentence 29 reports that patient 29 received cisplatin and developed nephrotoxicity."
     )
     assert runtime.screen_embedder.count_tokens([long]) < [128]
+
+
+def test_the_tokens_billed_are_the_tokens_of_the_text_read_under_either_window(isolated_home):
+    long_text_tokens = []
+    for scan in ({}, {"embed_max_tokens": 128, "embed_window": "head-tail"}):
+        runtime = Runtime.for_settings(load_settings(scan=scan))
+        texts, tokens = screen_texts_and_tokens(runtime, _frame())
+        assert texts == screen_texts(runtime, _frame())
+        assert tokens == runtime.screen_embedder.count_tokens(texts)
+        long_text_tokens.append(tokens[1])
+    assert long_text_tokens[0] == 256 and long_text_tokens[1] < 128  # truncated; windowed
 
 
 def test_a_changed_setting_embeds_again_and_never_reuses_another_setting_s_vectors(
