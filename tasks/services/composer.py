@@ -172,6 +172,23 @@ class ModelComposer:
         composer = f"{composed.answer.composer} (fallback from {self.name})"
         return replace(composed, answer=replace(composed.answer, note=note, composer=composer))
 
+    def instead(
+        self,
+        question: str,
+        vector: np.ndarray,
+        passages: pl.DataFrame,
+        spent: Composed,
+        why: str,
+    ) -> Composed:
+        """The extractive answer after the model's answer was refused for ``why`` (nothing in it
+        survived the check, or it is not about what was asked) although on-topic passages were
+        retrieved: a refusal would overstate what the corpus lacks. The model's call was made,
+        so its tokens and model stay on the result (it is priced as composed)."""
+        composed = self.fallback.compose(question, vector, passages)
+        note = f"the model's answer {why} ({self.llm.name}): extractive answer instead"
+        composer = f"{composed.answer.composer} (fallback from {self.name})"
+        return replace(spent, answer=replace(composed.answer, note=note, composer=composer))
+
 
 def model_composer(
     runtime: Runtime, fallback: Composer, *, model_key: str | None = None
