@@ -236,16 +236,53 @@ def parse_cited(text: str) -> list[CitedSentence]:
     """Sentences of a model's answer with the citation labels each one carries.
 
     Markers written after the full stop ("... hepatitis. [2]") belong to the sentence before
-    them; a sentence without a marker cites nothing (and fails the check).
+    them; a sentence without a marker cites nothing (and fails the check). A text written
+    with leading markers ("[1] A. [3] B.", the layout small models choose) is read as written:
+    each marker cites the sentences after it, up to the next marker.
     """
+    if _leading_markers(text):
+        return _parse_leading(text)
     normalised = _MARKERS_AFTER_STOP.sub(lambda m: f"{m.group(2)}{m.group(1)}", text)
     out = []
     for sentence in split_sentences(normalised):
         cited = [label for m in _MARKER.finditer(sentence) for label in _labels(m.group(1))]
-        bare = " ".join(_MARKER.sub(" ", sentence).split())
-        bare = re.sub(r"\s+([.!?,;:])", r"\1", bare)
+        bare = _bare(sentence)
         if bare.strip(" .!?"):
             out.append(CitedSentence(bare, tuple(dict.fromkeys(cited))))
+    return out
+
+
+def _bare(sentence: str) -> str:
+    """A sentence without its markers, whitespace and punctuation spacing normalised."""
+    bare = " ".join(_MARKER.sub(" ", sentence).split())
+    return re.sub(r"\s+([.!?,;:])", r"\1", bare)
+
+
+def _leading_markers(text: str) -> bool:
+    """The text opens with a marker, ends without one, and every marker opens a sentence."""
+    stripped = text.strip()
+    markers = list(_MARKER.finditer(stripped))
+    if not markers or markers[0].start() != 0 or stripped.rstrip(" .!?").endswith("]"):
+        return False
+    before = (stripped[: m.start()].rstrip(" \t") for m in markers[1:])
+    return all(b.endswith((".", "!", "?", "]", "\n")) for b in before)
+
+
+def _parse_leading(text: str) -> list[CitedSentence]:
+    """ "[1] A. B. [3] C." -> A and B cite 1, C cites 3 (the markers open what they cite)."""
+    out = []
+    pieces = _MARKER.split(text.strip())  # "", label, text, label, text, ...
+    labels: list[str] = []
+    for n in range(1, len(pieces), 2):
+        labels += _labels(pieces[n])
+        body = pieces[n + 1]
+        if not body.strip(" .!?\n"):
+            continue  # "[1][2] A.": adjacent markers cite together
+        for sentence in split_sentences(body):
+            bare = _bare(sentence)
+            if bare.strip(" .!?"):
+                out.append(CitedSentence(bare, tuple(dict.fromkeys(labels))))
+        labels = []
     return out
 
 
@@ -350,10 +387,13 @@ SYSTEM_PROMPT = "You are a drug-safety assistant. You answer only from the numbe
 # No "say you cannot answer" escape: a 1.5B model takes it on every question (measured: 3 of 3
 # on-topic questions). Irrelevant or unsupported sentences are removed by the check instead.
 # No example sentence either: the model copied "Two patients developed a rash [2]." verbatim.
+# Measured on Qwen2.5-Coder-1.5B (docs/knowledge.md): asked for "facts in the passages' words",
+# it wrote from memory ("Atropine is known to cause dry mouth ...") or echoed the question
+# ("Yes, liver injury is reported with X [1]."); asked to copy sentences, it copies.
 ANSWER_INSTRUCTION = (
-    "Answer in one to three sentences, using only facts stated in the passages, in their "
-    "words. End each sentence with the number of the passage it comes from in square "
-    "brackets, such as [1] or [3]."
+    "Answer with one or two sentences copied word for word from the passages, choosing "
+    "sentences that name the drug asked about. Put the number of the passage after each "
+    "sentence in square brackets, such as [1] or [3]."
 )
 
 

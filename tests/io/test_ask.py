@@ -224,6 +224,7 @@ def test_a_partly_grounded_model_answer_is_shown_booked_and_never_cached(
         base["llm"]["endpoints"]["local-qwen"].update(base_url=stub.base_url, max_retries=0)
         (config / "base.yaml").write_text(yaml.safe_dump(base))
         monkeypatch.setenv("PHARMALANE_KNOWLEDGE__COMPOSER", "model")
+        monkeypatch.setenv("PHARMALANE_KNOWLEDGE__COMPOSER_SENTENCES", "0")  # chunks shown
         model_settings = load_settings(home=settings.home, config_dir=config)
         asker = Asker(Runtime.for_settings(model_settings), clock=Clock())
         first = asker.ask(QUESTION)
@@ -262,6 +263,7 @@ def test_a_model_answer_the_check_empties_gives_way_to_the_extractive_answer(
         base["llm"]["endpoints"]["local-qwen"].update(base_url=stub.base_url, max_retries=0)
         (config / "base.yaml").write_text(yaml.safe_dump(base))
         monkeypatch.setenv("PHARMALANE_KNOWLEDGE__COMPOSER", "model")
+        monkeypatch.setenv("PHARMALANE_KNOWLEDGE__COMPOSER_SENTENCES", "0")  # chunks shown
         model_settings = load_settings(home=settings.home, config_dir=config)
         asker = Asker(Runtime.for_settings(model_settings), clock=Clock())
         asked = asker.ask(QUESTION)

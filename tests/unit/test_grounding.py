@@ -58,6 +58,9 @@ BOUNDS = GroundingBounds(min_lexical=0.6, min_embedding=0.3)
         ("Repeated [1][2] marks.", [("1", "2")]),
         ("Named [chunk 2] and [Source 3].", [("2", "3")]),
         ("No citation at all.", [()]),
+        ("[1] Liver injury occurred. [3] Dosing was weekly.", [("1",), ("3",)]),
+        ("[2] Injury occurred. It was mild.\n[1] Dosing was weekly", [("2",), ("2",), ("1",)]),
+        ("[1][2] Both saw it. Then [3] a middle marker.", [("1", "2"), ("3",)]),
     ],
 )
 def test_parse_cited_reads_markers_wherever_the_model_puts_them(text, expected):
