@@ -103,7 +103,9 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
             not r["refusal"] and r["grounded_share"] == 1.0 for r in composed
         ),
         "answers_claiming": len(claims),
-        "grounded_answer_rate": round(sum(s >= 1.0 for s in shares) / max(len(claims), 1), 4),
+        "grounded_answer_rate": (
+            round(sum(s >= 1.0 for s in shares) / len(claims), 4) if claims else None
+        ),
         "mean_grounded_share": round(statistics.fmean(shares), 4) if shares else None,
         "latency_p50_s": round(statistics.median(latency), 3),
         "latency_max_s": round(latency[-1], 3),

@@ -38,8 +38,15 @@ LOW_EMBEDDING = "LOW_EMBEDDING_SUPPORT"
 UNSUPPORTED_MARK = "[unsupported]"
 
 # "[1]", "[1, 3]", "[2-4]", "[chunk 2]", "[pmid:123]": one bracket group, possibly repeated.
-_MARKER = re.compile(r"\[([^\[\]]{1,60})\]")
-_MARKERS_AFTER_STOP = re.compile(r"([.!?])((?:\s*\[[^\[\]]{1,60}\])+)")
+# A marker holds labels only (numbers, ranges, "chunk 2", "pmid:9"): brackets of the passages'
+# own text ("[3H]thymidine", "cis-[PtCl2(NH3)2]") are words of the sentence, not citations.
+_ONE_LABEL = (
+    r"(?:(?:chunk|source|passage|evidence|item|doc)\s*#?\s*)?"
+    r"(?:\d{1,4}(?:\s*[-\u2013]\s*\d{1,4})?|[a-z]+:[\w./-]{1,40})"
+)
+_LABEL_LIST = rf"{_ONE_LABEL}(?:\s*[,;]\s*{_ONE_LABEL})*"
+_MARKER = re.compile(rf"\[({_LABEL_LIST})\]", re.I)
+_MARKERS_AFTER_STOP = re.compile(rf"([.!?])((?:\s*\[{_LABEL_LIST}\])+)", re.I)
 _RANGE = re.compile(r"^(\d+)\s*[-\u2013]\s*(\d+)$")
 _LABEL_WORDS = re.compile(r"^(?:chunk|source|passage|evidence|item|doc)\b\s*#?\s*", re.I)
 _WORD = re.compile(r"[a-z][a-z'-]*[a-z]|\d+(?:\.\d+)?")

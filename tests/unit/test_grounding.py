@@ -68,6 +68,14 @@ def test_parse_cited_reads_markers_wherever_the_model_puts_them(text, expected):
     assert all("[" not in s.text for s in parse_cited(text))
 
 
+def test_brackets_of_the_passages_own_text_are_words_not_citations():
+    (sentence,) = parse_cited("Cisplatin, cis-[PtCl2(NH3)2], labels [3H]thymidine [2].")
+    assert sentence.cited == ("2",)
+    assert sentence.text == "Cisplatin, cis-[PtCl2(NH3)2], labels [3H]thymidine."
+    (invented,) = parse_cited("Aspirin is safe [Smith et al.].")
+    assert invented.cited == ()  # an invented reference is no citation: NO_CITATION
+
+
 def test_labels_map_to_evidence_ids_and_an_out_of_range_number_stays_unknown():
     sentences = labels_to_ids(parse_cited("A [1]. B [2]. C [7]."), ["c1", "c2"])
     assert [s.cited for s in sentences] == [("c1",), ("c2",), ("7",)]
