@@ -226,6 +226,13 @@ class GroundingSettings(_Strict):
     min_rate: float = Field(
         0.9, ge=0, le=1, description="grounded-answer rate (per day) below which an alert fires"
     )
+    max_unsupported_run: int | None = Field(
+        None,
+        ge=0,
+        le=50,
+        description="`ask`: a sentence adding more consecutive content words "
+        "than this that the cited text lacks is unsupported (None: off)",
+    )
 
 
 class ReactionGroup(_Strict):

@@ -225,7 +225,11 @@ def model_composer(
         urgent=False,
         throttle_timeout_s=knowledge.composer_throttle_wait_s,
     )
-    bounds = GroundingBounds(knowledge.grounding.min_lexical, knowledge.grounding.min_embedding)
+    bounds = GroundingBounds(
+        knowledge.grounding.min_lexical,
+        knowledge.grounding.min_embedding,
+        knowledge.grounding.max_unsupported_run,
+    )
     return ModelComposer(
         llm,
         runtime.embedder,

@@ -468,7 +468,9 @@ def unusable(answer: Answer, topic: Topic) -> str | None:
 def default_composer(runtime: Runtime) -> Composer:
     """The composer ``knowledge.composer`` names; the model one falls back to the extractive."""
     k = runtime.settings.knowledge
-    bounds = GroundingBounds(k.grounding.min_lexical, k.grounding.min_embedding)
+    bounds = GroundingBounds(
+        k.grounding.min_lexical, k.grounding.min_embedding, k.grounding.max_unsupported_run
+    )
     extractive = ExtractiveComposer(runtime.embedder, k.answer_sentences, bounds)
     if k.composer == "extractive":
         return extractive

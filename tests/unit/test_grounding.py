@@ -130,3 +130,22 @@ def test_numbered_prompt_and_the_fixed_refusal_phrase():
     messages = numbered_messages("cite", "Which liver injuries?", ["first", "second"])
     assert "[1] first\n[2] second" in messages[1]["content"]
     assert says_nothing_found("not in   passages.") and not says_nothing_found("hepatitis [1]")
+
+
+def test_a_generic_claim_appended_to_copied_identifiers_fails_the_run_bound():
+    """Measured on Qwen 1.5B: identifiers lift the share of found words over 0.6."""
+    identity = {
+        "c1": "Doxorubicin (DrugBank DB00997, MeSH D059005). Also known as: adriamycin, "
+        "caelyx. Molecular formula C33H37NO18."
+    }
+    claim = CitedSentence(
+        "Doxorubicin (DrugBank DB00997, MeSH D059005) is associated with various adverse "
+        "reactions.",
+        ("c1",),
+    )
+    copied = CitedSentence("Doxorubicin (DrugBank DB00997, MeSH D059005).", ("c1",))
+    assert lexical_support(claim.text, identity["c1"]) > BOUNDS.min_lexical  # share alone passes
+    strict = GroundingBounds(BOUNDS.min_lexical, BOUNDS.min_embedding, max_unsupported_run=2)
+    grounding = check_grounding([claim, copied], identity, bag_of_words, strict)
+    assert [s.problem for s in grounding.sentences] == [LOW_LEXICAL, None]
+    assert check_grounding([claim], identity, bag_of_words, BOUNDS).fully_grounded  # off: passes
