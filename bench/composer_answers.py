@@ -98,8 +98,14 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "by_model": len(composed),
         "fell_back": sum("fallback" in r["composer"] for r in rows),
         "refusals": sum(r["refusal"] for r in rows),
+        # model-written answers that claim something and kept every sentence
+        "model_answers_grounded": sum(
+            not r["refusal"] and r["grounded_share"] == 1.0 for r in composed
+        ),
         "answers_claiming": len(claims),
-        "grounded_answer_rate": round(sum(s >= 1.0 for s in shares) / max(len(claims), 1), 4),
+        "grounded_answer_rate": (
+            round(sum(s >= 1.0 for s in shares) / len(claims), 4) if claims else None
+        ),
         "mean_grounded_share": round(statistics.fmean(shares), 4) if shares else None,
         "latency_p50_s": round(statistics.median(latency), 3),
         "latency_max_s": round(latency[-1], 3),
@@ -109,7 +115,10 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     home = Path(tempfile.mkdtemp(prefix=f"composer-{args.mode}-")) / "home"
-    shutil.copytree(args.home / "vectors", home / "vectors")
+    # the chunk tables only: a semantic cache left in the source home would answer from it
+    shutil.copytree(
+        args.home / "vectors", home / "vectors", ignore=shutil.ignore_patterns("semantic_cache*")
+    )
     if (args.home / "lake" / "summaries").is_dir():
         shutil.copytree(args.home / "lake" / "summaries", home / "lake" / "summaries")
     out = args.out or RESULTS / f"composer_{args.mode}.json"

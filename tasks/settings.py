@@ -226,6 +226,13 @@ class GroundingSettings(_Strict):
     min_rate: float = Field(
         0.9, ge=0, le=1, description="grounded-answer rate (per day) below which an alert fires"
     )
+    max_unsupported_run: int | None = Field(
+        None,
+        ge=0,
+        le=50,
+        description="`ask`: a sentence adding more consecutive content words "
+        "than this that the cited text lacks is unsupported (None: off)",
+    )
 
 
 class ReactionGroup(_Strict):
@@ -260,6 +267,13 @@ class KnowledgeSettings(_Strict):
         450, ge=100, le=20_000, description="each chunk is cut to this for the model (prefill)"
     )
     composer_throttle_wait_s: float = Field(5.0, ge=0, le=600)
+    composer_sentences: int = Field(
+        0,
+        ge=0,
+        le=50,
+        description="0: show the model whole chunks; n: the n retrieved "
+        "sentences nearest the question (each cut to composer_chunk_chars)",
+    )
     grounding: GroundingSettings = Field(default_factory=GroundingSettings)
     reaction_groups: dict[str, ReactionGroup] = Field(default_factory=dict)
     generic_reactions: list[str] = Field(

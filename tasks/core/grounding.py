@@ -38,8 +38,15 @@ LOW_EMBEDDING = "LOW_EMBEDDING_SUPPORT"
 UNSUPPORTED_MARK = "[unsupported]"
 
 # "[1]", "[1, 3]", "[2-4]", "[chunk 2]", "[pmid:123]": one bracket group, possibly repeated.
-_MARKER = re.compile(r"\[([^\[\]]{1,60})\]")
-_MARKERS_AFTER_STOP = re.compile(r"([.!?])((?:\s*\[[^\[\]]{1,60}\])+)")
+# A marker holds labels only (numbers, ranges, "chunk 2", "pmid:9"): brackets of the passages'
+# own text ("[3H]thymidine", "cis-[PtCl2(NH3)2]") are words of the sentence, not citations.
+_ONE_LABEL = (
+    r"(?:(?:chunk|source|passage|evidence|item|doc)\s*#?\s*)?"
+    r"(?:\d{1,4}(?:\s*[-\u2013]\s*\d{1,4})?|[a-z]+:[\w./-]{1,40})"
+)
+_LABEL_LIST = rf"{_ONE_LABEL}(?:\s*[,;]\s*{_ONE_LABEL})*"
+_MARKER = re.compile(rf"\[({_LABEL_LIST})\]", re.I)
+_MARKERS_AFTER_STOP = re.compile(rf"([.!?])((?:\s*\[{_LABEL_LIST}\])+)", re.I)
 _RANGE = re.compile(r"^(\d+)\s*[-\u2013]\s*(\d+)$")
 _LABEL_WORDS = re.compile(r"^(?:chunk|source|passage|evidence|item|doc)\b\s*#?\s*", re.I)
 _WORD = re.compile(r"[a-z][a-z'-]*[a-z]|\d+(?:\.\d+)?")
@@ -158,6 +165,10 @@ class GroundingBounds:
 
     min_lexical: float = 0.6
     min_embedding: float = 0.45
+    # None: off. n: a run of more than n consecutive content words the cited text lacks fails
+    # the sentence ("Doxorubicin (DrugBank DB00997, MeSH D059005) is associated with various
+    # adverse reactions.": identifiers lift the share to 0.62, the claim is all new words)
+    max_unsupported_run: int | None = None
 
 
 @dataclass(frozen=True)
@@ -236,16 +247,53 @@ def parse_cited(text: str) -> list[CitedSentence]:
     """Sentences of a model's answer with the citation labels each one carries.
 
     Markers written after the full stop ("... hepatitis. [2]") belong to the sentence before
-    them; a sentence without a marker cites nothing (and fails the check).
+    them; a sentence without a marker cites nothing (and fails the check). A text written
+    with leading markers ("[1] A. [3] B.", the layout small models choose) is read as written:
+    each marker cites the sentences after it, up to the next marker.
     """
+    if _leading_markers(text):
+        return _parse_leading(text)
     normalised = _MARKERS_AFTER_STOP.sub(lambda m: f"{m.group(2)}{m.group(1)}", text)
     out = []
     for sentence in split_sentences(normalised):
         cited = [label for m in _MARKER.finditer(sentence) for label in _labels(m.group(1))]
-        bare = " ".join(_MARKER.sub(" ", sentence).split())
-        bare = re.sub(r"\s+([.!?,;:])", r"\1", bare)
+        bare = _bare(sentence)
         if bare.strip(" .!?"):
             out.append(CitedSentence(bare, tuple(dict.fromkeys(cited))))
+    return out
+
+
+def _bare(sentence: str) -> str:
+    """A sentence without its markers, whitespace and punctuation spacing normalised."""
+    bare = " ".join(_MARKER.sub(" ", sentence).split())
+    return re.sub(r"\s+([.!?,;:])", r"\1", bare)
+
+
+def _leading_markers(text: str) -> bool:
+    """The text opens with a marker, ends without one, and every marker opens a sentence."""
+    stripped = text.strip()
+    markers = list(_MARKER.finditer(stripped))
+    if not markers or markers[0].start() != 0 or stripped.rstrip(" .!?").endswith("]"):
+        return False
+    before = (stripped[: m.start()].rstrip(" \t") for m in markers[1:])
+    return all(b.endswith((".", "!", "?", "]", "\n")) for b in before)
+
+
+def _parse_leading(text: str) -> list[CitedSentence]:
+    """ "[1] A. B. [3] C." -> A and B cite 1, C cites 3 (the markers open what they cite)."""
+    out = []
+    pieces = _MARKER.split(text.strip())  # "", label, text, label, text, ...
+    labels: list[str] = []
+    for n in range(1, len(pieces), 2):
+        labels += _labels(pieces[n])
+        body = pieces[n + 1]
+        if not body.strip(" .!?\n"):
+            continue  # "[1][2] A.": adjacent markers cite together
+        for sentence in split_sentences(body):
+            bare = _bare(sentence)
+            if bare.strip(" .!?"):
+                out.append(CitedSentence(bare, tuple(dict.fromkeys(labels))))
+        labels = []
     return out
 
 
@@ -258,18 +306,30 @@ def content_words(text: str) -> list[str]:
     ]
 
 
-def lexical_support(sentence: str, evidence: str) -> float:
-    """Share of the sentence's content words present in ``evidence`` (numbers exactly)."""
-    words = content_words(sentence)
-    if not words:
-        return 0.0
+def _found(sentence: str, evidence: str) -> list[bool]:
+    """For each content word of the sentence: present in ``evidence`` (numbers exactly,
+    words of six letters or more by their first six)."""
     present = set(content_words(evidence))
     stems = {w[:_STEM] for w in present if len(w) >= _STEM and not w[0].isdigit()}
-    found = sum(
+    return [
         w in present or (len(w) >= _STEM and not w[0].isdigit() and w[:_STEM] in stems)
-        for w in words
-    )
-    return found / len(words)
+        for w in content_words(sentence)
+    ]
+
+
+def lexical_support(sentence: str, evidence: str) -> float:
+    """Share of the sentence's content words present in ``evidence`` (numbers exactly)."""
+    found = _found(sentence, evidence)
+    return sum(found) / len(found) if found else 0.0
+
+
+def longest_unsupported_run(sentence: str, evidence: str) -> int:
+    """The most consecutive content words of the sentence that ``evidence`` lacks."""
+    longest = run = 0
+    for present in _found(sentence, evidence):
+        run = 0 if present else run + 1
+        longest = max(longest, run)
+    return longest
 
 
 def _unit(vectors: Any) -> np.ndarray:
@@ -316,8 +376,11 @@ def check_grounding(
         joined = " ".join(evidence[i] for i in s.cited)
         lexical = lexical_support(s.text, joined)
         similar = max(float(own[s.text] @ vectors[p]) for i in s.cited for p in cited_texts[i])
+        run_limit = bounds.max_unsupported_run
         problem = None
-        if lexical < bounds.min_lexical:
+        if lexical < bounds.min_lexical or (
+            run_limit is not None and longest_unsupported_run(s.text, joined) > run_limit
+        ):
             problem = LOW_LEXICAL
         elif similar < bounds.min_embedding:
             problem = LOW_EMBEDDING
@@ -350,10 +413,13 @@ SYSTEM_PROMPT = "You are a drug-safety assistant. You answer only from the numbe
 # No "say you cannot answer" escape: a 1.5B model takes it on every question (measured: 3 of 3
 # on-topic questions). Irrelevant or unsupported sentences are removed by the check instead.
 # No example sentence either: the model copied "Two patients developed a rash [2]." verbatim.
+# Measured on Qwen2.5-Coder-1.5B (docs/knowledge.md): asked for "facts in the passages' words",
+# it wrote from memory ("Atropine is known to cause dry mouth ...") or echoed the question
+# ("Yes, liver injury is reported with X [1]."); asked to copy sentences, it copies.
 ANSWER_INSTRUCTION = (
-    "Answer in one to three sentences, using only facts stated in the passages, in their "
-    "words. End each sentence with the number of the passage it comes from in square "
-    "brackets, such as [1] or [3]."
+    "Answer with one or two sentences copied word for word from the passages, choosing "
+    "sentences that name the drug asked about. Put the number of the passage after each "
+    "sentence in square brackets, such as [1] or [3]."
 )
 
 

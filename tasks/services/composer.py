@@ -34,6 +34,7 @@ from tasks.core.grounding import (
     says_nothing_found,
 )
 from tasks.core.knowledge import Answer, Composed, Composer, citation
+from tasks.core.passages import split_sentences
 from tasks.services.runtime import Runtime
 from tasks.services.supervisor import BudgetDeferred, SupervisedLLM
 
@@ -102,10 +103,11 @@ class ModelComposer:
         top_chunks: int = 4,
         max_tokens: int = 160,
         chunk_chars: int = 700,
+        sentences: int = 0,
     ):
         self.llm, self.embedder, self.fallback = llm, embedder, fallback
         self.bounds, self.top_chunks, self.max_tokens = bounds, top_chunks, max_tokens
-        self.chunk_chars = chunk_chars
+        self.chunk_chars, self.sentences = chunk_chars, sentences
         self.name = f"model:{llm.name}"
 
     def compose(
@@ -114,9 +116,7 @@ class ModelComposer:
         top = passages.head(self.top_chunks)
         if top.is_empty():
             return self.fallback.compose(question, question_vector, passages)
-        rows = top.to_dicts()
-        evidence = {r["chunk_id"]: cut(r["text"], self.chunk_chars) for r in rows}  # as shown
-        cites = {r["chunk_id"]: citation(r["source_id"], r["section"]) for r in rows}
+        evidence, cites = self._evidence(passages, question_vector)
         messages: list[ChatMessage] = [
             {"role": m["role"], "content": m["content"]}
             for m in numbered_messages(
@@ -135,6 +135,28 @@ class ModelComposer:
         except (LLMUnavailable, LLMBadResponse) as exc:
             return self._fallback(question, question_vector, passages, exc)
         return self._answer(done, cites, top)
+
+    def _evidence(
+        self, passages: pl.DataFrame, vector: np.ndarray
+    ) -> tuple[dict[str, str], dict[str, str]]:
+        """The items shown to the model (id -> text as shown, in prompt order) and the citation
+        of each: the top chunks, or, with ``sentences``, the passage sentences nearest the
+        question (short items a small model copies instead of writing from memory)."""
+        if not self.sentences:
+            rows = passages.head(self.top_chunks).to_dicts()
+            evidence = {r["chunk_id"]: cut(r["text"], self.chunk_chars) for r in rows}
+            return evidence, {r["chunk_id"]: citation(r["source_id"], r["section"]) for r in rows}
+        found: dict[str, tuple[str, str]] = {}  # sentence -> (id, citation)
+        for row in passages.iter_rows(named=True):
+            for n, sentence in enumerate(split_sentences(row["text"])):
+                cite = citation(row["source_id"], row["section"])
+                found.setdefault(sentence, (f"{row['chunk_id']}#{n}", cite))
+        texts = list(found)
+        vectors = np.asarray(self.embedder.embed(texts), dtype=np.float32)
+        order = np.argsort(-(vectors @ vector.astype(np.float32)), kind="stable")
+        chosen = [texts[i] for i in order[: self.sentences]]
+        evidence = {found[t][0]: cut(t, self.chunk_chars) for t in chosen}
+        return evidence, {found[t][0]: found[t][1] for t in chosen}
 
     def _answer(self, done: GroundedText, cites: dict[str, str], top: pl.DataFrame) -> Composed:
         kept = top.select("chunk_id", "source_id", "section", "similarity").to_dicts()
@@ -172,6 +194,23 @@ class ModelComposer:
         composer = f"{composed.answer.composer} (fallback from {self.name})"
         return replace(composed, answer=replace(composed.answer, note=note, composer=composer))
 
+    def instead(
+        self,
+        question: str,
+        vector: np.ndarray,
+        passages: pl.DataFrame,
+        spent: Composed,
+        why: str,
+    ) -> Composed:
+        """The extractive answer after the model's answer was refused for ``why`` (nothing in it
+        survived the check, or it is not about what was asked) although on-topic passages were
+        retrieved: a refusal would overstate what the corpus lacks. The model's call was made,
+        so its tokens and model stay on the result (it is priced as composed)."""
+        composed = self.fallback.compose(question, vector, passages)
+        note = f"the model's answer {why} ({self.llm.name}): extractive answer instead"
+        composer = f"{composed.answer.composer} (fallback from {self.name})"
+        return replace(spent, answer=replace(composed.answer, note=note, composer=composer))
+
 
 def model_composer(
     runtime: Runtime, fallback: Composer, *, model_key: str | None = None
@@ -186,7 +225,11 @@ def model_composer(
         urgent=False,
         throttle_timeout_s=knowledge.composer_throttle_wait_s,
     )
-    bounds = GroundingBounds(knowledge.grounding.min_lexical, knowledge.grounding.min_embedding)
+    bounds = GroundingBounds(
+        knowledge.grounding.min_lexical,
+        knowledge.grounding.min_embedding,
+        knowledge.grounding.max_unsupported_run,
+    )
     return ModelComposer(
         llm,
         runtime.embedder,
@@ -195,4 +238,5 @@ def model_composer(
         top_chunks=knowledge.composer_top_chunks,
         max_tokens=knowledge.composer_max_tokens,
         chunk_chars=knowledge.composer_chunk_chars,
+        sentences=knowledge.composer_sentences,
     )

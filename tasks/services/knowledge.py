@@ -54,7 +54,7 @@ from tasks.io.knowledge import ABSTRACT_CHUNKS, CHUNK_TABLES, REFERENCE_CHUNKS, 
 from tasks.io.warm_cache import WarmCache
 from tasks.policy.cache_admission import decide
 from tasks.schemas import ANSWER_GROUNDING, CACHE_EVENT, LEDGER, PRODUCT_SUMMARY
-from tasks.services.composer import model_composer
+from tasks.services.composer import ModelComposer, model_composer
 from tasks.services.intake import load_citations, source_files
 from tasks.services.runtime import Runtime, utcnow
 
@@ -455,10 +455,22 @@ def off_topic(text: str, topic: Topic) -> str | None:
     return None
 
 
+def unusable(answer: Answer, topic: Topic) -> str | None:
+    """Why a model's answer says nothing usable (words for the note), or None."""
+    if answer.refusal:
+        return "says the passages do not answer"
+    if answer.grounding.get("sentences") and not answer.grounding.get("grounded"):
+        return "has no sentence the passages support"
+    problem = None if topic.empty else off_topic(answer.text, topic)
+    return problem.removeprefix("the answer ") if problem else None
+
+
 def default_composer(runtime: Runtime) -> Composer:
     """The composer ``knowledge.composer`` names; the model one falls back to the extractive."""
     k = runtime.settings.knowledge
-    bounds = GroundingBounds(k.grounding.min_lexical, k.grounding.min_embedding)
+    bounds = GroundingBounds(
+        k.grounding.min_lexical, k.grounding.min_embedding, k.grounding.max_unsupported_run
+    )
     extractive = ExtractiveComposer(runtime.embedder, k.answer_sentences, bounds)
     if k.composer == "extractive":
         return extractive
@@ -549,7 +561,7 @@ class Asker:
             answer = refusal(topic)
             self.tiers.remember(q, answer, query_cost, now, vector)
             return Served(answer, "miss", query_tokens, query_cost)
-        composed = addressed(self.composer.compose(q.text, vector, passages), topic)
+        composed = self._compose(q.text, vector, passages, topic)
         answer_key = composed.model_key or catalog.tasks[ANSWER_TASK]
         cost = query_cost + call_cost(
             catalog.models[answer_key],
@@ -569,6 +581,23 @@ class Asker:
             model_key=composed.model_key,
             output_tokens=composed.output_tokens,
         )
+
+    def _compose(
+        self, question: str, vector: np.ndarray, passages: pl.DataFrame, topic: Topic
+    ) -> Composed:
+        """The composer's answer if it addresses ``topic``; a model's answer that nothing of
+        survived the check, or that is off topic, gives way to the extractive answer of the
+        same on-topic passages (itself checked for the topic), saying so."""
+        composed = self.composer.compose(question, vector, passages)
+        checked = addressed(composed, topic)
+        why = unusable(composed.answer, topic)
+        if (
+            why is None
+            or composed.model_key is None
+            or not isinstance(self.composer, ModelComposer)
+        ):
+            return checked
+        return addressed(self.composer.instead(question, vector, passages, composed, why), topic)
 
     def _topic(self, q: Question) -> Topic:
         """The drugs (with their names) and reactions (MeSH trees, organ words) ``q`` asks."""

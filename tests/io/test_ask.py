@@ -224,6 +224,7 @@ def test_a_partly_grounded_model_answer_is_shown_booked_and_never_cached(
         base["llm"]["endpoints"]["local-qwen"].update(base_url=stub.base_url, max_retries=0)
         (config / "base.yaml").write_text(yaml.safe_dump(base))
         monkeypatch.setenv("PHARMALANE_KNOWLEDGE__COMPOSER", "model")
+        monkeypatch.setenv("PHARMALANE_KNOWLEDGE__COMPOSER_SENTENCES", "0")  # chunks shown
         model_settings = load_settings(home=settings.home, config_dir=config)
         asker = Asker(Runtime.for_settings(model_settings), clock=Clock())
         first = asker.ask(QUESTION)
@@ -243,3 +244,39 @@ def test_a_partly_grounded_model_answer_is_shown_booked_and_never_cached(
     rows = pl.read_parquet(model_settings.lake_dir / "answer_grounding" / "**" / "*.parquet")
     assert rows["tier"].to_list() == ["composed", "composed"]
     assert rows["fully_grounded"].to_list() == [False, False]
+
+
+def test_a_model_answer_the_check_empties_gives_way_to_the_extractive_answer(
+    indexed, tmp_path, monkeypatch
+):
+    """On-topic passages were retrieved, so "the corpus has nothing" would overstate it."""
+    import yaml
+
+    from tests.openai_stub import OpenAIStub, Reply, scripted
+
+    settings, _ = indexed
+    config = tmp_path / "configs"
+    shutil.copytree(settings.config_dir, config)
+    reply = "Propranolol causes bradycardia in 90% of children [1]. It is banned in Norway [7]."
+    with OpenAIStub(scripted(Reply(reply))) as stub:
+        base = yaml.safe_load((config / "base.yaml").read_text())
+        base["llm"]["endpoints"]["local-qwen"].update(base_url=stub.base_url, max_retries=0)
+        (config / "base.yaml").write_text(yaml.safe_dump(base))
+        monkeypatch.setenv("PHARMALANE_KNOWLEDGE__COMPOSER", "model")
+        monkeypatch.setenv("PHARMALANE_KNOWLEDGE__COMPOSER_SENTENCES", "0")  # chunks shown
+        model_settings = load_settings(home=settings.home, config_dir=config)
+        asker = Asker(Runtime.for_settings(model_settings), clock=Clock())
+        asked = asker.ask(QUESTION)
+    answer = asked.answer
+    assert len(stub.requests) == 1
+    assert answer.composer == "extractive (fallback from model:local-qwen)"
+    assert answer.note == (
+        "the model's answer has no sentence the passages support (local-qwen): "
+        "extractive answer instead"
+    )
+    assert not answer.refusal and answer.fully_grounded and "90%" not in answer.text
+    assert answer.citations and all("propranolol" in c for c in answer.citations)
+    asker.flush()
+    ledger = pl.read_parquet(model_settings.lake_dir / "ledger" / "**" / "*.parquet")
+    paid = ledger.filter(pl.col("pattern") == "ask/retrieve").row(0, named=True)
+    assert (paid["model"], paid["output_tokens"]) == ("local-qwen", 40)  # the call is paid

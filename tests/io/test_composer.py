@@ -15,7 +15,7 @@ import yaml
 
 from models.llm.local import free_port
 from tasks.core.grounding import GroundingBounds
-from tasks.core.knowledge import ExtractiveComposer
+from tasks.core.knowledge import ExtractiveComposer, citation
 from tasks.services.composer import model_composer
 from tasks.services.runtime import Runtime
 from tasks.settings import load_settings
@@ -45,6 +45,8 @@ def configs(isolated_home, tmp_path, monkeypatch):
     shutil.copytree(REPO / "configs", config)
     monkeypatch.setenv("PHARMALANE_CONFIG_DIR", str(config))
     monkeypatch.setenv("PHARMALANE_KNOWLEDGE__COMPOSER", "model")
+    monkeypatch.setenv("PHARMALANE_KNOWLEDGE__COMPOSER_SENTENCES", "0")  # whole chunks shown
+    monkeypatch.setenv("PHARMALANE_KNOWLEDGE__COMPOSER_CHUNK_CHARS", "450")
     return config
 
 
@@ -121,3 +123,27 @@ def test_a_model_that_says_the_passages_do_not_answer_is_a_plain_answer(configs)
         answer = compose(Runtime.for_settings(load_settings())).answer
     assert answer.refusal and answer.citations == [] and answer.fully_grounded
     assert answer.text == "The retrieved passages do not answer this question."
+
+
+def test_sentence_evidence_shows_the_nearest_sentences_and_cites_their_chunks(configs, monkeypatch):
+    monkeypatch.setenv("PHARMALANE_KNOWLEDGE__COMPOSER_SENTENCES", "2")
+
+    def copy_the_first_item(body: dict) -> Reply:  # a model that copies, leading marker
+        shown = body["messages"][1]["content"].split("\n")
+        first = next(line for line in shown if line.startswith("[1] "))
+        return Reply(f"{first}\n[9] Methotrexate is safe for the liver.")
+
+    with OpenAIStub(copy_the_first_item) as stub:
+        serve(configs, stub.base_url)
+        answer = compose(Runtime.for_settings(load_settings())).answer
+    prompt = stub.requests[0]["messages"][1]["content"]
+    items = [line[4:] for line in prompt.split("\n") if line[:1] == "[" and line[2:4] == "] "]
+    sentences = [s for text in PASSAGES["text"] for s in text.split(". ")]
+    assert len(items) == 2 and all(
+        i.rstrip(".") in [s.rstrip(".") for s in sentences] for i in items
+    )
+    assert answer.grounding["problems"] == {"UNKNOWN_CITATION": 1}  # [9] was never shown
+    assert answer.text.startswith(items[0]) and "safe" not in answer.text
+    source = PASSAGES.filter(PASSAGES["text"].str.contains(items[0][:30], literal=True))
+    row = source.row(0, named=True)
+    assert answer.citations == [citation(row["source_id"], row["section"])]

@@ -58,11 +58,22 @@ BOUNDS = GroundingBounds(min_lexical=0.6, min_embedding=0.3)
         ("Repeated [1][2] marks.", [("1", "2")]),
         ("Named [chunk 2] and [Source 3].", [("2", "3")]),
         ("No citation at all.", [()]),
+        ("[1] Liver injury occurred. [3] Dosing was weekly.", [("1",), ("3",)]),
+        ("[2] Injury occurred. It was mild.\n[1] Dosing was weekly", [("2",), ("2",), ("1",)]),
+        ("[1][2] Both saw it. Then [3] a middle marker.", [("1", "2"), ("3",)]),
     ],
 )
 def test_parse_cited_reads_markers_wherever_the_model_puts_them(text, expected):
     assert [s.cited for s in parse_cited(text)] == expected
     assert all("[" not in s.text for s in parse_cited(text))
+
+
+def test_brackets_of_the_passages_own_text_are_words_not_citations():
+    (sentence,) = parse_cited("Cisplatin, cis-[PtCl2(NH3)2], labels [3H]thymidine [2].")
+    assert sentence.cited == ("2",)
+    assert sentence.text == "Cisplatin, cis-[PtCl2(NH3)2], labels [3H]thymidine."
+    (invented,) = parse_cited("Aspirin is safe [Smith et al.].")
+    assert invented.cited == ()  # an invented reference is no citation: NO_CITATION
 
 
 def test_labels_map_to_evidence_ids_and_an_out_of_range_number_stays_unknown():
@@ -119,3 +130,22 @@ def test_numbered_prompt_and_the_fixed_refusal_phrase():
     messages = numbered_messages("cite", "Which liver injuries?", ["first", "second"])
     assert "[1] first\n[2] second" in messages[1]["content"]
     assert says_nothing_found("not in   passages.") and not says_nothing_found("hepatitis [1]")
+
+
+def test_a_generic_claim_appended_to_copied_identifiers_fails_the_run_bound():
+    """Measured on Qwen 1.5B: identifiers lift the share of found words over 0.6."""
+    identity = {
+        "c1": "Doxorubicin (DrugBank DB00997, MeSH D059005). Also known as: adriamycin, "
+        "caelyx. Molecular formula C33H37NO18."
+    }
+    claim = CitedSentence(
+        "Doxorubicin (DrugBank DB00997, MeSH D059005) is associated with various adverse "
+        "reactions.",
+        ("c1",),
+    )
+    copied = CitedSentence("Doxorubicin (DrugBank DB00997, MeSH D059005).", ("c1",))
+    assert lexical_support(claim.text, identity["c1"]) > BOUNDS.min_lexical  # share alone passes
+    strict = GroundingBounds(BOUNDS.min_lexical, BOUNDS.min_embedding, max_unsupported_run=2)
+    grounding = check_grounding([claim, copied], identity, bag_of_words, strict)
+    assert [s.problem for s in grounding.sentences] == [LOW_LEXICAL, None]
+    assert check_grounding([claim], identity, bag_of_words, BOUNDS).fully_grounded  # off: passes
