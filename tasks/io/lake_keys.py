@@ -49,6 +49,22 @@ CREATE TABLE IF NOT EXISTS keys (
 _NULL = "\x00"  # a null key part: distinct from every string, equal to another null
 _SEPARATOR = "\x1f"
 _LOOKUP_BATCH = 500  # keys per IN list (SQLite's variable limit is far above)
+
+
+def stored_keys(con: sqlite3.Connection, keys: Sequence[str]) -> set[str]:
+    """Which of ``keys`` the index's ``keys`` table holds (asked in batches of IN lists)."""
+    found: set[str] = set()
+    for start in range(0, len(keys), _LOOKUP_BATCH):
+        batch = keys[start : start + _LOOKUP_BATCH]
+        marks = ", ".join("?" * len(batch))
+        rows = con.execute(
+            f"SELECT DISTINCT key FROM keys WHERE key IN ({marks})",  # noqa: S608
+            batch,
+        ).fetchall()
+        found.update(row[0] for row in rows)
+    return found
+
+
 _RACY_NS = 50_000_000  # folder mtimes younger than this may still change unseen in one tick
 _UNKNOWN = -1  # a folder mtime that never matches: re-list the folder at the next sync
 
@@ -202,17 +218,8 @@ class KeyIndex:
     def present(self, frame: pl.DataFrame) -> pl.Series:
         """For each row of ``frame``: is its key in the dataset (as of the last ``sync``)?"""
         wanted = encoded(frame, self.keys)
-        distinct = wanted.unique().to_list()
-        found: set[str] = set()
         with self._connection() as con:
-            for start in range(0, len(distinct), _LOOKUP_BATCH):
-                batch = distinct[start : start + _LOOKUP_BATCH]
-                marks = ", ".join("?" * len(batch))
-                rows = con.execute(
-                    f"SELECT DISTINCT key FROM keys WHERE key IN ({marks})",  # noqa: S608
-                    batch,
-                ).fetchall()
-                found.update(row[0] for row in rows)
+            found = stored_keys(con, wanted.unique().to_list())
         self.keys_returned += len(found)
         return wanted.is_in(list(found))
 

@@ -44,12 +44,11 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from tasks.io.lake import cast_to, frame_of
-from tasks.io.lake_keys import encoded
+from tasks.io.lake_keys import encoded, stored_keys
 from tasks.io.object_store import Bucket
 
 COMMITS = "_commits"
 _COMMIT_ATTEMPTS = 20  # commit numbers lost to other writers before giving up
-_LOOKUP_BATCH = 500
 
 
 @dataclass(frozen=True)
@@ -384,17 +383,8 @@ class CommitKeys:
     def present(self, frame: pl.DataFrame) -> pl.Series:
         """For each row of ``frame``: is its key in the dataset (as of the last ``sync``)?"""
         wanted = encoded(frame, self.keys)
-        distinct = wanted.unique().to_list()
-        found: set[str] = set()
         with self._connection() as con:
-            for start in range(0, len(distinct), _LOOKUP_BATCH):
-                batch = distinct[start : start + _LOOKUP_BATCH]
-                marks = ", ".join("?" * len(batch))
-                rows = con.execute(
-                    f"SELECT DISTINCT key FROM keys WHERE key IN ({marks})",  # noqa: S608
-                    batch,
-                ).fetchall()
-                found.update(row[0] for row in rows)
+            found = stored_keys(con, wanted.unique().to_list())
         return wanted.is_in(list(found))
 
 
