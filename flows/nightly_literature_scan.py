@@ -24,7 +24,7 @@ from flows.runs import Intake, block_intake, checked, run_id
 from tasks.core.batches import fold, iter_chunks
 from tasks.core.pubmed_query import last_whole_entry_day
 from tasks.errors import DataContractError
-from tasks.io.process_memory import memory
+from tasks.io.process_memory import memory, release_cyclic_garbage
 from tasks.services.audit import head_label
 from tasks.services.intake import source_files
 from tasks.services.literature import FetchedWindow
@@ -271,6 +271,8 @@ def _scan_block(
     tally: Tally,
 ) -> None:
     """Intake, quarantine and screening of one parsed block; its figures go into ``tally``."""
+    if tally.blocks:
+        release_cyclic_garbage()  # the previous block's, before this one is read (see there)
     settings = runtime.settings
     left = None if params.limit is None else params.limit - tally.window_rows
     taken = block_intake(

@@ -6,6 +6,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+import flows.nightly_literature_scan as scan_flow
 from flows.nightly_literature_scan import nightly_literature_scan
 from tasks.io.lake import Lake
 from tests.conftest import pmid_of, pmids_mentioning_products, real_medline_records, write_medline
@@ -26,10 +27,19 @@ def test_small_blocks_decide_what_one_block_decides(tmp_path, monkeypatch):
     one = nightly_literature_scan(sources=[source])
     monkeypatch.setenv("PHARMALANE_HOME", str(tmp_path / "many"))
     monkeypatch.setenv("PHARMALANE_SCAN__BLOCK_ROWS", "7")
+    steps: list[str] = []
+    intake = scan_flow.block_intake
+    monkeypatch.setattr(scan_flow, "release_cyclic_garbage", lambda: steps.append("gc") or 0)
+    monkeypatch.setattr(
+        scan_flow, "block_intake", lambda *a, **k: steps.append("b") or intake(*a, **k)
+    )
     many = nightly_literature_scan(sources=[source], limit=40)
+    many_steps = list(steps)
     rest = nightly_literature_scan(sources=[source])
 
     assert many.rows_in == 40  # the limit holds across blocks
+    blocks = many_steps.count("b")  # cyclic garbage is freed between blocks, never after the last
+    assert blocks > 3 and "-".join(many_steps) == "-gc-".join(["b"] * blocks)
     assert rest.already_decided == many.valid and rest.rows_in == one.rows_in
     assert many.valid + rest.screened == one.valid
 

@@ -2,10 +2,12 @@
 
 import ctypes
 import ctypes.util
+import gc
+import weakref
 
 import pytest
 
-from tasks.io.process_memory import memory, release_free_memory
+from tasks.io.process_memory import memory, release_cyclic_garbage, release_free_memory
 
 _BLOCK = 64 * 1024  # below glibc's default mmap threshold too: these come from the heap
 _BLOCKS = 1600  # 100 MiB, half of it freed as holes
@@ -35,3 +37,24 @@ def test_freed_heap_memory_goes_back_to_the_kernel():
     for block in blocks[1::2]:
         libc.free(block)
     assert before - after >= 40, (before, after)
+
+
+class _Node:
+    """An object in a reference cycle with itself, holding a buffer."""
+
+    def __init__(self, size: int):
+        self.buffer = bytearray(size)
+        self.me = self
+
+
+def test_memory_only_a_cycle_keeps_is_freed():
+    gc.disable()  # no automatic collection may free it first
+    try:
+        node = _Node(32 * 1024 * 1024)
+        alive = weakref.ref(node)
+        del node
+        assert alive() is not None  # reference counting alone never frees a cycle
+        freed = release_cyclic_garbage()
+    finally:
+        gc.enable()
+    assert alive() is None and freed >= 2  # the node and its __dict__
