@@ -230,3 +230,32 @@ def test_a_partition_column_can_be_part_of_the_key(tmp_path):
         lake.append_new("ds", again, SCHEMA, keys=["id", "month"], partition_by="month", stem="t")
         == 1
     )
+
+
+def test_files_of_an_older_schema_are_read_beside_newer_ones(tmp_path):
+    """A file written before a column existed (and one with its columns in another order) is
+    read by name, its missing column null, through ``read`` and ``query`` alike; a file
+    replaced under the same name with another schema is seen as replaced."""
+    lake = Lake(tmp_path)
+    older = pa.schema([pa.field("id", pa.string()), pa.field("month", pa.string())])
+    lake.write("ds", _rows(["a"], ["m1"], [1.0]), SCHEMA, partition_by="month", stem="new")
+    assert lake.read("ds").select("id", "value").rows() == [("a", 1.0)]  # one schema so far
+    lake.write(
+        "ds", pl.DataFrame({"id": ["b"], "month": ["m1"]}), older, partition_by="month", stem="old"
+    )
+    reordered = pa.schema([SCHEMA.field("value"), SCHEMA.field("month"), SCHEMA.field("id")])
+    lake.write("ds", _rows(["c"], ["m2"], [3.0]), reordered, partition_by="month", stem="swap")
+    expected = [("a", "m1", 1.0), ("b", "m1", None), ("c", "m2", 3.0)]
+    assert lake.read("ds").select("id", "month", "value").sort("id").rows() == expected
+    queried = lake.query("SELECT id, month, value FROM ds ORDER BY id")
+    assert queried.rows() == expected
+    # the older file replaced by one of today's schema: read by position again, still right
+    lake.write(
+        "ds",
+        pl.DataFrame({"id": ["b"], "month": ["m1"], "value": [2.0]}),
+        SCHEMA,
+        partition_by="month",
+        stem="old",
+    )
+    (tmp_path / "ds" / "month=m2" / "swap.parquet").unlink()
+    assert lake.read("ds").select("id", "value").sort("id").rows() == [("a", 1.0), ("b", 2.0)]
