@@ -1,7 +1,7 @@
 """cProfile of one nightly scan against the raw model rate, as tests/bench/test_scan_throughput.py
 measures them: where the flow spends what the raw model does not.
 
-The bench's workload (real in-scope abstracts of the bundled MEDLINE file), a warm-up scan of
+The bench's workload (real in-scope abstracts of the bundled MEDLINE files), a warm-up scan of
 3 items on another home, then the profiled scan on a fresh home, then ``raw_rate`` on the same
 texts (same model, warm). Prints flow and raw rates and the profile's top entries by
 cumulative time; the profile itself goes to OUT.prof.
@@ -24,7 +24,7 @@ from prefect.testing.utilities import prefect_test_harness
 
 from flows.nightly_literature_scan import nightly_literature_scan
 from tasks.io.medline import read_medline
-from tests.bench.test_scan_throughput import raw_rate
+from tests.bench.test_scan_throughput import BUNDLED, raw_rate
 from tests.conftest import pmid_of, pmids_mentioning_products, real_medline_records, write_medline
 
 
@@ -36,7 +36,7 @@ def main() -> None:
     os.environ["PHARMALANE_PATHS__ALLOWED_OUTPUT_ROOTS"] = roots
     os.environ["PHARMALANE_SCAN__EMBED_MAX_TOKENS"] = str(tokens)
     os.environ["PHARMALANE_SCAN__EMBED_WINDOW"] = window
-    records = real_medline_records(20788)
+    records = [r for name, count in BUNDLED for r in real_medline_records(count, which=name)]
     wanted = pmids_mentioning_products(records, out)
     chosen = [r for r in records if pmid_of(r) in wanted and b"<AbstractText" in r][:items]
     source = write_medline(out / "bench.xml", chosen)
