@@ -9,12 +9,15 @@ Two embedder settings in one run: today's (256 tokens, whole text) and the candi
 bench/results/embedder_settings.json (the adopted one if a cheaper setting passed its rule,
 else the fastest one measured). Each is compared with its own raw rate: the embedder and the
 scorer alone under that setting (its text window and token count, the embedding, the
-scorer). The flow must keep >= 0.9 of it; the result records pass or fail per setting, and
-the benchmark fails after writing it if one fails.
+scorer). The flow must keep >= 0.9 of it with every setting the scan runs with: today's, and the
+candidate when it was adopted (a candidate that failed its rule is measured and recorded, not
+required). The benchmark fails after writing the result if a required setting fails.
 PHARMALANE_BENCH_ITEMS caps the items (default 2,000); the two bundled files hold 1,833 in-scope
 abstracts (563 + 1,270), so a run without the variable measures those 1,833. The flow's fixed
 cost per run (a Prefect flow run, its task runs, the suite's context, the summary) is the
-warm-up scan's time on 3 items; it is recorded beside each rate.
+warm-up scan's time on 3 items; it is recorded beside each rate. Flow and raw are timed
+PHARMALANE_BENCH_REPEATS times each (default 3), interleaved, and compared by their medians:
+one timing of each moved by up to 10% between runs on this machine.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -38,6 +42,7 @@ from tests.conftest import pmid_of, pmids_mentioning_products, real_medline_reco
 
 RESULTS = Path(__file__).resolve().parents[2] / "bench" / "results"
 ITEMS = int(os.environ.get("PHARMALANE_BENCH_ITEMS", "2000"))
+REPEATS = int(os.environ.get("PHARMALANE_BENCH_REPEATS", "3"))
 BUNDLED = (("pubmed21n1298.xml.gz", 20788), ("pubmed20n0014.xml.gz", 30000))
 TARGET_FLOW_OVER_RAW = 0.9
 TODAY = {"embed_max_tokens": 256, "embed_window": "full"}
@@ -77,19 +82,14 @@ def raw_rate(frame: pl.DataFrame, scan: dict[str, Any]) -> tuple[float, float]:
     return len(texts) / seconds, seconds
 
 
-def flow_rate(monkeypatch, folder: Path, source: Path, warm: Path, scan: dict[str, Any]):
-    """Items/s of the nightly scan on a fresh home under ``scan``'s embedder setting."""
+def flow_rate(monkeypatch, home: Path, source: Path, scan: dict[str, Any]) -> tuple[int, float]:
+    """(items embedded, seconds) of the nightly scan on a fresh ``home`` under ``scan``."""
     monkeypatch.setenv("PHARMALANE_SCAN__EMBED_MAX_TOKENS", str(scan["embed_max_tokens"]))
     monkeypatch.setenv("PHARMALANE_SCAN__EMBED_WINDOW", scan["embed_window"])
-    monkeypatch.setenv("PHARMALANE_HOME", str(folder / "warmup"))
-    start = time.perf_counter()
-    nightly_literature_scan(sources=[str(warm)])
-    warmup_seconds = time.perf_counter() - start
-    monkeypatch.setenv("PHARMALANE_HOME", str(folder / "home"))
+    monkeypatch.setenv("PHARMALANE_HOME", str(home))
     start = time.perf_counter()
     summary = nightly_literature_scan(sources=[str(source)])
-    seconds = time.perf_counter() - start
-    return summary.embedded, summary.embedded / seconds, seconds, warmup_seconds
+    return summary.embedded, time.perf_counter() - start
 
 
 @pytest.mark.bench
@@ -111,11 +111,15 @@ def test_scan_throughput_vs_raw_model(tmp_path, monkeypatch):
         # the model warm on this setting's batch shapes first (oneDNN builds a kernel per new
         # shape): else whichever of flow and raw runs first pays that, and the order decides
         raw_rate(frame, scan)
-        embedded, flow, flow_seconds, warmup_seconds = flow_rate(
-            monkeypatch, folder, source, warm, scan
-        )
-        raw, raw_seconds = raw_rate(frame, scan)
-        assert embedded == frame.height
+        _, on_3_items = flow_rate(monkeypatch, folder / "warmup", warm, scan)
+        flows, raws = [], []
+        for repeat in range(REPEATS):  # interleaved: a slow minute of the machine hits both
+            embedded, seconds = flow_rate(monkeypatch, folder / f"home-{repeat}", source, scan)
+            assert embedded == frame.height
+            flows.append(seconds)
+            raws.append(raw_rate(frame, scan)[1])
+        flow_seconds, raw_seconds = statistics.median(flows), statistics.median(raws)
+        flow, raw = frame.height / flow_seconds, frame.height / raw_seconds
         runs.append(
             {
                 "setting": name,
@@ -125,9 +129,12 @@ def test_scan_throughput_vs_raw_model(tmp_path, monkeypatch):
                 "flow_items_per_s": round(flow, 2),
                 "flow_over_raw": round(flow / raw, 3),
                 "flow_keeps_target": flow / raw >= TARGET_FLOW_OVER_RAW,
+                "required": name == "today" or adopted,
                 "raw_seconds": round(raw_seconds, 2),
                 "flow_seconds": round(flow_seconds, 2),
-                "flow_seconds_on_3_items": round(warmup_seconds, 2),
+                "raw_seconds_each": [round(x, 2) for x in raws],
+                "flow_seconds_each": [round(x, 2) for x in flows],
+                "flow_seconds_on_3_items": round(on_3_items, 2),
             }
         )
     settings = load_settings()
@@ -136,7 +143,7 @@ def test_scan_throughput_vs_raw_model(tmp_path, monkeypatch):
         "target_flow_over_raw": TARGET_FLOW_OVER_RAW,
         "candidate_adopted": adopted,
         "runs": runs,
-        "passed": all(r["flow_keeps_target"] for r in runs),
+        "passed": all(r["flow_keeps_target"] for r in runs if r["required"]),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "cpu_count": os.cpu_count(),
         "load_average_1m": round(os.getloadavg()[0], 2),
@@ -145,4 +152,4 @@ def test_scan_throughput_vs_raw_model(tmp_path, monkeypatch):
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "scan_throughput.json").write_text(json.dumps(result, indent=2) + "\n")
-    assert result["passed"], [(r["setting"], r["flow_over_raw"]) for r in runs]
+    assert result["passed"], [(r["setting"], r["flow_over_raw"]) for r in runs if r["required"]]
