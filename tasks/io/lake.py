@@ -151,6 +151,12 @@ class Lake:
         folder = self.dataset_dir(dataset)
         return sorted(folder.rglob("*.parquet")) if folder.is_dir() else []
 
+    def _read_options(self, dataset: str) -> str:
+        """``read_parquet``'s options for ``dataset``: hive partitions as strings, and files read
+        by name only when their schemas differ (see ``_one_schema``)."""
+        by_name = "false" if self._one_schema(dataset) else "true"
+        return f"hive_partitioning = true, hive_types_autocast = false, union_by_name = {by_name}"
+
     def _one_schema(self, dataset: str) -> bool:
         """Whether every file of ``dataset`` has the same schema (each footer read once).
 
@@ -230,12 +236,9 @@ class Lake:
             return pl.DataFrame()
         select = ", ".join(f'"{c}"' for c in columns) if columns else "*"
         pattern = str(self.dataset_dir(dataset) / "**" / "*.parquet")
-        by_name = "false" if self._one_schema(dataset) else "true"
-        with duckdb.connect() as con:
-            con.execute(_QUIET)
+        with _connect() as con:
             relation = con.sql(
-                f"SELECT {select} FROM read_parquet($1, hive_partitioning = true, "  # noqa: S608
-                f"hive_types_autocast = false, union_by_name = {by_name})"
+                f"SELECT {select} FROM read_parquet($1, {self._read_options(dataset)})"  # noqa: S608
                 + (f" WHERE {where}" if where else ""),
                 params=[pattern, *params],
             )
@@ -274,23 +277,24 @@ class Lake:
 
         A nested dataset's view keeps its path: ``SELECT * FROM "summaries/product_digest"``.
         """
-        with duckdb.connect() as con:
-            con.execute(_QUIET)
+        with _connect() as con:
             for name in self.datasets():
                 view = _quote(name, '"')
                 pattern = str(self.dataset_dir(name) / "**" / "*.parquet")
-                by_name = "false" if self._one_schema(name) else "true"
                 con.execute(
                     f'CREATE VIEW "{view}" AS SELECT * FROM read_parquet('  # noqa: S608
-                    f"'{_quote(pattern)}', hive_partitioning = true, "
-                    f"hive_types_autocast = false, union_by_name = {by_name})"
+                    f"'{_quote(pattern)}', {self._read_options(name)})"
                 )
             relation = con.sql(sql, params=list(params) or None)
             table = relation.to_arrow_table() if relation is not None else pa.table({})
         return pl.from_arrow(table)  # type: ignore[return-value]
 
 
-_QUIET = "SET enable_progress_bar = false"  # a long scan would draw a bar into the run's log
+def _connect() -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB that draws no progress bar into the run's log on a long scan."""
+    con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")
+    return con
 
 
 def frame_of(table: pa.Table) -> pl.DataFrame:
