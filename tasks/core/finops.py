@@ -19,6 +19,9 @@ from tasks.errors import DataContractError
 from tasks.rules import ModelsFile
 
 # decision -> the business outcome it resolves (cost per outcome is spend / outcomes)
+# differences of money summed in another order keep a float residue (5e-20 for $0.00016);
+# a picodollar is far below any one priced token, so figures are rounded to it
+MONEY_DECIMALS = 12
 OUTCOMES = {
     "case_candidate": "case candidate found",
     "escalated": "case triaged to the large model",
@@ -194,7 +197,10 @@ def assemble(
         .agg(pl.col("attributed_usd").sum())
         .join(spend, on="workflow", how="inner")
         .with_columns(
-            (pl.col("attributed_usd") - pl.col("paid_usd")).clip(lower_bound=0).alias("saved_usd")
+            (pl.col("attributed_usd") - pl.col("paid_usd"))
+            .round(MONEY_DECIMALS)
+            .clip(lower_bound=0)
+            .alias("saved_usd")
         )
         .sort("workflow")
     )

@@ -281,3 +281,28 @@ def test_grounded_answer_rate_per_day_tier_and_model_and_its_alert(settings):
     html = render_html(report, {})
     assert "1 day(s) with a grounded-answer rate below the bound" in html
     assert "Grounded-answer rate per day, tier and model" in html
+
+
+def test_savings_of_sums_in_another_order_are_exactly_zero(settings):
+    """0.1 + 0.2 attributed against 0.3 paid is $0 saved, not a float residue of 5.6e-17."""
+    lake = Lake(settings.lake_dir)
+    lake.write(
+        "ledger",
+        _ledger([("nightly-literature-scan", "scan/small", 0, 0.3)]),
+        LEDGER,
+        partition_by="day",
+        stem="t",
+    )
+    decisions = _decisions().head(2).with_columns(pl.Series("cost_usd", [0.1, 0.2]))
+    lake.write("decisions", decisions, DECISION, partition_by="pub_month", stem="t")
+    report = assemble(
+        Warehouse(lake).figures(START, END),
+        load_models(settings),
+        start=START,
+        end=END,
+        burst_factor=3.0,
+        baseline_hours=24,
+    )
+    assert report.cache_savings.select("attributed_usd", "saved_usd").rows() == [
+        (pytest.approx(0.3), 0.0)
+    ]
