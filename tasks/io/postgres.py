@@ -14,6 +14,7 @@ blocks where it reads and writes together.
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
 import threading
@@ -103,6 +104,13 @@ def shared_pool(url: str) -> Pool:
         return pool
 
 
+@atexit.register
+def _close_pools() -> None:
+    """Sessions end with a Terminate message at exit, not a dropped socket and a warning."""
+    for pool in list(_POOLS.values()):
+        pool.close()
+
+
 class Pool:
     """One migrated autocommit connection per process and thread, to one database.
 
@@ -117,11 +125,27 @@ class Pool:
             migrate(url)
 
     def connection(self) -> psycopg.Connection[TupleRow]:
-        key = (os.getpid(), threading.get_ident())
+        # current_thread() registers a thread started outside `threading`, so that
+        # `_close_ended_threads` sees it as alive
+        key = (os.getpid(), threading.current_thread().ident or threading.get_ident())
         con = self._connections.get(key)
         if con is None or con.closed:
+            self._close_ended_threads()
             con = self._connections[key] = connect(self.url)
         return con
+
+    def _close_ended_threads(self) -> None:
+        """Close the connections of this process's threads that have ended.
+
+        A worker's task threads come and go; without this each would leave a server session
+        open until the process exits, and a long-lived worker would use up the server's
+        ``max_connections``.
+        """
+        alive = {thread.ident for thread in threading.enumerate()}
+        for (pid, ident), con in list(self._connections.items()):
+            if pid == os.getpid() and ident not in alive:
+                con.close()
+                self._connections.pop((pid, ident), None)
 
     def close(self) -> None:
         """Close this process's connections (a forked parent's are left to the parent)."""

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
@@ -14,7 +15,7 @@ from tasks.io.budget import BudgetStore
 from tasks.io.budget_pg import PostgresBudgetStore
 from tasks.io.call_journal import CallJournal
 from tasks.io.call_journal_pg import PostgresCallJournal
-from tasks.io.postgres import migrate, migrations
+from tasks.io.postgres import migrate, migrations, shared_pool
 from tasks.io.shared_state import open_budgets
 from tasks.services.runtime import Runtime
 from tasks.settings import load_settings
@@ -64,3 +65,32 @@ def test_two_first_openers_apply_each_migration_once(postgres_url):
         ).fetchall()
     assert rows == [(v, p.name) for v, p in migrations()]
     assert migrate(postgres_url) == []
+
+
+def _sessions(url: str, *, settled_at: int) -> int:
+    """Other sessions on the database, once their count reaches ``settled_at`` or 10 s pass (a
+    closed client's server process exits a moment after the close returns)."""
+    deadline = time.monotonic() + 10
+    while True:
+        with psycopg.connect(url) as con:
+            row = con.execute(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            ).fetchone()
+        assert row is not None
+        if int(row[0]) == settled_at or time.monotonic() > deadline:
+            return int(row[0])
+        time.sleep(0.05)
+
+
+def test_sessions_of_ended_threads_are_closed_not_kept(postgres_url):
+    """A worker's threads come and go; the pool keeps one session per live thread, not per
+    thread ever seen, so a long-lived worker does not use up max_connections."""
+    pool = shared_pool(postgres_url)
+    for _ in range(4):  # four short-lived executors, as four task runs' threads
+        with ThreadPoolExecutor(3) as threads:
+            list(threads.map(lambda _: pool.connection().execute("SELECT 1"), range(30)))
+    pool.connection().execute("SELECT 1")  # this thread's first use closes the ended ones'
+    assert _sessions(postgres_url, settled_at=1) == 1
+    pool.close()
+    assert _sessions(postgres_url, settled_at=0) == 0
