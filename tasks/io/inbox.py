@@ -62,6 +62,8 @@ CREATE TABLE IF NOT EXISTS review_runs (
     started_at TEXT NOT NULL
 );
 """
+# ids looked up per query: well under SQLite's 32,766 bound on host parameters
+_KNOWN_BATCH = 500
 ORDER_ITEMS = " ORDER BY due_date, priority, item_id"
 SELECT_ITEMS = (
     "SELECT item_id, kind, source_id, source, reason, day_zero, clock_days, due_date, priority,"
@@ -79,6 +81,8 @@ class InboxStore(Protocol):
     def known(self, item_ids: Sequence[str]) -> set[str]: ...
 
     def items(self, *, status: str | None = "open") -> list[InboxItem]: ...
+
+    def count(self, *, status: str = "open") -> int: ...
 
     def find(self, ref: str) -> InboxItem | None: ...
 
@@ -145,10 +149,14 @@ class SqliteInbox:
 
     def known(self, item_ids: Sequence[str]) -> set[str]:
         """Which of ``item_ids`` the inbox holds, open or resolved (nothing is unsealed)."""
+        wanted, found = sorted(set(item_ids)), set[str]()
         with self._connect() as con:
-            rows = con.execute("SELECT item_id FROM items").fetchall()
-        wanted = set(item_ids)
-        return {r[0] for r in rows if r[0] in wanted}
+            for start in range(0, len(wanted), _KNOWN_BATCH):
+                batch = wanted[start : start + _KNOWN_BATCH]
+                marks = ", ".join("?" * len(batch))
+                query = f"SELECT item_id FROM items WHERE item_id IN ({marks})"  # noqa: S608
+                found.update(r[0] for r in con.execute(query, batch))
+        return found
 
     def items(self, *, status: str | None = "open") -> list[InboxItem]:
         """Items with ``status`` (None: all), earliest due date first, then priority."""
@@ -158,6 +166,12 @@ class SqliteInbox:
             else:
                 rows = con.execute(SELECT_ITEMS + ORDER_ITEMS).fetchall()
         return [self._item(r) for r in rows]
+
+    def count(self, *, status: str = "open") -> int:
+        """How many items have ``status`` (nothing is unsealed)."""
+        with self._connect() as con:
+            row = con.execute("SELECT count(*) FROM items WHERE status = ?", (status,)).fetchone()
+        return int(row[0])
 
     def find(self, ref: str) -> InboxItem | None:
         """The item whose id is ``ref``, or whose source id is ``ref`` when only one is.

@@ -62,6 +62,16 @@ class PostgresInbox:
             rows = con.execute((SELECT_ITEMS + ORDER_ITEMS).encode()).fetchall()
         return [item_of_row(self.sealer, r) for r in rows]
 
+    def count(self, *, status: str = "open") -> int:
+        """How many items have ``status`` (nothing is unsealed)."""
+        row = (
+            self._pool.connection()
+            .execute("SELECT count(*) FROM items WHERE status = %s", (status,))
+            .fetchone()
+        )
+        assert row is not None
+        return int(row[0])
+
     def find(self, ref: str) -> InboxItem | None:
         """The item whose id is ``ref``, or whose source id is ``ref`` when only one is.
 

@@ -63,7 +63,7 @@ def fill(runtime: Runtime, now: datetime) -> Filled:
     inbox = runtime.inbox
     literature = inbox.add(_prevalidated(runtime, literature_items(runtime), now), now=now)
     triage = inbox.add(_prevalidated(runtime, triage_items(runtime), now), now=now)
-    return Filled(literature, triage, len(inbox.items()))
+    return Filled(literature, triage, inbox.count())
 
 
 def _prevalidated(runtime: Runtime, items: list[InboxItem], now: datetime) -> list[InboxItem]:

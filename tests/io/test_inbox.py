@@ -44,6 +44,15 @@ def test_adding_twice_adds_nothing_and_never_reopens(tmp_path):
     assert inbox.find("1").outcome == "not_icsr"  # by source id when unambiguous
 
 
+def test_known_looks_up_more_ids_than_one_query_holds(tmp_path):
+    inbox = SqliteInbox(tmp_path / "inbox.sqlite", Sealer([KEY]))
+    assert inbox.add([item(str(n)) for n in range(0, 1300, 2)], now=NOW) == 650
+    asked = [f"literature:{n}" for n in range(1300)] + ["literature:0", "triage:2", "x'); --"]
+    assert inbox.known(asked) == {f"literature:{n}" for n in range(0, 1300, 2)}
+    assert inbox.known([]) == set()
+    assert inbox.count() == 650
+
+
 def test_evidence_is_sealed_at_rest_and_the_file_is_private(tmp_path):
     path = tmp_path / "inbox" / "items.sqlite"
     inbox = SqliteInbox(path, Sealer([KEY]))

@@ -188,6 +188,8 @@ def test_review_inbox_adds_once_and_the_first_of_four_reviewers_wins(store, tmp_
     assert (found.status, found.reviewer, found.evidence) == ("resolved", winner, items[0].evidence)
     assert [i.item_id for i in inbox.items(status="open")] == ["triage:1"]
     assert len(inbox.items(status=None)) == 3
+    counts = [inbox.count(), *(inbox.count(status=s) for s in ("resolved", "withdrawn", "x"))]
+    assert counts == [1, 1, 1, 0]
 
 
 def test_a_review_code_is_spent_once_by_eight_redeemers_and_the_first_judgement_stands(store):
