@@ -318,7 +318,10 @@ def train_calibrated(
 ) -> LogisticScorer:
     """Fit on the train split, calibrate and choose thresholds on the calibration split."""
     coef, intercept = fit_logistic(x_train, y_train, l2=l2)
-    raw_cal = np.asarray(x_cal, dtype=np.float64) @ coef + intercept
+    # the same sparse product `raw_scores` takes (design_matrix): a dense BLAS product sums in
+    # another order, and `low` sits one ulp below a calibration positive, so a recomputed
+    # probability a few ulps lower would miss that positive (seen on another CPU)
+    raw_cal = np.asarray(csr_matrix(np.asarray(x_cal, dtype=np.float64)) @ coef) + intercept
     platt_a, platt_b = fit_platt(raw_cal, y_cal)
     probs = _sigmoid(platt_a * raw_cal + platt_b)
     low, high = choose_thresholds(
