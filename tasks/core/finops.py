@@ -22,6 +22,17 @@ from tasks.rules import ModelsFile
 # differences of money summed in another order keep a float residue (5e-20 for $0.00016);
 # a picodollar is far below any one priced token, so figures are rounded to it
 MONEY_DECIMALS = 12
+
+
+def savings_usd(worth: pl.Expr, paid: pl.Expr) -> pl.Expr:
+    """What was worth more than was paid, to the picodollar; never negative, never -0.0.
+
+    ``abs`` turns the -0.0 that rounding a tiny negative residue gives (and ``clip`` keeps)
+    into 0.0, which the report would otherwise print as "-0"; polars folds a ``+ 0.0`` away.
+    """
+    return (worth - paid).round(MONEY_DECIMALS).clip(lower_bound=0).abs()
+
+
 OUTCOMES = {
     "case_candidate": "case candidate found",
     "escalated": "case triaged to the large model",
@@ -196,12 +207,7 @@ def assemble(
         .group_by("workflow")
         .agg(pl.col("attributed_usd").sum())
         .join(spend, on="workflow", how="inner")
-        .with_columns(
-            (pl.col("attributed_usd") - pl.col("paid_usd"))
-            .round(MONEY_DECIMALS)
-            .clip(lower_bound=0)
-            .alias("saved_usd")
-        )
+        .with_columns(savings_usd(pl.col("attributed_usd"), pl.col("paid_usd")).alias("saved_usd"))
         .sort("workflow")
     )
     total = float(spend["paid_usd"].sum()) if not spend.is_empty() else 0.0

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import io
+import math
 from datetime import UTC, datetime, timedelta
 
 import polars as pl
 import pytest
 from PIL import Image
 
-from tasks.core.finops import assemble
+from tasks.core.finops import assemble, savings_usd
 from tasks.core.finops_render import chart_series, render_chart, render_charts, render_html
 from tasks.core.pricing import CACHE_MODEL
 from tasks.errors import DataContractError
@@ -283,17 +284,18 @@ def test_grounded_answer_rate_per_day_tier_and_model_and_its_alert(settings):
     assert "Grounded-answer rate per day, tier and model" in html
 
 
-def test_savings_of_sums_in_another_order_are_exactly_zero(settings):
-    """0.1 + 0.2 attributed against 0.3 paid is $0 saved, not a float residue of 5.6e-17."""
+@pytest.mark.parametrize(
+    ("attributed", "paid"),
+    [([0.1, 0.2], [0.3]), ([0.3], [0.1, 0.2])],
+    ids=["residue-above", "residue-below"],
+)
+def test_savings_of_sums_in_another_order_are_exactly_zero(settings, attributed, paid):
+    """0.1 + 0.2 against 0.3 is $0 saved either way round: not a float residue of 5.6e-17,
+    nor a -0.0 that the report would print as "-0"."""
     lake = Lake(settings.lake_dir)
-    lake.write(
-        "ledger",
-        _ledger([("nightly-literature-scan", "scan/small", 0, 0.3)]),
-        LEDGER,
-        partition_by="day",
-        stem="t",
-    )
-    decisions = _decisions().head(2).with_columns(pl.Series("cost_usd", [0.1, 0.2]))
+    spend = [("nightly-literature-scan", "scan/small", 0, cost) for cost in paid]
+    lake.write("ledger", _ledger(spend), LEDGER, partition_by="day", stem="t")
+    decisions = _decisions().head(len(attributed)).with_columns(pl.Series("cost_usd", attributed))
     lake.write("decisions", decisions, DECISION, partition_by="pub_month", stem="t")
     report = assemble(
         Warehouse(lake).figures(START, END),
@@ -303,6 +305,15 @@ def test_savings_of_sums_in_another_order_are_exactly_zero(settings):
         burst_factor=3.0,
         baseline_hours=24,
     )
-    assert report.cache_savings.select("attributed_usd", "saved_usd").rows() == [
-        (pytest.approx(0.3), 0.0)
-    ]
+    [(total, saved)] = report.cache_savings.select("attributed_usd", "saved_usd").rows()
+    assert (total, saved, math.copysign(1.0, saved)) == (pytest.approx(0.3), 0.0, 1.0)
+
+
+def test_savings_are_rounded_never_negative_and_never_minus_zero():
+    """A residue either side of a sum is $0 (a -0.0 would print as "-0"); real figures stay."""
+    worth = [0.00016282, 0.00016282, 0.3, 0.0015, 0.001]
+    paid = [0.00016282 + 5.42101e-20, 0.00016282 - 5.42101e-20, 0.1 + 0.2, 0.0005, 0.002]
+    saved = pl.select(savings_usd(pl.lit(pl.Series(worth)), pl.lit(pl.Series(paid))))
+    values = saved.to_series().to_list()
+    assert values == [0.0, 0.0, 0.0, pytest.approx(0.001), 0.0]
+    assert [math.copysign(1.0, v) for v in values] == [1.0] * 5
