@@ -288,13 +288,16 @@ class AuditTrail:
         with self._locked():
             previous, seq = self._checked_tail(key)
             with self._key_index(seq) as index:
-                out, written_keys = [], []
+                out: list[str] = []
+                written_keys: list[str] = []
+                written: set[str] = set()  # beside the list: a lookup in O(1), not O(batch)
                 for entry in entries:
                     entry_key = entry.get("key")
                     if entry_key is not None:
-                        if index.has(entry_key) or entry_key in written_keys:
+                        if entry_key in written or index.has(entry_key):
                             continue
                         written_keys.append(entry_key)
+                        written.add(entry_key)
                     seq += 1
                     body = {"seq": seq, "at": now.isoformat(), "entry": dict(entry)}
                     digest = chain_hash(previous, body)
