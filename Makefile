@@ -66,8 +66,12 @@ contracts: $(STAMP)
 
 # Any non-zero pytest exit fails, 5 ("no tests collected") included: a broken collection
 # is a failure. Every test has a timeout (pyproject.toml, pytest-timeout).
+# Two workers (pytest-xdist), each taking whole files so a module's fixtures are built once;
+# each worker starts its own Prefect harness, PostgreSQL and S3 server. TEST_WORKERS=0 runs
+# the suite in one process.
+TEST_WORKERS ?= 2
 test: lint typecheck contracts $(LLM_STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 # Pure tests only: no Prefect harness, no model load, no llm extra (about 15 s here).
 unit: $(STAMP)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import json
+import fcntl
 import os
 import secrets
 import shutil
@@ -81,11 +82,14 @@ def browser_driver() -> Path:
     npm = shutil.which("npm")
     if npm is None:
         pytest.fail(f"npm not found: install Node.js 20 and npm, or set {SKIP_ENV}=1")
-    if not (HERE / "node_modules" / "playwright-core" / "package.json").exists():
-        subprocess.run(
-            [npm, "ci", "--no-audit", "--no-fund", "--ignore-scripts"],
-            cwd=HERE, check=True, timeout=300, capture_output=True,
-        )  # fmt: skip
+    # under pytest-xdist each worker asks; the lock makes one install and the others wait
+    with (HERE / ".npm-install.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (HERE / "node_modules" / "playwright-core" / "package.json").exists():
+            subprocess.run(
+                [npm, "ci", "--no-audit", "--no-fund", "--ignore-scripts"],
+                cwd=HERE, check=True, timeout=300, capture_output=True,
+            )  # fmt: skip
     return HERE / "resume_form.mjs"
 
 
