@@ -11,9 +11,9 @@ them on a machine that cannot have it.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import inspect
 import json
-import fcntl
 import os
 import secrets
 import shutil
