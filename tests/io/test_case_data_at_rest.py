@@ -113,7 +113,11 @@ def test_a_tampered_or_unsealed_value_is_refused_never_returned():
         sealer.open(b'{"narrative": "in the clear"}', record="C-1")
 
 
-@pytest.mark.parametrize("text", ["", " , ", "not-a-key", f"{KEY_A.decode()},short"])
+@pytest.mark.parametrize(
+    "text",
+    ["", " , ", "not-a-key", f"{KEY_A.decode()},short"],
+    ids=["empty", "commas", "not-a-key", "good-then-short"],  # KEY_A is random: not in an id
+)
 def test_malformed_key_lists_are_config_errors(text):
     with pytest.raises(ConfigError, match=KEYS_ENV):
         parse_keys(text)
