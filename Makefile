@@ -66,12 +66,16 @@ contracts: $(STAMP)
 
 # Any non-zero pytest exit fails, 5 ("no tests collected") included: a broken collection
 # is a failure. Every test has a timeout (pyproject.toml, pytest-timeout).
-# Two workers (pytest-xdist), each taking whole files so a module's fixtures are built once;
-# each worker starts its own Prefect harness, PostgreSQL and S3 server. TEST_WORKERS=0 runs
-# the suite in one process.
+# The browser tests first, in a process of their own: they point this process's Prefect
+# clients at a real `prefect server start`, which a flow test sharing the process would
+# inherit (seen under xdist: a flow hung on the stopped server's concurrency leases). Then
+# everything else on two workers (pytest-xdist), each taking whole files so a module's
+# fixtures are built once, each with its own Prefect harness, PostgreSQL and S3 server.
+# TEST_WORKERS=0 runs the rest in one process.
 TEST_WORKERS ?= 2
 test: lint typecheck contracts $(LLM_STAMP)
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+	$(PY) -m pytest -q tests/browser
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --ignore=tests/browser
 
 # Pure tests only: no Prefect harness, no model load, no llm extra (about 15 s here).
 unit: $(STAMP)
