@@ -32,7 +32,7 @@ def _with_progress(label: str, run: Callable[[], T]) -> T:
     from flows.progress import progress_hook
 
     columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console) as progress:
+    with Progress(*columns, console=console()) as progress:
         bar = progress.add_task(label, total=None)
         token = progress_hook.set(
             lambda done, total: progress.update(bar, completed=done, total=total)
@@ -77,8 +77,10 @@ def scan(
         }
     )
     summary = _with_progress("screening", lambda: nightly_literature_scan(**params.model_dump()))
-    console.print(measures("nightly-literature-scan", summary.model_dump()))
-    console.print(f"outputs: {summary.lake}/decisions, escalations, summaries, ledger, quarantine")
+    console().print(measures("nightly-literature-scan", summary.model_dump()))
+    console().print(
+        f"outputs: {summary.lake}/decisions, escalations, summaries, ledger, quarantine"
+    )
 
 
 @app.command()
@@ -108,7 +110,7 @@ def backfill(
         }
     )
     summary = _with_progress("backfill", lambda: backfill_flow(**params.model_dump()))
-    console.print(measures("backfill", summary.model_dump()))
+    console().print(measures("backfill", summary.model_dump()))
 
 
 @app.command()
@@ -117,7 +119,7 @@ def train() -> None:
     prefect_defaults(quiet=True)
     from flows.train_scorer import train_scorer
 
-    console.print(measures("train-scorer", train_scorer().model_dump()))
+    console().print(measures("train-scorer", train_scorer().model_dump()))
 
 
 @app.command(name="eval")
@@ -153,8 +155,8 @@ def evaluate(
         "all-items path share": metrics["cascade_all_items"]["path_share"],
         "cascade recall on all positives": metrics["cascade_all_items"]["recall"],
     }
-    console.print(measures(f"evaluate-scan ({split})", rows))
-    console.print(f"written: bench/results/eval_{split}.json")
+    console().print(measures(f"evaluate-scan ({split})", rows))
+    console().print(f"written: bench/results/eval_{split}.json")
     if ladder:
         cli_ladder.ladder_eval_command(split=split.value, sample=None, serve=serve)
 
@@ -169,11 +171,11 @@ def status() -> None:
 
     runtime = Runtime.for_settings(load_settings())
     rows = [[d.dataset, str(d.files), str(d.rows)] for d in service.lake_datasets(runtime)]
-    console.print(
+    console().print(
         records(f"lake at {runtime.settings.lake_location}", ["dataset", "files", "rows"], rows)
     )
     vectors = runtime.settings.vectors_location
-    console.print(f"vectors: {service.abstracts_indexed(runtime)} abstracts in {vectors}")
+    console().print(f"vectors: {service.abstracts_indexed(runtime)} abstracts in {vectors}")
 
 
 app.add_typer(cli_knowledge.app)  # ask, index

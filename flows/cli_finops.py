@@ -38,9 +38,9 @@ def finops(
     try:
         report = service.report(Runtime.for_settings(load_settings()), period.start, period.end)
     except PharmalaneError as exc:
-        console.print(f"[red]{type(exc).__name__}: {exc}[/red]")
+        console().print(f"[red]{type(exc).__name__}: {exc}[/red]")
         raise typer.Exit(2) from exc
-    console.print(
+    console().print(
         f"FinOps {period.first} to {period.last}: {usd(report.total_usd)} over {report.calls} calls"
     )
     for title, data in (
@@ -56,10 +56,10 @@ def finops(
         ("ten most expensive calls", report.top_calls.drop("created_at", strict=False)),
         ("burst hours", report.bursts),
     ):
-        console.print(frame(title, data))
+        console().print(frame(title, data))
     if html is not None:
         service.write_html(report, html)
-        console.print(f"report: {html}")
+        console().print(f"report: {html}")
 
 
 @audit_app.command("verify")
@@ -73,16 +73,16 @@ def audit_verify() -> None:
     try:
         check = verify(Runtime.for_settings(load_settings()))
     except ConfigError as exc:
-        console.print(f"[red]ConfigError: {exc}[/red]")
+        console().print(f"[red]ConfigError: {exc}[/red]")
         raise typer.Exit(2) from exc
     result = check.verification
     if result.ok:
-        console.print(
+        console().print(
             f"audit trail intact: {result.entries} entries in {check.trail}, "
             f"{check.anchors} anchors hold"
         )
         return
-    console.print(
+    console().print(
         f"[red]audit trail BROKEN at entry {result.first_bad}: {result.problem}[/red] "
         f"({result.entries} entries verified, {check.trail})"
     )
@@ -130,9 +130,9 @@ def budget_status() -> None:
                 budget.on_exhaustion,
             ]
         )
-    console.print(records(f"budgets at {now:%Y-%m-%d %H:%M} UTC", columns, rows))
+    console().print(records(f"budgets at {now:%Y-%m-%d %H:%M} UTC", columns, rows))
     if over:
-        console.print(
+        console().print(
             f"[red]ALERT[/red] spend past the limit this period (urgent overrides or overages; "
             f"see the audit trail's budget_exhausted / budget_overage entries): {', '.join(over)}"
         )

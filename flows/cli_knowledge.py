@@ -35,16 +35,16 @@ def ask(
     asker = Asker(Runtime.for_settings(settings))
     asked = asker.ask(question, product)
     asker.flush()
-    console.print(asked.answer.text)
+    console().print(asked.answer.text)
     for cite in asked.answer.citations:
-        console.print(f"  - {cite}")
+        console().print(f"  - {cite}")
     if asked.answer.note:
-        console.print(f"[yellow]note: {asked.answer.note}[/yellow]")
+        console().print(f"[yellow]note: {asked.answer.note}[/yellow]")
     share = asked.answer.grounded_share
     grounded = "not checked" if share is None else f"{share:.0%} of sentences"
     refused = "; refusal" if asked.answer.refusal else ""
-    console.print(f"[dim]grounded: {grounded}{refused}[/dim]")
-    console.print(
+    console().print(f"[dim]grounded: {grounded}{refused}[/dim]")
+    console().print(
         f"[dim]served by: {asked.tier} ({asked.answer.composer}); class {asked.query_class}; "
         f"cost ${asked.cost_usd:.8f}; saved ${asked.cost_saved_usd:.8f}[/dim]"
     )
@@ -56,4 +56,4 @@ def index() -> None:
     prefect_defaults(quiet=True)
     from flows.refresh_summaries import refresh_summaries
 
-    console.print(measures("refresh-summaries", refresh_summaries().model_dump()))
+    console().print(measures("refresh-summaries", refresh_summaries().model_dump()))

@@ -36,12 +36,12 @@ def _serving(model: str | None) -> AbstractContextManager[object]:
     settings = load_settings()
     port = urlparse(settings.llm.endpoints[key].base_url).port
     path = smollm2_gguf() if model == "smollm2" else qwen_gguf(settings.cache_dir)
-    console.print(f"serving {path.name} on port {port}")
+    console().print(f"serving {path.name} on port {port}")
     return llama_server(path, port=port, log=settings.cache_dir / "llama_server.log")
 
 
 def _print(title: str, rows: dict[str, object]) -> None:
-    console.print(measures(title, rows))
+    console().print(measures(title, rows))
 
 
 @app.command()
@@ -107,7 +107,7 @@ def _paths_table(title: str, paths: object) -> None:
         [name, *(f"{m[c]:.4g}" if m[c] is not None else "-" for c in columns)]
         for name, m in paths.items()
     ]
-    console.print(records(title, ["path", *columns], rows))
+    console().print(records(title, ["path", *columns], rows))
 
 
 @app.command("llm-serve")
@@ -118,7 +118,7 @@ def llm_serve(
     import time
 
     with _serving(model):
-        console.print("ready; Ctrl-C to stop")
+        console().print("ready; Ctrl-C to stop")
         try:
             while True:
                 time.sleep(3600)

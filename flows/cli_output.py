@@ -10,8 +10,19 @@ import polars as pl
 from rich.console import Console
 from rich.table import Table
 
-console = Console()
-errors = Console(stderr=True)
+
+def console() -> Console:
+    """Standard output, sized by the terminal (or ``COLUMNS``) now, not at import.
+
+    A module-level ``Console()`` fixes its width from ``COLUMNS`` as it was when the module
+    was first imported, so one caller's width stuck to every later command in the process.
+    """
+    return Console()
+
+
+def errors() -> Console:
+    """Standard error, sized as ``console``."""
+    return Console(stderr=True)
 
 
 def _cell(value: Any) -> str:

@@ -76,7 +76,7 @@ def serve(
         host, cert=tls_cert is not None, key=tls_key is not None, insecure_no_tls=insecure_no_tls
     )
     if refusal:
-        errors.print(f"[red]{refusal}[/red]")
+        errors().print(f"[red]{refusal}[/red]")
         raise typer.Exit(2)
     import uvicorn
 
@@ -102,7 +102,7 @@ def submit(file: Path, url: Url = DEFAULT_URL) -> None:
 
     body = json.loads(file.read_text(encoding="utf-8"))
     response = httpx.post(f"{url}/cases", json=body, headers={"X-API-Key": _api_key()}, timeout=30)
-    console.print_json(response.text)
+    console().print_json(response.text)
     if response.status_code != 200:
         raise typer.Exit(1)
 
@@ -119,10 +119,10 @@ def replay(
 
     cases, rejected = replay_feed()
     if rejected:
-        console.print(f"{len(rejected)} source rows are not cases (first: {rejected[0]})")
+        console().print(f"{len(rejected)} source rows are not cases (first: {rejected[0]})")
     result = run(url, _api_key(), cases, rate=rate, max_seconds=seconds)
     shown = {k: f"{v:.3f}" if isinstance(v, float) else v for k, v in result.summary().items()}
-    console.print(measures(f"replay at {rate}/s", shown))
+    console().print(measures(f"replay at {rate}/s", shown))
 
 
 @triage_app.command("hash-key")
@@ -145,7 +145,7 @@ def new_key_cmd() -> None:
     """Print a fresh data key: put it first in PHARMALANE_DATA_KEYS, then run rotate-key."""
     from tasks.io.sealing import new_key
 
-    console.print(new_key(), highlight=False, soft_wrap=True)
+    console().print(new_key(), highlight=False, soft_wrap=True)
 
 
 @triage_app.command("rotate-key")
@@ -160,9 +160,9 @@ def rotate_key() -> None:
         store = _store()
         result = store.reseal()
     except PharmalaneError as exc:
-        console.print(f"[red]{exc}[/red]")
+        console().print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from exc
-    console.print(
+    console().print(
         f"{result.resealed} case(s) resealed with data key {store.sealer.primary_id}, "
         f"{result.already_current} already were: older keys can be removed"
     )
@@ -180,7 +180,7 @@ def lane(
 
     # the lane acquires its limit strictly; `make ui` creates it on a server, this in-process
     ensure_global_limit(WORKFLOW)
-    console.print(urgent_ae_triage(idle_stop_seconds=idle_stop_seconds).model_dump())
+    console().print(urgent_ae_triage(idle_stop_seconds=idle_stop_seconds).model_dump())
 
 
 def _store() -> TriageCases:
@@ -217,7 +217,7 @@ def review_list() -> None:
         ]
         for i in inbox.open_items(runtime)
     ]
-    console.print(records("review inbox: open items", columns, rows))
+    console().print(records("review inbox: open items", columns, rows))
 
 
 @review_app.command("show")
@@ -233,7 +233,7 @@ def review_show(item: str) -> None:
         found = inbox.find(runtime, item)
     except DataContractError as exc:
         _refuse(str(exc))
-    console.print_json(json.dumps(asdict(found), default=str))
+    console().print_json(json.dumps(asdict(found), default=str))
 
 
 def _reviewer_key_id(settings: Settings) -> str:
@@ -268,7 +268,7 @@ def _reviewer_key(settings: Settings) -> ApiKey:
 
 
 def _refuse(message: str) -> NoReturn:
-    console.print(f"[red]{message}[/red]")
+    console().print(f"[red]{message}[/red]")
     raise typer.Exit(1)
 
 
@@ -283,7 +283,7 @@ def _verdict(item: str, verdict: str, reason: str) -> None:
         )
     except DataContractError as exc:  # AlreadyResolved included: nothing changed
         _refuse(str(exc))
-    console.print(f"{resolved.item_id}: {resolved.outcome} by {reviewer}")
+    console().print(f"{resolved.item_id}: {resolved.outcome} by {reviewer}")
 
 
 @review_app.command("code")
@@ -302,7 +302,7 @@ def review_code(item: str) -> None:
         )
     except DataContractError as exc:  # unknown item, or already resolved
         _refuse(str(exc))
-    console.print(
+    console().print(
         f"review code for {issued.item_id}: {issued.code} "
         f"(once, until {issued.expires_at:%H:%M} UTC; as {issued.key_id})"
     )
@@ -315,7 +315,7 @@ def review_export(folder: Path) -> None:
 
     runtime, _ = _runtime_and_reviewer()
     json_path, csv_path, count = inbox.export_confirmed(runtime, folder)
-    console.print(f"{count} confirmed cases: {json_path}, {csv_path}")
+    console().print(f"{count} confirmed cases: {json_path}, {csv_path}")
 
 
 Reason = Annotated[str, typer.Option(help="the reason of record (audit trail)")]
