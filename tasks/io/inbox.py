@@ -32,7 +32,7 @@ from typing import Any, Protocol
 from tasks.errors import AlreadyResolved, DataContractError
 from tasks.io.private_files import private_sqlite
 from tasks.io.sealing import Sealer
-from tasks.io.sqlite_wal import durable_connection, enable_wal
+from tasks.io.sqlite_wal import durable_connection, enable_wal, stored_values
 from tasks.schemas import InboxItem
 
 _DDL = """
@@ -62,8 +62,6 @@ CREATE TABLE IF NOT EXISTS review_runs (
     started_at TEXT NOT NULL
 );
 """
-# ids looked up per query: well under SQLite's 32,766 bound on host parameters
-_KNOWN_BATCH = 500
 ORDER_ITEMS = " ORDER BY due_date, priority, item_id"
 SELECT_ITEMS = (
     "SELECT item_id, kind, source_id, source, reason, day_zero, clock_days, due_date, priority,"
@@ -149,14 +147,8 @@ class SqliteInbox:
 
     def known(self, item_ids: Sequence[str]) -> set[str]:
         """Which of ``item_ids`` the inbox holds, open or resolved (nothing is unsealed)."""
-        wanted, found = sorted(set(item_ids)), set[str]()
         with self._connect() as con:
-            for start in range(0, len(wanted), _KNOWN_BATCH):
-                batch = wanted[start : start + _KNOWN_BATCH]
-                marks = ", ".join("?" * len(batch))
-                query = f"SELECT item_id FROM items WHERE item_id IN ({marks})"  # noqa: S608
-                found.update(r[0] for r in con.execute(query, batch))
-        return found
+            return stored_values(con, "items", "item_id", sorted(set(item_ids)))
 
     def items(self, *, status: str | None = "open") -> list[InboxItem]:
         """Items with ``status`` (None: all), earliest due date first, then priority."""

@@ -28,6 +28,8 @@ from pathlib import Path
 import polars as pl
 import pyarrow.parquet as pq
 
+from tasks.io.sqlite_wal import stored_values
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS folders (
     folder   TEXT PRIMARY KEY,
@@ -48,21 +50,11 @@ CREATE TABLE IF NOT EXISTS keys (
 """
 _NULL = "\x00"  # a null key part: distinct from every string, equal to another null
 _SEPARATOR = "\x1f"
-_LOOKUP_BATCH = 500  # keys per IN list (SQLite's variable limit is far above)
 
 
 def stored_keys(con: sqlite3.Connection, keys: Sequence[str]) -> set[str]:
-    """Which of ``keys`` the index's ``keys`` table holds (asked in batches of IN lists)."""
-    found: set[str] = set()
-    for start in range(0, len(keys), _LOOKUP_BATCH):
-        batch = keys[start : start + _LOOKUP_BATCH]
-        marks = ", ".join("?" * len(batch))
-        rows = con.execute(
-            f"SELECT DISTINCT key FROM keys WHERE key IN ({marks})",  # noqa: S608
-            batch,
-        ).fetchall()
-        found.update(row[0] for row in rows)
-    return found
+    """Which of ``keys`` the index's ``keys`` table holds."""
+    return stored_values(con, "keys", "key", keys)
 
 
 _RACY_NS = 50_000_000  # folder mtimes younger than this may still change unseen in one tick

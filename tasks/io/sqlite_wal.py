@@ -13,7 +13,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -73,3 +73,22 @@ def durable_connection(path: Path) -> Iterator[sqlite3.Connection]:
         yield con
     finally:
         con.close()
+
+
+_LOOKUP_BATCH = 500  # values per IN list: SQLite's variable limit is 999 on old builds
+
+
+def stored_values(
+    con: sqlite3.Connection, table: str, column: str, values: Sequence[str]
+) -> set[str]:
+    """Which of ``values`` ``table.column`` holds, asked in batches of IN lists.
+
+    ``table`` and ``column`` are the caller's constants, never input.
+    """
+    found: set[str] = set()
+    for start in range(0, len(values), _LOOKUP_BATCH):
+        batch = values[start : start + _LOOKUP_BATCH]
+        marks = ", ".join("?" * len(batch))
+        query = f"SELECT DISTINCT {column} FROM {table} WHERE {column} IN ({marks})"  # noqa: S608
+        found.update(row[0] for row in con.execute(query, batch))
+    return found
